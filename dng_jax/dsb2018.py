@@ -1,0 +1,224 @@
+"""Reading the Kaggle DSB2018 stage-1 layout from a folder or straight from its zip.
+
+Layout (exactly as the Kaggle download): ``<id>/images/<id>.png`` (RGBA, grayscale or RGB PNG) and
+``<id>/masks/<mask_id>.png`` (one binary PNG per nucleus). A sample is an RGB uint8 image and a uint16
+instance-label image (0 = background, 1..n in the sorted order of the mask file names).
+
+Every problem with the data raises :class:`DataError` naming the file and what is wrong, so a batch job
+stops with a line a person can act on instead of a traceback from deep inside PIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import zipfile
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "DataError",
+    "Sample",
+    "Source",
+    "open_source",
+    "bundled_minidata_path",
+    "to_rgb_uint8",
+    "decode_png",
+]
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    id: str
+    image: np.ndarray  # uint8 [H, W, 3]
+    labels: np.ndarray  # uint16 [H, W], 0 = background
+
+
+def bundled_minidata_path() -> Path:
+    """The small CC0 subset of DSB2018 shipped with the package (a zip in the Kaggle layout)."""
+    return Path(str(resources.files("dng_jax") / "minidata" / "dsb2018_mini.zip"))
+
+
+def to_rgb_uint8(array: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """Normalise grayscale / gray+alpha / RGB / RGBA and 8/16-bit to RGB uint8 (alpha dropped)."""
+    a = np.asarray(array)
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    if a.dtype == np.uint16 or a.dtype == np.int32 or a.dtype == np.uint32:
+        hi = float(a.max()) if a.size else 0.0
+        a = (a.astype(np.float64) * (255.0 / hi) if hi > 255 else a).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise DataError(f"{name}: unsupported pixel type {a.dtype}")
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] in (1, 2):
+        a = np.repeat(a[:, :, :1], 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[:, :, :3]
+    else:
+        raise DataError(f"{name}: expected a grayscale, RGB or RGBA image, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def decode_png(data: bytes, name: str) -> np.ndarray:
+    """Decode image bytes with PIL; corrupt or truncated files raise DataError naming ``name``."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode == "P":
+                im = im.convert("RGBA")
+            if im.mode == "I;16" or im.mode.startswith("I;16"):
+                return np.array(im, dtype=np.uint16)
+            return np.array(im)
+    except Exception as e:  # PIL raises many types for broken files
+        raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+class Source:
+    """A DSB2018 collection in the Kaggle layout, read from a folder or a zip file.
+
+    The zip may have the sample folders at its top level (the Kaggle ``stage1_train.zip``) or inside one
+    top-level folder; both are found.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"{self.path}: no such file or folder")
+        self._zip: zipfile.ZipFile | None = None
+        self._index: dict[str, dict[str, list[str]]] = {}
+        if self.path.is_dir():
+            self._index_dir()
+        else:
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DataError(f"{self.path}: not a readable zip file ({e})") from None
+            self._index_zip()
+        if not self._index:
+            raise DataError(
+                f"{self.path}: no samples found (expected <id>/images/<id>.png and <id>/masks/*.png)"
+            )
+
+    # -- indexing ---------------------------------------------------------------------------------
+    def _add(self, parts: tuple[str, ...], full: str) -> None:
+        # parts ends with (<id>, "images"|"masks", file)
+        if len(parts) < 3 or parts[-2] not in ("images", "masks"):
+            return
+        sid, kind, fname = parts[-3], parts[-2], parts[-1]
+        if not fname.lower().endswith(".png") or fname.startswith("."):
+            return
+        entry = self._index.setdefault(sid, {"images": [], "masks": []})
+        entry[kind].append(full)
+
+    def _index_zip(self) -> None:
+        for name in self._zip.namelist():
+            if name.endswith("/") or "__MACOSX" in name:
+                continue
+            self._add(PurePosixPath(name).parts, name)
+
+    def _index_dir(self) -> None:
+        for pattern in ("*/*/*.png", "*/*/*/*.png"):
+            for f in sorted(self.path.glob(pattern)):
+                self._add(f.relative_to(self.path).parts, str(f))
+
+    # -- access -----------------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        return sorted(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, sid: str) -> bool:
+        return sid in self._index
+
+    def _read(self, name: str) -> bytes:
+        where = f"{self.path}:{name}" if self._zip is not None else name
+        try:
+            if self._zip is not None:
+                return self._zip.read(name)
+            return Path(name).read_bytes()
+        except (KeyError, OSError, zipfile.BadZipFile) as e:
+            raise DataError(f"{where}: cannot read ({e})") from None
+
+    def _where(self, name: str) -> str:
+        return f"{self.path}:{name}" if self._zip is not None else name
+
+    def image_file(self, sid: str) -> str:
+        entry = self._entry(sid)
+        want = f"{sid}.png"
+        images = [n for n in entry["images"] if PurePosixPath(n).name == want] or entry["images"]
+        if len(images) != 1:
+            raise DataError(f"{self._where(f'{sid}/images/{want}')}: expected exactly one image file, "
+                            f"found {len(entry['images'])}")
+        return images[0]
+
+    def _entry(self, sid: str) -> dict[str, list[str]]:
+        if sid not in self._index:
+            raise DataError(f"{self.path}: no sample with id {sid!r}")
+        return self._index[sid]
+
+    def load_image(self, sid: str) -> np.ndarray:
+        name = self.image_file(sid)
+        return to_rgb_uint8(decode_png(self._read(name), self._where(name)), self._where(name))
+
+    def load_labels(self, sid: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """Instance labels from the per-nucleus masks; overlap or a size mismatch is an error."""
+        entry = self._entry(sid)
+        masks = sorted(entry["masks"])
+        if shape is None:
+            shape = self.load_image(sid).shape[:2]
+        if not masks:
+            raise DataError(f"{self._where(sid + '/masks')}: no mask files (empty or missing masks folder)")
+        if len(masks) > np.iinfo(np.uint16).max:
+            raise DataError(f"{self._where(sid + '/masks')}: more than 65535 masks")
+        labels = np.zeros(shape, dtype=np.uint16)
+        for i, name in enumerate(masks, start=1):
+            where = self._where(name)
+            m = decode_png(self._read(name), where)
+            if m.ndim == 3:
+                m = m[..., 0] if m.shape[2] in (1, 2) or np.all(m[..., :3] == m[..., :1]) else m.max(axis=2)
+            if m.shape != tuple(shape):
+                raise DataError(f"{where}: mask is {m.shape[1]}x{m.shape[0]} (WxH) but the image is "
+                                f"{shape[1]}x{shape[0]}")
+            fg = m > 0
+            clash = fg & (labels > 0)
+            if clash.any():
+                other = masks[int(labels[clash][0]) - 1]
+                raise DataError(f"{where}: overlaps mask {PurePosixPath(other).name} in "
+                                f"{int(clash.sum())} pixels")
+            labels[fg] = i
+        return labels
+
+    def load(self, sid: str, with_labels: bool = True) -> Sample:
+        image = self.load_image(sid)
+        labels = self.load_labels(sid, image.shape[:2]) if with_labels else np.zeros(image.shape[:2], np.uint16)
+        return Sample(sid, image, labels)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for sid in self.ids():
+            yield self.load(sid)
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_source(path: str | os.PathLike | None = None) -> Source:
+    """Open a Kaggle-layout folder or zip; ``None`` opens the bundled mini-set."""
+    return Source(bundled_minidata_path() if path is None else path)

@@ -1,0 +1,163 @@
+"""The cell-type partition of DSB2018 and the paper's splits (section II-B).
+
+The paper split the images into seven types by hand. We replace that with a deterministic rule on image
+statistics so that anyone gets the same partition from the same files:
+
+1. *grayscale* when the mean absolute difference between neighbouring colour channels is below 1 grey
+   level; else *colour* (stained tissue).
+2. grayscale with a median grey level below 128 (dark background) -> ``fluorescence`` (CT1, the known
+   type); with a bright background -> ``brightfield``.
+3. colour images are split by the saturation of their median colour (the background): below 0.15 ->
+   ``tissue_white``; at or above 0.33 -> ``tissue_magenta``; in between -> ``tissue_purple``.
+
+On the stage-1 training set this gives 541 / 16 / 38 / 56 / 13 images; the thresholds sit in wide gaps
+of the statistics' distributions (see docs/partition.md), so small changes to an image do not move it.
+
+Splits: a seeded test set of ``n_test_per_type`` images of every type (the paper: 2); the CT1 training
+set is CT1 minus its test images; the unlabeled clustering set is every non-CT1 image, test images
+included, as in the paper ("training with the test data is a viable approach", pseudo-labels only).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dng_jax.atomic import atomic_write_text
+from dng_jax.dsb2018 import DataError, Source
+
+__all__ = [
+    "CELL_TYPES",
+    "KNOWN_TYPE",
+    "RULE_VERSION",
+    "image_statistics",
+    "classify",
+    "build_manifest",
+    "write_manifest",
+    "read_manifest",
+    "load_or_build_manifest",
+    "Splits",
+    "make_splits",
+]
+
+KNOWN_TYPE = "fluorescence"
+CELL_TYPES = ("fluorescence", "brightfield", "tissue_white", "tissue_purple", "tissue_magenta")
+RULE_VERSION = 1
+
+GRAY_MAX_CHANNEL_DIFF = 1.0
+DARK_BACKGROUND_MAX = 128.0
+WHITE_MAX_SATURATION = 0.15
+MAGENTA_MIN_SATURATION = 0.33
+
+
+def image_statistics(image: np.ndarray) -> dict[str, float]:
+    """The statistics the rule looks at, for one RGB uint8 image."""
+    im = image.astype(np.float32)
+    channel_diff = float(np.abs(im[..., 0] - im[..., 1]).mean() + np.abs(im[..., 1] - im[..., 2]).mean())
+    median = np.median(im.reshape(-1, 3), axis=0)
+    _, saturation, _ = colorsys.rgb_to_hsv(*(median / 255.0))
+    return {
+        "channel_diff": channel_diff,
+        "median_gray": float(median.mean()),
+        "median_saturation": float(saturation),
+    }
+
+
+def classify(stats: dict[str, float]) -> str:
+    """Cell type from :func:`image_statistics` (the rule in the module docstring)."""
+    if stats["channel_diff"] < GRAY_MAX_CHANNEL_DIFF:
+        return "fluorescence" if stats["median_gray"] < DARK_BACKGROUND_MAX else "brightfield"
+    if stats["median_saturation"] < WHITE_MAX_SATURATION:
+        return "tissue_white"
+    if stats["median_saturation"] >= MAGENTA_MIN_SATURATION:
+        return "tissue_magenta"
+    return "tissue_purple"
+
+
+def build_manifest(source: Source, progress: bool = True) -> dict[str, str]:
+    """id -> cell type for every image of ``source`` (reads the images only, not the masks)."""
+    ids = source.ids()
+    it = ids
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(ids, desc="partition", unit="img", leave=False)
+    return {sid: classify(image_statistics(source.load_image(sid))) for sid in it}
+
+
+def write_manifest(path: str | os.PathLike, manifest: dict[str, str]) -> None:
+    doc = {"rule_version": RULE_VERSION, "types": dict(sorted(manifest.items()))}
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, str]:
+    try:
+        doc = json.loads(Path(path).read_text())
+        types = doc["types"]
+    except FileNotFoundError:
+        raise DataError(f"{path}: manifest not found") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: not a dng-jax manifest ({e})") from None
+    bad = sorted({t for t in types.values() if t not in CELL_TYPES})
+    if bad:
+        raise DataError(f"{path}: unknown cell types {bad}; expected some of {list(CELL_TYPES)}")
+    if doc.get("rule_version") != RULE_VERSION:
+        raise DataError(f"{path}: made by partition rule {doc.get('rule_version')}, this is {RULE_VERSION}")
+    return dict(types)
+
+
+def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Read the manifest at ``path`` if it covers exactly ``source``'s ids; else build and write it."""
+    if path is not None and Path(path).exists():
+        try:
+            manifest = read_manifest(path)
+        except DataError:
+            manifest = None
+        if manifest is not None and sorted(manifest) == source.ids():
+            return manifest
+    manifest = build_manifest(source)
+    if path is not None:
+        write_manifest(path, manifest)
+    return manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    train_ct1: list[str]  # labelled segmentation training set (CT1 minus its test images)
+    test: dict[str, list[str]]  # cell type -> test ids
+    cluster: list[str]  # unlabeled clustering set: every non-CT1 image, test images included
+
+    @property
+    def test_known(self) -> list[str]:
+        return list(self.test.get(KNOWN_TYPE, []))
+
+    @property
+    def test_unknown(self) -> list[str]:
+        return [i for t, ids in sorted(self.test.items()) if t != KNOWN_TYPE for i in ids]
+
+    @property
+    def test_all(self) -> list[str]:
+        return self.test_known + self.test_unknown
+
+
+def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 0) -> Splits:
+    """The paper's splits, reproducible from (manifest, n_test_per_type, seed)."""
+    if n_test_per_type < 0:
+        raise ValueError(f"n_test_per_type must be >= 0, got {n_test_per_type}")
+    rng = np.random.default_rng(seed)
+    test: dict[str, list[str]] = {}
+    for ctype in CELL_TYPES:
+        ids = sorted(i for i, t in manifest.items() if t == ctype)
+        if not ids:
+            continue
+        n = min(n_test_per_type, len(ids) - 1 if ctype == KNOWN_TYPE else len(ids))
+        test[ctype] = sorted(rng.choice(ids, size=max(n, 0), replace=False).tolist())
+    known_test = set(test.get(KNOWN_TYPE, []))
+    train = sorted(i for i, t in manifest.items() if t == KNOWN_TYPE and i not in known_test)
+    cluster = sorted(i for i, t in manifest.items() if t != KNOWN_TYPE)
+    return Splits(train_ct1=train, test=test, cluster=cluster)

@@ -1,0 +1,86 @@
+"""Host-side batches of random crops for training (paper II-C: 256x256 crops, smaller images zero padded).
+
+Deterministic given (seed, epoch): the shuffle and every crop offset come from a NumPy generator seeded
+with both, so an interrupted run that restarts at epoch e, step s sees exactly the batches it would have
+seen. Augmentation is *not* done here; it runs on device inside the jitted train step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from dng_jax.dsb2018 import Sample
+
+__all__ = ["pad_to", "random_crop", "CropBatches"]
+
+
+def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Zero-pad the first two axes (bottom/right) up to at least height x width."""
+    ph, pw = max(height - array.shape[0], 0), max(width - array.shape[1], 0)
+    if ph == 0 and pw == 0:
+        return array
+    pad = [(0, ph), (0, pw)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad)
+
+
+def random_crop(
+    rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same random ``size`` x ``size`` window of image and labels; small images are zero padded first."""
+    if image.shape[:2] != labels.shape[:2]:
+        raise ValueError(f"image {image.shape[:2]} and labels {labels.shape[:2]} differ in size")
+    image, labels = pad_to(image, size, size), pad_to(labels, size, size)
+    y = int(rng.integers(0, image.shape[0] - size + 1))
+    x = int(rng.integers(0, image.shape[1] - size + 1))
+    return image[y : y + size, x : x + size], labels[y : y + size, x : x + size]
+
+
+class CropBatches:
+    """Epochs of shuffled batches ``(images uint8 [B,S,S,3], targets [B,S,S])`` from in-memory samples.
+
+    ``transform`` maps a cropped label image to the training target (e.g. the 3-class map of
+    :func:`dng_jax.targets.labels_to_classes`); it runs after cropping so borders are computed on the
+    crop, as a network sees it. The last incomplete batch of an epoch is dropped.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        batch_size: int,
+        crop_size: int = 256,
+        seed: int = 0,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(samples) < batch_size:
+            raise ValueError(f"{len(samples)} samples cannot fill one batch of {batch_size}")
+        self.samples = list(samples)
+        self.batch_size = batch_size
+        self.crop_size = crop_size
+        self.seed = seed
+        self.transform = transform
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.samples) // self.batch_size
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of ``epoch`` from ``start_step`` on (for resuming mid-epoch)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.samples))
+        # One generator per batch, derived from (seed, epoch, step): skipping steps changes nothing.
+        for step in range(start_step, self.steps_per_epoch):
+            batch_rng = np.random.default_rng([self.seed, epoch, step])
+            images, targets = [], []
+            for i in order[step * self.batch_size : (step + 1) * self.batch_size]:
+                s = self.samples[i]
+                im, lab = random_crop(batch_rng, s.image, s.labels, self.crop_size)
+                images.append(im)
+                targets.append(self.transform(lab) if self.transform is not None else lab)
+            yield np.stack(images), np.stack(targets)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.epoch(0)
