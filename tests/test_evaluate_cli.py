@@ -1,0 +1,198 @@
+"""End-to-end tests of ``python -m dng_jax.evaluate`` and of label-image reading/writing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dng_jax.evaluate import main
+from dng_jax.label_io import read_labels, write_labels
+
+
+def _gt_pred():
+    gt = np.zeros((10, 10), np.uint16)
+    gt[0, 0:10] = 1  # 10 pixels
+    pred = np.zeros((10, 10), np.uint16)
+    pred[0, 0:6] = 300  # IoU 0.6 -> 0.2
+    return gt, pred
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt, pred = _gt_pred()
+    write_labels(gt_dir / "a.png", gt)
+    write_labels(pred_dir / "a.tif", pred)  # stems pair across formats
+    write_labels(gt_dir / "b.tiff", gt)
+    write_labels(pred_dir / "b.png", gt)  # perfect -> 1.0
+    write_labels(gt_dir / "c.png", np.zeros((4, 5), np.uint16))
+    write_labels(pred_dir / "c.png", np.zeros((4, 5), np.uint16))  # empty/empty -> 1.0
+    return gt_dir, pred_dir
+
+
+def test_main_scores_and_json(dirs, tmp_path, capsys):
+    gt_dir, pred_dir = dirs
+    out = tmp_path / "res" / "scores.json"
+    assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["per_image"] == pytest.approx({"a": 0.2, "b": 1.0, "c": 1.0})
+    assert res["map"] == pytest.approx(2.2 / 3)
+    assert res["n_images"] == 3
+    text = capsys.readouterr().out
+    assert "a  0.200000" in text and "mAP 0.733333 over 3 images" in text
+    assert [p.name for p in out.parent.iterdir()] == ["scores.json"]  # no temp file left
+
+
+def test_quiet(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "-q"]) == 0
+    assert capsys.readouterr().out.strip().startswith("mAP 0.733333")
+
+
+def test_subprocess_end_to_end(dirs, tmp_path):
+    gt_dir, pred_dir = dirs
+    out = tmp_path / "s.json"
+    proc = subprocess.run([sys.executable, "-m", "dng_jax.evaluate", "--gt", str(gt_dir), "--pred",
+                           str(pred_dir), "--json", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["map"] == pytest.approx(2.2 / 3)
+
+
+def _error(capsys, argv) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_missing_prediction(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    (pred_dir / "b.png").unlink()
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert "1 ground-truth image(s) have no prediction" in err and ": b" in err and "--allow-missing" in err
+    assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--allow-missing", "-q"]) == 0
+    assert "mAP 0.400000 over 3 images" in capsys.readouterr().out  # (0.2 + 0 + 1) / 3
+
+
+def test_extra_prediction(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    write_labels(pred_dir / "zz.png", np.zeros((3, 3), np.uint16))
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert "prediction(s) have no ground truth" in err and "zz" in err
+    assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--ignore-extra", "-q"]) == 0
+
+
+def test_shape_mismatch_names_both_files(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    write_labels(pred_dir / "c.png", np.zeros((5, 4), np.uint16))
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert "shape mismatch for 'c'" in err
+    assert str(gt_dir / "c.png") in err and str(pred_dir / "c.png") in err and "4x5" in err
+
+
+def test_missing_and_empty_dirs(tmp_path, capsys):
+    err = _error(capsys, ["--gt", str(tmp_path / "nope"), "--pred", str(tmp_path)])
+    assert "ground-truth folder" in err and "does not exist" in err
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "notes.txt").write_text("x")
+    err = _error(capsys, ["--gt", str(tmp_path / "g"), "--pred", str(tmp_path)])
+    assert "has no label images" in err
+    f = tmp_path / "file.png"
+    f.write_bytes(b"")
+    err = _error(capsys, ["--gt", str(tmp_path / "g"), "--pred", str(f)])
+    assert "is not a directory" in err
+
+
+def test_duplicate_stem(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    write_labels(gt_dir / "a.tif", np.zeros((10, 10), np.uint16))
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert "two files for 'a'" in err
+
+
+def test_corrupt_and_rgb_files(dirs, capsys):
+    gt_dir, pred_dir = dirs
+    (pred_dir / "b.png").write_bytes(b"not a png")
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert str(pred_dir / "b.png") in err and "cannot read PNG" in err
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(pred_dir / "b.png")
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert "mode RGB is not a label image" in err
+    (pred_dir / "b.png").unlink()
+    (pred_dir / "b.tif").write_bytes(b"II*\x00garbage")
+    err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
+    assert str(pred_dir / "b.tif") in err and "cannot read TIFF" in err
+    assert capsys.readouterr().err == ""  # nothing more than the one line
+
+
+# ---------------------------------------------------------------------------------------------------
+# label_io
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["x.png", "x.tif", "x.TIFF"])
+def test_label_round_trip(tmp_path, name):
+    rng = np.random.default_rng(0)
+    lab = rng.integers(0, 65536, (17, 23)).astype(np.uint16)
+    write_labels(tmp_path / name, lab)
+    back = read_labels(tmp_path / name)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, lab)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_label_png_is_16bit(tmp_path):
+    write_labels(tmp_path / "a.png", np.ones((3, 3), np.int64))
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode.startswith("I;16")
+
+
+def test_label_uint32_tiff_and_png_limit(tmp_path):
+    lab = np.array([[0, 70000], [3, 1]], np.uint32)
+    write_labels(tmp_path / "a.tif", lab)
+    back = read_labels(tmp_path / "a.tif")
+    assert back.dtype == np.uint32 and back.tolist() == lab.tolist()
+    with pytest.raises(ValueError, match=r"b.png: label 70000 does not fit a 16-bit PNG"):
+        write_labels(tmp_path / "b.png", lab)
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_label_read_8bit_and_bool_png(tmp_path):
+    Image.fromarray(np.array([[0, 5], [7, 0]], np.uint8)).save(tmp_path / "a.png")
+    assert read_labels(tmp_path / "a.png").tolist() == [[0, 5], [7, 0]]
+    Image.fromarray(np.array([[0, 1], [1, 0]], bool)).save(tmp_path / "b.png")
+    assert read_labels(tmp_path / "b.png").tolist() == [[0, 1], [1, 0]]
+
+
+def test_label_io_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
+        read_labels(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=r"a.jpg: unsupported label image type '.jpg'"):
+        read_labels(tmp_path / "a.jpg")
+    with pytest.raises(ValueError, match="integer dtype"):
+        write_labels(tmp_path / "a.png", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="negative"):
+        write_labels(tmp_path / "a.png", -np.ones((2, 2), int))
+    with pytest.raises(ValueError, match="2-D"):
+        write_labels(tmp_path / "a.png", np.zeros((2, 2, 2), int))
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "f.tif", np.full((2, 2), 0.5, np.float32))
+    with pytest.raises(ValueError, match="f.tif: floating-point image with non-integer values"):
+        read_labels(tmp_path / "f.tif")
+    tifffile.imwrite(tmp_path / "g.tif", np.full((2, 2), 3.0, np.float32))
+    assert read_labels(tmp_path / "g.tif").tolist() == [[3, 3], [3, 3]]
+    tifffile.imwrite(tmp_path / "n.tif", np.full((2, 2), -1, np.int16))
+    with pytest.raises(ValueError, match="n.tif: label image has negative values"):
+        read_labels(tmp_path / "n.tif")
+    tifffile.imwrite(tmp_path / "s.tif", np.zeros((3, 2, 2), np.uint16), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"s.tif: label image must be 2-D, got shape \(3, 2, 2\)"):
+        read_labels(tmp_path / "s.tif")
+    Image.fromarray(np.zeros((2, 2, 4), np.uint8)).save(tmp_path / "rgba.png")
+    with pytest.raises(ValueError, match="rgba.png: PNG mode RGBA is not a label image"):
+        read_labels(tmp_path / "rgba.png")
