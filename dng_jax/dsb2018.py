@@ -87,11 +87,13 @@ class Source:
     """A DSB2018 collection in the Kaggle layout, read from a folder or a zip file.
 
     The zip may have the sample folders at its top level (the Kaggle ``stage1_train.zip``) or inside one
-    top-level folder; both are found.
+    top-level folder; both are found. Masks must not overlap: pixels shared by two masks are an error,
+    unless they are at most ``overlap_tolerance`` of the smaller mask (then they keep the earlier label).
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, overlap_tolerance: float = 0.05):
         self.path = Path(path)
+        self.overlap_tolerance = overlap_tolerance
         if not self.path.exists():
             raise DataError(f"{self.path}: no such file or folder")
         self._zip: zipfile.ZipFile | None = None
@@ -193,9 +195,15 @@ class Source:
             fg = m > 0
             clash = fg & (labels > 0)
             if clash.any():
-                other = masks[int(labels[clash][0]) - 1]
-                raise DataError(f"{where}: overlaps mask {PurePosixPath(other).name} in "
-                                f"{int(clash.sum())} pixels")
+                # A seam of a few shared pixels is annotation noise (6 images of the fixed stage-1 set
+                # have one): those pixels stay with the earlier mask. More is a real error.
+                other_label = int(np.bincount(labels[clash]).argmax())
+                smaller = min(int(fg.sum()), int((labels == other_label).sum()))
+                if clash.sum() > self.overlap_tolerance * smaller:
+                    other = masks[other_label - 1]
+                    raise DataError(f"{where}: overlaps mask {PurePosixPath(other).name} in "
+                                    f"{int(clash.sum())} of its pixels")
+                fg &= ~clash
             labels[fg] = i
         return labels
 
@@ -219,6 +227,6 @@ class Source:
         self.close()
 
 
-def open_source(path: str | os.PathLike | None = None) -> Source:
+def open_source(path: str | os.PathLike | None = None, overlap_tolerance: float = 0.05) -> Source:
     """Open a Kaggle-layout folder or zip; ``None`` opens the bundled mini-set."""
-    return Source(bundled_minidata_path() if path is None else path)
+    return Source(bundled_minidata_path() if path is None else path, overlap_tolerance)

@@ -92,6 +92,19 @@ def test_overlapping_masks_name_both_files(good):
         open_source(good).load("b")
 
 
+def test_seam_of_a_few_shared_pixels_keeps_the_earlier_mask(good):
+    m0 = np.zeros((16, 16), np.uint8)
+    m0[2:8, 2:8] = 255
+    m1 = np.zeros((16, 16), np.uint8)
+    m1[7:13, 3:9] = 255  # shares one row of 5 pixels with m0 ... 5 of 36 = 14% > 5%: error
+    (good / "b" / "masks" / "m0.png").write_bytes(png(m0))
+    (good / "b" / "masks" / "m1.png").write_bytes(png(m1))
+    with pytest.raises(DataError, match="overlaps mask m0.png in 5 of its pixels"):
+        open_source(good).load("b")
+    labels = open_source(good, overlap_tolerance=0.2).load("b").labels
+    assert (labels[7, 3:8] == 1).all() and labels.max() == 2 and (labels == 2).sum() == 36 - 5
+
+
 def test_mask_of_wrong_size(good):
     (good / "b" / "masks" / "m1.png").write_bytes(png(np.zeros((10, 16), np.uint8)))
     with pytest.raises(DataError, match=r"m1\.png: mask is 16x10 .* image is 16x16"):
