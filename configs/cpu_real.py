@@ -1,0 +1,34 @@
+"""The real DSB2018 zip at a size that trains on a 2-core CPU in about 30 minutes.
+
+``python -m dng_jax.train --config configs/cpu_real.py --workdir runs/cpu_real
+[--config.data.path=/path/to/stage1_train.zip]``
+
+Reduced from the paper: a bottleneck ResNet with stages (2, 2, 2, 2) and width 16 (latent 8x8x512 for a
+256x256 input), a narrower decoder, 128x128 crops, batch 8, 40 epochs (~2700 steps). Data: the paper config's default
+(../shared/data/dsb2018/stage1_train.zip next to the repository).
+"""
+
+import importlib.util
+from pathlib import Path
+
+
+def _paper():
+    spec = importlib.util.spec_from_file_location("dng_configs_paper", Path(__file__).with_name("paper.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def get_config():
+    c = _paper().get_config()
+    c.data.crop_size = 128
+    c.model.stage_sizes = (2, 2, 2, 2)
+    c.model.width = 16
+    c.model.decoder_features = (128, 64, 32, 16, 16)
+    c.train.epochs = 40  # ~67 steps per epoch
+    c.train.batch_size = 8
+    c.train.checkpoint_every = 200
+    c.train.log_every = 10
+    c.train.eval_every_epochs = 5
+    c.eval.tile_size = 1024
+    return c

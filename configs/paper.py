@@ -1,0 +1,127 @@
+"""The paper's settings (Sec. II-C): ResNet-50 U-Net, 256x256 crops, LAMB 1e-3, batch 8, 50 epochs on CT1.
+
+For a GPU/TPU. ``python -m dng_jax.train --config configs/paper.py --workdir runs/paper
+--config.data.path=/path/to/stage1_train.zip`` (default: ../shared/data/dsb2018/stage1_train.zip
+next to the repository).
+"""
+
+from pathlib import Path
+
+import ml_collections
+
+
+def default_data_path() -> str:
+    """The real DSB2018 zip beside the repository (``../shared/data/dsb2018/stage1_train.zip``), found
+    from this file's location so runs work from any directory; override with ``--config.data.path``."""
+    repo = Path(__file__).resolve().parent.parent
+    for cand in (repo.parent / "shared", repo / "shared"):
+        p = cand / "data" / "dsb2018" / "stage1_train.zip"
+        if p.exists():
+            return str(p)
+    return str(repo.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    c.data = ml_collections.ConfigDict()
+    c.data.path = default_data_path()  # Kaggle-layout zip or folder; None = bundled mini-set
+    c.data.crop_size = 256
+    c.data.border_width = 2
+    c.data.n_test_per_type = 2
+    c.data.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.stage_sizes = (3, 4, 6, 3)  # ResNet-50
+    c.model.width = 64
+    c.model.expansion = 4
+    c.model.decoder_features = (256, 128, 64, 32, 16)
+    c.model.num_classes = 3
+    c.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.enabled = True
+    c.augment.p_channel_swap = 0.5
+    c.augment.p_invert = 0.5
+    c.augment.p_rotate = 0.5
+    c.augment.p_vflip = 0.5
+    c.augment.p_hflip = 0.5
+    c.augment.p_scale = 0.25
+    c.augment.scale_min = 0.5
+    c.augment.scale_max = 2.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 50
+    c.train.batch_size = 8
+    c.train.lr = 1e-3
+    c.train.b1 = 0.9
+    c.train.b2 = 0.999
+    c.train.weight_decay = 0.0
+    c.train.seed = 0
+    c.train.checkpoint_every = 1000  # steps; a checkpoint is always written at the end
+    c.train.max_to_keep = 3
+    c.train.log_every = 20
+    c.train.eval_every_epochs = 1  # pixel loss / accuracy on fixed crops of the test images
+    c.train.max_steps = ml_collections.FieldReference(None, field_type=int)  # stop early (as if interrupted)
+    c.train.max_train_images = ml_collections.FieldReference(None, field_type=int)
+    c.train.trainable = ml_collections.FieldReference(None, field_type=tuple)  # None: all subtrees
+
+    c.postprocess = ml_collections.ConfigDict()
+    c.postprocess.marker_threshold = 0.8
+    c.postprocess.background_threshold = 0.2
+    c.postprocess.height_threshold = 0.3
+    c.postprocess.min_mean_cell_prob = 0.6
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.enabled = True  # baseline MAP on the test images at the end of training
+    c.eval.tile_size = 1024  # larger images are predicted in overlapping tiles
+
+    # ---- deep clustering (python -m dng_jax.sweep) ----
+    c.cluster_data = ml_collections.ConfigDict()
+    c.cluster_data.n_images = 5000  # augmented draws from the unlabeled (non-CT1) images
+    c.cluster_data.crop_size = 256
+    c.cluster_data.pca_dim = 32
+    c.cluster_data.batch_size = 64  # latent extraction
+    c.cluster_data.seed = 0
+
+    c.clustering = ml_collections.ConfigDict()
+    c.clustering.epochs = 200  # T, NG and kMC
+    c.clustering.eps0 = 0.1
+    c.clustering.eps_fin = 1e-4
+    c.clustering.r0_factor = 2.0  # R0 = 2k (our reading of the paper's "R0 = 2 . k")
+    c.clustering.r_fin = 1e-3
+    c.clustering.kmc_r = 1e-3  # kMC: R0 = R_fin = 0.001, winner only
+    c.clustering.full_rank = "sort"
+    c.clustering.gng = ml_collections.ConfigDict()
+    c.clustering.gng.start_units = 5
+    c.clustering.gng.max_units = 1024
+    c.clustering.gng.epochs = 10  # not given in the paper
+    c.clustering.gng.eps_b = 0.1  # winner
+    c.clustering.gng.eps_n = 0.001  # winner's neighbours
+    c.clustering.gng.max_age = 50
+    c.clustering.gng.lam = 100
+    c.clustering.gng.alpha = 0.5
+    c.clustering.gng.decay = 0.995
+    c.clustering.gng.min_dist = 0.2
+
+    c.retrain = ml_collections.ConfigDict()  # encoder + GAP + dense(k) on the pseudo-labels
+    c.retrain.epochs = 20
+    c.retrain.batch_size = 32  # not given in the paper
+    c.retrain.crop_size = 128
+    c.retrain.learning_rate = 0.01
+    c.retrain.momentum = 0.5
+    c.retrain.decay_every_epochs = 10
+    c.retrain.decay_factor = 0.1
+
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one
+    c.sweep.methods = ("kmc", "ng", "gng")
+    c.sweep.ks = (5, 50, 100, 500, 1000)
+    c.sweep.seeds = 48
+    c.sweep.seed = 0
+    c.sweep.seeds_per_chunk = 48  # runs retrained at once (vmapped); lower it when memory is short
+
+    c.report = ml_collections.ConfigDict()
+    c.report.tsne_points = 2000
+    c.report.panels = 3
+    return c

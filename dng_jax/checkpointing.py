@@ -1,0 +1,193 @@
+"""Orbax checkpoints of a :class:`dng_jax.train.TrainState` plus JSON metadata.
+
+A checkpoint ``<dir>/<step>/`` holds two items: ``state`` (the train state pytree: step, params,
+batch_stats, optimizer state) and ``meta`` (JSON: global step, epoch, step in epoch, the augmentation
+key's raw data and the full config), so that
+
+- a run resumes where it stopped with the same data order and the same keys (the data position follows
+  from the step, the keys from ``fold_in(key, step)``), and
+- :func:`load_variables` can rebuild the model from the checkpoint alone (prediction).
+
+Writes are atomic (orbax writes to a temporary directory and renames it on completion); saving is
+asynchronous, :meth:`Checkpointer.wait` blocks until it is done. Missing or unreadable checkpoints raise
+:class:`CheckpointError` naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+__all__ = ["CheckpointError", "Checkpointer", "resolve_checkpoint", "load_checkpoint", "load_variables"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or unreadable; the message names the path."""
+
+
+def _with_sharding(abstract_tree, sharding):
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def f(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+        return x
+
+    return jax.tree_util.tree_map(f, abstract_tree)
+
+
+@contextlib.contextmanager
+def _quiet_absl(enabled: bool = True):
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class Checkpointer:
+    """Thin wrapper around ``orbax.checkpoint.CheckpointManager`` for (state, meta) checkpoints."""
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = 3, *, read_only: bool = False):
+        self.directory = Path(directory).absolute()
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"no checkpoint directory at {self.directory}")
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                               read_only=read_only, save_interval_steps=0 if read_only else 1)
+        try:
+            with _quiet_absl(read_only):  # orbax warns that a read-only manager is read-only
+                self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+        except Exception as e:  # noqa: BLE001 - re-raised with the path
+            raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
+
+    # -- queries
+    def all_steps(self) -> list[int]:
+        self.manager.reload()
+        return sorted(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def step_path(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    # -- writing
+    def save(self, step: int, state, meta: dict | None = None, force: bool = False) -> bool:
+        if step in self.manager.all_steps():
+            return False  # already saved (e.g. final save right after a periodic one)
+        args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {}))
+        return self.manager.save(int(step), args=args, force=force)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reading
+    def restore_meta(self, step: int | None = None) -> dict:
+        step = self._check_step(step)
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"corrupt or unreadable checkpoint metadata in {self.step_path(step)}: {e}") from e
+        return dict(out["meta"] or {})
+
+    def restore(self, abstract_state, step: int | None = None, sharding=None) -> tuple[Any, dict]:
+        """Restore ``(state, meta)``; ``abstract_state`` gives the structure (e.g. ``jax.eval_shape`` of
+        the init function), ``sharding`` where the arrays go (default: the first local device)."""
+        step = self._check_step(step)
+        target = _with_sharding(abstract_state, sharding)
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"corrupt or incompatible checkpoint {self.step_path(step)}: "
+                                  f"{type(e).__name__}: {e}") from e
+        return out["state"], dict(out["meta"] or {})
+
+    def restore_or_init(self, init_fn: Callable[[], Any], sharding=None) -> tuple[Any, dict | None]:
+        """The latest checkpoint if there is one (``meta`` dict), else ``init_fn()`` (``meta`` None)."""
+        step = self.latest_step()
+        if step is None:
+            return init_fn(), None
+        return self.restore(jax.eval_shape(init_fn), step, sharding=sharding)
+
+    def _check_step(self, step: int | None) -> int:
+        steps = self.all_steps()
+        if step is None:
+            if not steps:
+                raise CheckpointError(f"no checkpoint in {self.directory}")
+            return steps[-1]
+        if step not in steps:
+            raise CheckpointError(f"no checkpoint for step {step} in {self.directory} (have {steps})")
+        return int(step)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, int | None]:
+    """``(manager directory, step or None=latest)`` for a run workdir, a checkpoints directory or one
+    step's directory ``.../checkpoints/<step>``."""
+    p = Path(path).absolute()
+    if not p.exists():
+        raise CheckpointError(f"checkpoint path {p} does not exist")
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint path {p} is not a directory")
+    if (p / "checkpoints").is_dir():
+        return p / "checkpoints", None
+    if p.name.isdigit() and ((p / "state").exists() or (p / "_CHECKPOINT_METADATA").exists()):
+        return p.parent, int(p.name)
+    return p, None
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """``(state, meta, config)`` from a checkpoint path (see :func:`resolve_checkpoint`); the model and
+    optimizer are rebuilt from the config stored in the checkpoint."""
+    import ml_collections
+
+    from dng_jax.models import make_model
+    from dng_jax.train import create_train_state, make_optimizer
+
+    directory, step = resolve_checkpoint(path)
+    ckpt = Checkpointer(directory, max_to_keep=None, read_only=True)
+    try:
+        meta = ckpt.restore_meta(step)
+        if "config" not in meta:
+            raise CheckpointError(f"checkpoint in {directory} has no stored config")
+        config = ml_collections.ConfigDict(meta["config"])
+        model = make_model(config.model)
+        tx = make_optimizer(config.train, trainable=config.train.get("trainable"))
+        crop = int(config.data.get("crop_size", 256))
+        abstract = jax.eval_shape(lambda: create_train_state(jax.random.key(0), model, config.train,
+                                                             (1, crop, crop, 3), tx=tx))
+        state, meta = ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+    return state, meta, config
+
+
+def load_variables(path: str | os.PathLike):
+    """``(variables {'params', 'batch_stats'}, model, config)`` for inference."""
+    from dng_jax.models import make_model
+
+    state, _, config = load_checkpoint(path)
+    return {"params": state.params, "batch_stats": state.batch_stats}, make_model(config.model), config

@@ -1,0 +1,180 @@
+"""Encoder retraining on pseudo-labels (paper II-C), many runs at once.
+
+The network is the baseline's ResNet encoder + global average pooling + a dense layer to ``k`` classes.
+It learns to predict each clustering image's cluster index from a random 128x128 crop of it, with the
+training augmentation; SGD (lr 0.01, momentum 0.5), the learning rate x0.1 every 10 epochs, 20 epochs.
+Only the encoder (and the new head) change; the decoder stays the baseline's.
+
+All seeds of one configuration train together: the state carries a leading *runs* axis and the step is
+``vmap``-ed over it (each run has its own labels, visiting order and augmentation keys); the runs axis
+can be sharded over devices. The paper does not give the batch size of this step: it is a config field.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dng_jax.augment import AugmentConfig, augment_batch
+from dng_jax.models import ResNetEncoder
+
+__all__ = [
+    "EncoderClassifier",
+    "RetrainConfig",
+    "RetrainState",
+    "make_optimizer",
+    "init_runs",
+    "make_retrain_step",
+    "retrain_runs",
+    "random_crops",
+]
+
+
+class EncoderClassifier(nn.Module):
+    """``encoder`` (same module, same parameter names as the U-Net's) -> GAP -> Dense(k)."""
+
+    encoder: ResNetEncoder
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        latent, _ = self.encoder(x, train=train)
+        pooled = jnp.mean(latent.astype(jnp.float32), axis=(1, 2))
+        return nn.Dense(self.num_classes, name="head")(pooled)
+
+
+class RetrainConfig(NamedTuple):
+    epochs: int = 20
+    batch_size: int = 32
+    crop_size: int = 128
+    learning_rate: float = 0.01
+    momentum: float = 0.5
+    decay_every_epochs: int = 10
+    decay_factor: float = 0.1
+
+
+class RetrainState(NamedTuple):
+    params: Any  # {'encoder': ..., 'head': ...}, leading runs axis
+    batch_stats: Any  # {'encoder': ...}, leading runs axis
+    opt_state: Any
+    step: jax.Array  # [runs] int32
+
+
+def make_optimizer(cfg: RetrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    schedule = optax.exponential_decay(cfg.learning_rate, transition_steps=cfg.decay_every_epochs * steps_per_epoch,
+                                       decay_rate=cfg.decay_factor, staircase=True)
+    return optax.sgd(schedule, momentum=cfg.momentum)
+
+
+def init_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, n_runs: int,
+              optimizer: optax.GradientTransformation, image_size: int) -> RetrainState:
+    """Every run starts from the baseline encoder and its own freshly initialised head."""
+    def one(k):
+        shapes = jax.eval_shape(lambda: model.init(k, jnp.zeros((1, image_size, image_size, 3)), train=False))
+        head_in = shapes["params"]["head"]["kernel"].shape[0]
+        head = nn.Dense(model.num_classes).init(k, jnp.zeros((1, head_in)))["params"]
+        params = {"encoder": encoder_variables["params"], "head": head}
+        return RetrainState(params, {"encoder": encoder_variables["batch_stats"]}, optimizer.init(params),
+                            jnp.zeros((), jnp.int32))
+
+    return jax.vmap(one)(jax.random.split(key, n_runs))
+
+
+def random_crops(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
+    """One random ``size`` x ``size`` window per image of ``images [B, H, W, C]``."""
+    b, h, w, _ = images.shape
+    ky, kx = jax.random.split(key)
+    ys = jax.random.randint(ky, (b,), 0, h - size + 1)
+    xs = jax.random.randint(kx, (b,), 0, w - size + 1)
+    return jax.vmap(lambda im, y, x: jax.lax.dynamic_slice(im, (y, x, 0), (size, size, im.shape[-1])))(images, ys, xs)
+
+
+@functools.lru_cache(maxsize=32)
+def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_epoch: int,
+                      augment: AugmentConfig = AugmentConfig()):
+    """``step(states, images_u8 [R,B,H,W,3], labels [R,B], keys [R]) -> (states, loss [R])``, vmapped over runs.
+
+    Cached on its (hashable) arguments, so the chunks of a configuration share one compiled step.
+    """
+    optimizer = make_optimizer(cfg, steps_per_epoch)
+
+    def one(state: RetrainState, images, labels, key):
+        k_crop, k_aug = jax.random.split(key)
+        x = random_crops(k_crop, images, cfg.crop_size).astype(jnp.float32) / 255.0
+        x, _ = augment_batch(k_aug, x, None, augment)
+
+        def loss_fn(params):
+            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
+                                          mutable=["batch_stats"])
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            return loss, updates["batch_stats"]
+
+        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return RetrainState(params, batch_stats, opt_state, state.step + 1), loss
+
+    return jax.jit(jax.vmap(one), donate_argnums=(0,))
+
+
+@jax.jit
+def _gather(images, labels, idx):
+    """Each run's batch: ``images[idx] [R,B,...]`` and its labels ``[R,B]``."""
+    return images[idx], jnp.take_along_axis(labels, idx, axis=1)
+
+
+def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, images: np.ndarray,
+                 labels: np.ndarray, cfg: RetrainConfig, augment: AugmentConfig = AugmentConfig(),
+                 progress: bool = True, desc: str = "retrain") -> tuple[RetrainState, np.ndarray]:
+    """Train ``R = labels.shape[0]`` runs on ``images [N,H,W,3] uint8`` with ``labels [R, N]``.
+
+    Each run visits the images in its own order each epoch (from ``key`` and its run index); the last
+    incomplete batch is dropped. Returns the final states and the per-epoch mean loss ``[epochs, R]``.
+    """
+    labels = np.asarray(labels)
+    chex.assert_rank(labels, 2)
+    n_runs, n = labels.shape
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but labels for {n}")
+    if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
+        raise ValueError(f"images {images.shape[1:3]} are smaller than the crop {cfg.crop_size}")
+    batch = min(cfg.batch_size, n)
+    steps_per_epoch = n // batch
+    optimizer = make_optimizer(cfg, steps_per_epoch)
+    k_init, k_order, k_step = jax.random.split(key, 3)
+    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1])
+    step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment)
+    images_dev = jnp.asarray(images)
+    labels_dev = jnp.asarray(labels, jnp.int32)
+    run_keys = jax.random.split(k_step, n_runs)
+    losses = np.zeros((cfg.epochs, n_runs), np.float32)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False)
+    for epoch in range(cfg.epochs):
+        ek = jax.random.fold_in(k_order, epoch)
+        orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(ek, r), n))(jnp.arange(n_runs))
+        epoch_loss = jnp.zeros((n_runs,))
+        for s in range(steps_per_epoch):
+            idx = orders[:, s * batch : (s + 1) * batch]
+            x, y = _gather(images_dev, labels_dev, idx)
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * steps_per_epoch + s))(run_keys)
+            states, loss = step_fn(states, x, y, keys)
+            epoch_loss = epoch_loss + loss
+            if bar is not None:
+                bar.update(1)
+        losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
+        if bar is not None:
+            bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
+    if bar is not None:
+        bar.close()
+    return states, losses

@@ -1,0 +1,136 @@
+"""Prediction: odd-sized non-square images, tiling, the CLI (label images + CSV), baseline evaluation."""
+
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+from dng_jax.checkpointing import CheckpointError, Checkpointer  # noqa: E402
+from dng_jax.dsb2018 import Sample  # noqa: E402
+from dng_jax.label_io import read_labels  # noqa: E402
+from dng_jax.models import make_model  # noqa: E402
+from dng_jax.partition import Splits  # noqa: E402
+from dng_jax.predict import (  # noqa: E402
+    evaluate_baseline, format_table, main, pad_to_multiple, predict_instances, predict_probs, tile_starts)
+from dng_jax.train import create_train_state  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
+
+
+def tiny_config():
+    spec = importlib.util.spec_from_file_location("paper_cfg", ROOT / "configs" / "paper.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    c.data.path, c.data.crop_size = None, 32
+    c.model.stage_sizes, c.model.width, c.model.decoder_features = TINY["stage_sizes"], 4, TINY["decoder_features"]
+    return c
+
+
+@pytest.fixture(scope="module")
+def model_and_state():
+    model = make_model(TINY)
+    return model, create_train_state(jax.random.key(0), model, None, (1, 32, 32, 3))
+
+
+def random_image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)
+
+
+def test_padding_and_tiles():
+    assert pad_to_multiple(np.zeros((37, 53, 3)), 32).shape == (64, 64, 3)
+    assert pad_to_multiple(np.zeros((64, 32)), 32).shape == (64, 32)
+    r = pad_to_multiple(np.arange(6, dtype=float).reshape(2, 3), 32, mode="reflect")
+    assert r.shape == (32, 32) and r[0, 3] == r[0, 1]
+    assert tile_starts(64, 64, 8) == [0]
+    starts = tile_starts(100, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 68 and all(b - a <= 24 for a, b in zip(starts, starts[1:]))
+
+
+def test_predict_odd_non_square_image(model_and_state):
+    model, state = model_and_state
+    image = random_image(37, 53)
+    probs = predict_probs(state, model, image)
+    assert probs.shape == (37, 53, 3) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    labels = predict_instances(state, model, image)
+    assert labels.shape == (37, 53) and labels.dtype == np.uint16
+    # grayscale input works as well
+    assert predict_probs(state, model, image[..., 0]).shape == (37, 53, 3)
+
+
+def test_tiled_prediction_covers_large_image(model_and_state):
+    model, state = model_and_state
+    image = random_image(45, 70, seed=1)
+    probs = predict_probs(state, model, image, tile_size=32, overlap=8)
+    assert probs.shape == (45, 70, 3)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    # a single tile reproduces the untiled prediction
+    single = predict_probs(state, model, image[:32, :32], tile_size=32, overlap=8)
+    np.testing.assert_allclose(single, predict_probs(state, model, image[:32, :32]), atol=1e-6)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        predict_probs(state, model, image, tile_size=48)
+
+
+def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
+    model, state = model_and_state
+    cfg = tiny_config()
+    with Checkpointer(tmp_path / "run" / "checkpoints") as ck:
+        ck.save(0, state, {"global_step": 0, "config": cfg.to_dict()})
+        ck.wait()
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(random_image(37, 53)).save(inp / "odd.png")
+    Image.fromarray(random_image(64, 40, seed=2)[..., 0]).save(inp / "gray.png")
+    out = tmp_path / "out"
+    rc = main(["--checkpoint", str(tmp_path / "run"), "--input", str(inp), "--output", str(out),
+               "--csv", str(tmp_path / "sub.csv"), "--quiet"])
+    assert rc == 0
+    odd, gray = read_labels(out / "odd.png"), read_labels(out / "gray.png")
+    assert odd.shape == (37, 53) and gray.shape == (64, 40)
+    with Image.open(out / "odd.png") as im:
+        assert im.mode.startswith("I;16") or im.mode == "I"
+    assert (tmp_path / "sub.csv").read_text().startswith("ImageId,EncodedPixels")
+    # a step directory works too, a missing checkpoint is a clear error
+    assert main(["--checkpoint", str(tmp_path / "run" / "checkpoints" / "0"), "--input", str(inp / "odd.png"),
+                 "--output", str(tmp_path / "out2"), "--quiet"]) == 0
+    assert (tmp_path / "out2" / "odd.png").exists()
+    assert main(["--checkpoint", str(tmp_path / "nope"), "--input", str(inp), "--output", str(out)]) == 2
+    with pytest.raises(CheckpointError, match="does not exist"):
+        from dng_jax.checkpointing import load_checkpoint
+
+        load_checkpoint(tmp_path / "nope")
+
+
+class _FakeSource:
+    def __init__(self, samples):
+        self.samples = {s.id: s for s in samples}
+
+    def load(self, sid):
+        return self.samples[sid]
+
+
+def test_evaluate_baseline_writes_json(model_and_state, tmp_path, capsys):
+    model, state = model_and_state
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(3):
+        labels = np.zeros((32, 40), np.uint16)
+        labels[5:12, 5:12] = 1
+        samples.append(Sample(f"id{i}", rng.integers(0, 256, (32, 40, 3)).astype(np.uint8), labels))
+    splits = Splits(train_ct1=[], test={"fluorescence": ["id0"], "brightfield": ["id1", "id2"]}, cluster=[])
+    res = evaluate_baseline(state, model, _FakeSource(samples), splits, path=tmp_path / "b.json", progress=False)
+    assert set(res) >= {"known", "unknown", "all", "per_image", "per_type"}
+    assert res["n_known"] == 1 and res["n_unknown"] == 2 and 0.0 <= res["all"] <= 1.0
+    assert json.loads((tmp_path / "b.json").read_text())["per_image"]["id1"]["type"] == "brightfield"
+    assert "known (CT1)" in format_table(res)
