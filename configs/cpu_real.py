@@ -31,4 +31,20 @@ def get_config():
     c.train.log_every = 10
     c.train.eval_every_epochs = 5
     c.eval.tile_size = 1024
+
+    # Deep-clustering sweep at CPU scale (python -m dng_jax.sweep --config configs/cpu_real.py): about
+    # an hour on 2 cores after the baseline. Reduced from the paper: 1500 clustering crops of 128x128
+    # (paper 5000 of 256x256), retraining on 64x64 crops for 5 epochs (paper 128x128, 20), NG/kMC for 50
+    # epochs (paper 200), k up to 500 (paper 1000), 8 seeds (paper 48).
+    c.cluster_data.n_images = 1500
+    c.cluster_data.crop_size = 128
+    c.clustering.epochs = 50
+    c.clustering.gng.epochs = 5
+    c.retrain.epochs = 5
+    c.retrain.crop_size = 64
+    c.retrain.decay_every_epochs = 3
+    c.sweep.ks = (5, 50, 100, 500)
+    c.sweep.seeds = 8
+    c.sweep.seeds_per_chunk = 8
+    c.report.tsne_points = 1500
     return c

@@ -2,6 +2,7 @@
 
 The mini-set has only 4 CT1 training images, so the MAP of this run means little; it checks the plumbing.
 
+``python -m dng_jax.sweep`` (the sweep's embedded default) or
 ``python -m dng_jax.train --config configs/default.py --workdir runs/default``
 """
 
@@ -23,10 +24,27 @@ def get_config():
     c.model.stage_sizes = (1, 1, 1, 1)
     c.model.width = 8
     c.model.decoder_features = (64, 32, 16, 16, 8)
-    c.train.epochs = 200  # 4 training images, batch 4: one step per epoch
+    c.train.epochs = 400  # 4 training images, batch 4: one step per epoch; 400 steps give a nonzero CT1 MAP
     c.train.batch_size = 4
     c.train.checkpoint_every = 50
     c.train.log_every = 10
     c.train.eval_every_epochs = 50
     c.eval.tile_size = 512
+
+    # Deep-clustering sweep at smoke-test size (python -m dng_jax.sweep with no arguments).
+    c.cluster_data.n_images = 240
+    c.cluster_data.crop_size = 64
+    c.cluster_data.pca_dim = 16
+    c.clustering.epochs = 40
+    c.clustering.gng.max_units = 64
+    c.clustering.gng.epochs = 5
+    c.retrain.epochs = 4
+    c.retrain.batch_size = 16
+    c.retrain.crop_size = 32
+    c.retrain.decay_every_epochs = 2
+    c.sweep.ks = (5, 20)
+    c.sweep.seeds = 4
+    c.sweep.seeds_per_chunk = 4
+    c.report.tsne_points = 240
+    c.report.panels = 3
     return c
