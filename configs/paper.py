@@ -91,7 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.clustering.r0_factor = 2.0  # R0 = 2k (our reading of the paper's "R0 = 2 . k")
     c.clustering.r_fin = 1e-3
     c.clustering.kmc_r = 1e-3  # kMC: R0 = R_fin = 0.001, winner only
-    c.clustering.full_rank = "sort"
+    c.clustering.full_rank = "bitonic"  # sorting network over the seeds; "sort" = XLA sort (see docs/benchmarks.md)
     c.clustering.gng = ml_collections.ConfigDict()
     c.clustering.gng.start_units = 5
     c.clustering.gng.max_units = 1024

@@ -181,7 +181,6 @@ def stage_cluster_data(config, workdir: Path, source, manifest, splits, variable
     from dng_jax.augment import augment_batch
     from dng_jax.clustering import pca_fit, pca_transform
     from dng_jax.pipeline import random_crop
-    from dng_jax.train import default_augment_fn  # noqa: F401  (same augmentation settings)
 
     cdir = workdir / "cluster_data"
     done = cdir / "latent.npy"
@@ -249,7 +248,7 @@ def cluster_seeds(method: str, k: int, keys: jax.Array, X: jax.Array, ccfg, prog
     mesh = runs_mesh() if jax.local_device_count() > 1 else None
     if method in ("ng", "kmc"):
         common = dict(epochs=int(ccfg.epochs), eps0=float(ccfg.eps0), eps_fin=float(ccfg.eps_fin),
-                      full_rank=str(ccfg.get("full_rank", "sort")))
+                      full_rank=str(ccfg.get("full_rank", "bitonic")))
         if method == "ng":
             cfg = ng_config(k, r0=float(ccfg.r0_factor) * k, r_fin=float(ccfg.r_fin), **common)
         else:
@@ -372,12 +371,11 @@ def stage_report(config, workdir: Path, rows, baseline, latent, sources, variabl
         plot_latent(emb, [sources["types"][i] for i in sel], fig2,
                     f"t-SNE of the {latent.shape[1]}-D latent of {m} clustering images (Fig. 2)")
     paths.append(fig2)
-    done = [r for r in rows]
-    if done:
+    if rows:
         # The configuration shown: the paper shows kMC; take the kMC (else any) config with the best mean
         # MAP on the unknown types.
         by_cfg: dict[tuple[str, int], list[float]] = {}
-        for r in done:
+        for r in rows:
             by_cfg.setdefault((r["method"], r["k"]), []).append(r["map_unknown"])
         cands = [c for c in by_cfg if c[0] == "kmc"] or list(by_cfg)
         method, k = max(cands, key=lambda c: np.mean(by_cfg[c]))
@@ -389,7 +387,9 @@ def stage_report(config, workdir: Path, rows, baseline, latent, sources, variabl
             panels = []
             post_cfg = postprocess_config(config)
             type_of = {i: t for t, ids in splits.test.items() for i in ids}
-            ids = [ids[0] for _, ids in sorted(splits.test.items())][: int(config.report.panels)]
+            from dng_jax.partition import CELL_TYPES
+
+            ids = [splits.test[t][0] for t in CELL_TYPES if splits.test.get(t)][: int(config.report.panels)]
             for sid in ids:
                 s = test_cache.load(sid)
                 base = predict_instances(variables, model, s.image, post_cfg, tile_size=int(config.eval.tile_size))

@@ -34,7 +34,7 @@ def test_paper_latent_and_logit_shapes():
     assert logits.shape == (2, 256, 256, 3) and logits.dtype == jnp.float32
 
 
-def test_tiny_model_forward_train_and_eval():
+def test_tiny_model_forward_non_square():
     model = make_model(TINY)
     x = jax.random.uniform(jax.random.key(1), (2, 32, 64, 3))
     v = jax.jit(lambda k, x: model.init(k, x, train=False))(jax.random.key(0, impl="rbg"), x)
@@ -42,15 +42,12 @@ def test_tiny_model_forward_train_and_eval():
     @jax.jit
     def run(v, x):
         latent, _ = model.apply(v, x, method=UNet.encode)
-        return latent, model.apply(v, x, train=False), model.apply(v, x, train=True, mutable=["batch_stats"])
+        return latent, model.apply(v, x, train=False)
 
-    latent, logits, (logits_t, upd) = run(v, x)
+    latent, logits = run(v, x)
     assert latent.shape == (2, 1, 2, 4 * 8 * 4)
     assert logits.shape == (2, 32, 64, 3) and bool(jnp.all(jnp.isfinite(logits)))
-    # train mode updates the batch statistics (eval mode uses them)
-    assert logits_t.shape == logits.shape
-    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), v["batch_stats"], upd["batch_stats"])
-    assert any(jax.tree_util.tree_leaves(changed))
+    # (train mode and its BatchNorm statistics updates are covered in test_train.py)
     with pytest.raises(ValueError, match="multiples of 32"):
         jax.eval_shape(lambda v: model.apply(v, x[:, :30], train=False), v)
 

@@ -192,3 +192,12 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     params1 = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(jax.device_get(state.params))])
     assert abs(float(m["loss"]) - loss2) < 1e-4
     np.testing.assert_allclose(params1, params2, atol=1e-4)
+
+
+def test_bf16_train_step_traces_with_float32_state():
+    model = make_model({**TINY, "dtype": "bfloat16"})
+    state = jax.eval_shape(lambda: create_train_state(jax.random.key(0), model, None, (1, 32, 32, 3)))
+    batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), fixed_batch())
+    new, metrics = jax.eval_shape(make_train_step(), state, batch, jax.random.key(1))
+    assert metrics["loss"].dtype == jnp.float32
+    assert {a.dtype for a in jax.tree_util.tree_leaves(new.params)} == {np.dtype("float32")}

@@ -453,14 +453,12 @@ def _epochs_with_orders(w, X, orders, eps, R, *, m, full_rank):
 def seed_chunk_size(S: int, k: int, d: int, seed_chunk: int = 0, m: int = 0) -> int:
     """How many seeds are vmapped together (the rest of the seed axis is a sequential ``lax.map``).
 
-    Automatic (0): for the winner-only phases (``m == 1``) groups of about 512 KiB of centroids
-    (at least 4 seeds), which stay in the 1 MiB L2 cache of the test machine; for ranking phases all
-    seeds at once, because the seeds are the vector lanes of the ranking network.
+    Automatic (0): all seeds at once. The seeds are the vector lanes of the ranking network; for the
+    winner-only phases, groups small enough to keep their centroids in L2 were measured too and did
+    not win reliably on the (shared) 2-core test machine.
     """
     if seed_chunk > 0:
         return min(S, seed_chunk)
-    if m == 1:
-        return int(min(S, max(4, (1 << 19) // max(1, 4 * k * d))))
     return S
 
 
@@ -535,7 +533,7 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="epoch")
 
 
-def _run_key_phases(w, X, keys, cfg: NGConfig, batched: bool, mesh: Mesh | None, progress: bool, desc: str):
+def _run_phases(w, X, keys, cfg: NGConfig, batched: bool, mesh: Mesh | None, progress: bool, desc: str):
     eps, R = schedule(cfg)
     n = X.shape[0]
     bar = _progress(cfg.epochs, desc, progress)
@@ -559,7 +557,7 @@ def fit(key, X, cfg: NGConfig, *, progress: bool = False) -> NGState:
     """Full NG / kMC run for one seed: init + ``cfg.epochs`` epochs in seeded random orders."""
     X = _as_f32(X)
     state = init(key, X, cfg)
-    w = _run_key_phases(state.centroids, X, key, cfg, False, None, progress, "ng")
+    w = _run_phases(state.centroids, X, key, cfg, False, None, progress, "ng")
     return NGState(w, jnp.asarray(cfg.epochs, jnp.int32))
 
 
@@ -581,6 +579,6 @@ def fit_many(keys, X, cfg: NGConfig, *, mesh: Mesh | None = None, progress: bool
     w0 = jax.vmap(lambda kk: init(kk, X, cfg).centroids)(keys)
     if mesh is not None:
         w0 = jax.device_put(w0, NamedSharding(mesh, P("runs")))
-    w = _run_key_phases(w0, X, keys, cfg, True, mesh, progress, "ng x%d" % S)
+    w = _run_phases(w0, X, keys, cfg, True, mesh, progress, "ng x%d" % S)
     w = w[:S]
     return NGState(w, jnp.full((S,), cfg.epochs, jnp.int32))

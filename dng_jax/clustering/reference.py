@@ -78,18 +78,19 @@ def gng_reference(X, w0, orders, *, max_units: int, eps_b=0.1, eps_n=0.001, max_
     lowest index.
     """
     X = np.asarray(X, dtype)
-    n0, d = np.asarray(w0).shape
     N = max_units
-    w = np.zeros((N, d), dtype)
-    w[:n0] = w0
-    active = np.zeros(N, bool)
-    active[:n0] = True
-    error = np.zeros(N, dtype)
-    age = -np.ones((N, N), np.int32)
-    steps = inserted = removed = 0
     if state is not None:  # continue a previous run (w0 is then ignored)
         w, active, age, error = (np.array(a, copy=True) for a in (state.w, state.active, state.age, state.error))
         steps, inserted, removed = state.steps, state.inserted, state.removed
+    else:
+        n0, d = np.asarray(w0).shape
+        w = np.zeros((N, d), dtype)
+        w[:n0] = w0
+        active = np.zeros(N, bool)
+        active[:n0] = True
+        error = np.zeros(N, dtype)
+        age = -np.ones((N, N), np.int32)
+        steps = inserted = removed = 0
     eps_b, eps_n, alpha, decay = (dtype(v) for v in (eps_b, eps_n, alpha, decay))
     for order in np.asarray(orders):
         for i in order:
