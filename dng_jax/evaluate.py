@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from dng_jax.atomic import atomic_write_text
 from dng_jax.label_io import LABEL_SUFFIXES, read_labels
 from dng_jax.metrics import image_score
 
@@ -102,19 +102,7 @@ def evaluate_dirs(gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, allow_
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
 def _parser() -> argparse.ArgumentParser:

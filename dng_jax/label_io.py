@@ -9,13 +9,15 @@ Every problem raises :class:`ValueError` (or ``FileNotFoundError``) naming the f
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dng_jax.atomic import atomic_write
 
 __all__ = ["LABEL_SUFFIXES", "read_labels", "write_labels"]
 
@@ -115,20 +117,11 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
     if hi > np.iinfo(np.uint32).max:
         raise ValueError(f"{path}: label {hi} does not fit in uint32")
     a = np.ascontiguousarray(a.astype(np.uint16 if hi <= np.iinfo(np.uint16).max else np.uint32))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if kind == "png":
-            Image.fromarray(a).save(tmp, format="PNG")
-        else:
-            import tifffile
+    if kind == "png":
+        atomic_write(path, lambda f: Image.fromarray(a).save(f, format="PNG"))
+    else:
+        import tifffile
 
-            tifffile.imwrite(tmp, a, compression="zlib")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        buf = io.BytesIO()  # tifffile wants a named file or a BytesIO, not an fd-backed stream
+        tifffile.imwrite(buf, a, compression="zlib")
+        atomic_write(path, lambda f: f.write(buf.getvalue()))

@@ -13,13 +13,14 @@ so a broken file stops a batch job with a line a person can act on.
 from __future__ import annotations
 
 import csv
+import io
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from dng_jax.atomic import atomic_write_text
 from dng_jax.metrics import check_label_image, relabel_consecutive
 
 __all__ = [
@@ -295,17 +296,8 @@ def write_submission_csv(path: str | os.PathLike, predictions: Mapping[str, np.n
         except ValueError as e:
             raise ValueError(f"{path}: image {image_id}: {e}") from None
         rows.extend((image_id, r) for r in rles) if rles else rows.append((image_id, ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(("ImageId", "EncodedPixels"))
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("ImageId", "EncodedPixels"))
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())

@@ -160,7 +160,7 @@ def bench_sort(ks, S, reps=20):
     from jax import lax
 
     print(f"\n# ranking {S} rows of k float32 (one NG step's worth), microseconds per {S} rows:")
-    print(f"| k | XLA argsort | XLA top_k(k) | bitonic network (ours) | NumPy argsort, row by row |")
+    print("| k | XLA argsort | XLA top_k(k) | bitonic network (ours) | NumPy argsort, row by row |")
     print("|---|---|---|---|---|")
     rows = []
     for k in ks:

@@ -1,6 +1,5 @@
 """Assignment, quantization error, normalized entropy and PCA."""
 
-import jax
 import numpy as np
 
 from dng_jax.clustering import pca as P
