@@ -9,6 +9,8 @@ The mini-set has only 4 CT1 training images, so the MAP of this run means little
 import importlib.util
 from pathlib import Path
 
+import ml_collections
+
 
 def _paper():
     spec = importlib.util.spec_from_file_location("dng_configs_paper", Path(__file__).with_name("paper.py"))
@@ -19,7 +21,9 @@ def _paper():
 
 def get_config():
     c = _paper().get_config()
-    c.data.path = None  # bundled mini-set (18 images, 4 CT1 training images)
+    # None: the bundled mini-set (18 images, 4 CT1 training images); a FieldReference so that
+    # --config.data.path=/path/to/stage1_train.zip can still override it
+    c.data.path = ml_collections.FieldReference(None, field_type=str)
     c.data.crop_size = 128
     c.model.stage_sizes = (1, 1, 1, 1)
     c.model.width = 8

@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.postprocess.background_threshold = 0.2
     c.postprocess.height_threshold = 0.3
     c.postprocess.min_mean_cell_prob = 0.6
+    c.postprocess.background_source = "cell"  # background markers: P(cell) < 0.2 ("foreground": P(cell)+P(border))
+    c.postprocess.marker_connectivity = 1  # 4-connected markers (2: 8-connected)
+    c.postprocess.expand_distance = 0  # extension: grow instances by this many px into the border ring; 0 = paper
 
     c.eval = ml_collections.ConfigDict()
     c.eval.enabled = True  # baseline MAP on the test images at the end of training
@@ -82,7 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.cluster_data.crop_size = 256
     c.cluster_data.pca_dim = 32
     c.cluster_data.batch_size = 64  # latent extraction
-    c.cluster_data.seed = 0
+    c.cluster_data.seed = 0  # which images, crops and augmentations are drawn
 
     c.clustering = ml_collections.ConfigDict()
     c.clustering.epochs = 200  # T, NG and kMC
@@ -117,8 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one
     c.sweep.methods = ("kmc", "ng", "gng")
     c.sweep.ks = (5, 50, 100, 500, 1000)
-    c.sweep.seeds = 48
-    c.sweep.seed = 0
+    c.sweep.seeds = 48  # how many runs per configuration (run i uses clustering seed i)
+    c.sweep.seed = 0  # base PRNG seed of the runs (clustering keys and retraining heads/data order)
     c.sweep.seeds_per_chunk = 48  # runs retrained at once (vmapped); lower it when memory is short
 
     c.report = ml_collections.ConfigDict()

@@ -1,19 +1,35 @@
 """Cluster latent vectors with NG, kMC or GNG over many seeds.
 
-    python -m dng_jax.cluster --method ng --k 100 --seeds 48 --input X.npy --out runs/ng100
+example:
+  python -m dng_jax.cluster --method ng --k 100 --seeds 48 --input X.npy --out runs/ng100
 
-Writes to ``--out`` (each file atomically: temp file + ``os.replace``):
+written to --out (each file atomically: temp file + os.replace), S = --seeds,
+n = patterns, d = features (after --pca), k = --k:
+  centroids.npy  (S, k, d) float32; GNG: (S, max_units, d), padded with zeros
+  active.npy     GNG only: (S, max_units) bool, which slots hold a unit
+  labels.npy     (S, n) int32, the nearest (active) centroid of every pattern
+  summary.json   the settings and, per seed, the quantization error (mean
+                 squared distance to the nearest centroid), the normalized
+                 entropy H / log k of the cluster sizes (GNG: k = its number of
+                 units) and the number of units; plus mean and std of the
+                 normalized entropy over seeds (Fig. 8)
 
-* ``centroids.npy``  ``(S, k, d)`` float32; GNG: ``(S, max_units, d)``, padded with zeros,
-* ``active.npy``     GNG only: ``(S, max_units)`` bool, which slots hold a unit,
-* ``labels.npy``     ``(S, n)`` int32, nearest (active) centroid of every pattern,
-* ``summary.json``   the settings and, per seed, quantization error (mean squared distance to the
-  nearest centroid), normalized entropy ``H / log k`` of the cluster sizes (GNG: ``k`` = its number of
-  units) and the number of units; plus mean and std of the normalized entropy over seeds (Fig. 8).
+fixed settings (the paper's values; no flag changes them):
+  NG / kMC: learning rate eps0 = 0.1 decaying to eps_fin = 1e-4, neighbourhood
+  range R0 (--r0, default 2k) decaying to R_fin = 1e-3; kMC is NG with
+  R0 = R_fin = 1e-3 (only the winner moves).
+  GNG: winner rate eps_b = 0.1, neighbour rate eps_n = 0.001, maximal edge age
+  50, a new unit every lam = 100 steps, split error decay 0.5, global error decay
+  0.995, minimal distance for an update 0.2.
 
-Run ``i`` uses ``fold_in(key(--seed), i)``: the first runs of ``--seeds 48`` equal those of
-``--seeds 4``. Bad input (missing or empty file, not a 2-D numeric array, NaN/inf, k > n) ends with a
-one-line error naming the file and exit code 2.
+--pca 0 (the default) clusters the input as it is; --pca M first projects it
+onto its M leading principal components (centred), and centroids.npy,
+labels.npy and the errors in summary.json refer to that M-D space.
+
+Run i uses fold_in(key(--seed), i): the first runs of --seeds 48 equal those of
+--seeds 4. Bad input (missing or empty file, not a 2-D numeric array, NaN/inf,
+k > n) ends with a one-line error naming the file and exit code 2; bad flags
+exit with argparse's usage error (also code 2).
 """
 
 from __future__ import annotations
@@ -69,23 +85,27 @@ def load_input(path: str, k: int | None, method: str, pca: int) -> np.ndarray:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m dng_jax.cluster", description=__doc__.split("\n\n")[0],
+    head, _, rest = (__doc__ or "").partition("\n\n")
+    ap = argparse.ArgumentParser(prog="python -m dng_jax.cluster", description=head, epilog=rest.strip() or None,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", required=True, choices=["ng", "kmc", "gng"])
+    ap.add_argument("--method", required=True, choices=["ng", "kmc", "gng"],
+                    help="ng = Neural Gas, kmc = pattern-by-pattern k-means, gng = Growing Neural Gas")
     ap.add_argument("--k", type=int, default=None,
                     help="number of centroids (ng, kmc; required) or of GNG start units (default 5)")
     ap.add_argument("--seeds", type=int, default=1, help="number of runs (seeds), vmapped (default 1)")
     ap.add_argument("--epochs", type=int, default=None, help="epochs T (default: 200 for ng/kmc, 10 for gng)")
     ap.add_argument("--input", required=True, help="n x d .npy array of patterns")
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(key(seed), i)")
+    ap.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(key(seed), i) (default 0)")
     ap.add_argument("--r0", type=float, default=None, help="NG: R0 (default 2k, the paper's '2 . k')")
     ap.add_argument("--h-min", type=float, default=None,
                     help="NG: drop neighbourhood weights below this (default: float32 underflow, exact)")
     ap.add_argument("--full-rank", choices=["bitonic", "sort"], default="bitonic",
                     help="NG: ranking of all centroids (early epochs): sorting network or XLA sort")
-    ap.add_argument("--max-units", type=int, default=1000, help="GNG: capacity (default 1000)")
-    ap.add_argument("--pca", type=int, default=0, help="reduce the input to this many PCA components first")
+    ap.add_argument("--max-units", type=int, default=1024,
+                    help="GNG: capacity, the most units it can grow to (default 1024, as configs/paper.py)")
+    ap.add_argument("--pca", type=int, default=0,
+                    help="reduce the input to this many PCA components first (default 0: no PCA)")
     ap.add_argument("--shard", action="store_true", help="shard the runs over all local devices")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)

@@ -1,22 +1,43 @@
 """Whole-image prediction: softmax of the U-Net -> the paper's watershed -> instance labels.
 
-- Images of any size are zero padded (bottom/right) to a multiple of 32, the network's total stride.
-  Zero padding is what training saw (small images are zero padded before cropping, paper II-C), so it is
-  the default; ``pad_mode="reflect"`` is available and tends to be a little better at the image edge on
-  bright-background (brightfield, tissue) images, where a black frame looks like fluorescence background.
-- Images larger than ``tile_size`` (default 1024) in either dimension are predicted in overlapping
-  ``tile_size`` tiles; overlapping softmax outputs are blended with a window that fades out towards the
-  tile edges (``overlap`` px), so no tile-seam artefacts reach the watershed.
-- Each distinct padded/tile shape compiles once (``jax.jit`` cache).
+example:
+  python -m dng_jax.predict --checkpoint runs/default --input images/ b.png \\
+      --output labels/ --csv submission.csv
 
-CLI::
+checkpoint:
+  --checkpoint is a training work dir (python -m dng_jax.train --workdir DIR, or
+  a sweep's WORKDIR/baseline/), its checkpoints/ folder (latest step) or one
+  checkpoints/<step>/ folder. The sweep does not keep its retrained encoders
+  (only their scores and seed 0's test predictions), so the baseline network is
+  the one to predict with. The model and the watershed thresholds
+  (config.postprocess; the paper's values where it has none) come from the
+  training config stored with the checkpoint, the same config the training
+  wrote to its work dir's config.json; editing that file changes nothing here.
 
-    python -m dng_jax.predict --checkpoint runs/default --input images/ more.png --output labels/ \
-        [--csv submission.csv] [--tile-size 1024] [--pad-mode constant|reflect]
+inputs:
+  --input takes image files (PNG, TIFF, JPEG, BMP), folders of them, and
+  Kaggle-layout folders (<folder>/<id>/images/<id>.png). Gray images are repeated
+  to RGB, alpha is dropped, 16-bit images are rescaled to 8 bits.
 
-writes ``<output>/<image stem>.png`` (16-bit instance labels, 0 = background; opens in Fiji / napari) for
-each input and optionally a Kaggle run-length CSV. ``--input`` takes image files (PNG, TIFF, JPEG), folders
-of them, or Kaggle-layout folders (``<id>/images/<id>.png``).
+outputs:
+  <output>/<name>.png (or .tif with --format tif) per input: 16-bit instance
+  labels, 0 = background, one value per object (opens in Fiji / napari). <name> is
+  the file name without its suffix, or the <id> of a Kaggle-layout sample; two
+  inputs with the same name are an error. --csv also writes a Kaggle run-length
+  submission CSV of all inputs.
+
+padding and tiling:
+  Images of any size are padded at the bottom/right to a multiple of 32 (the
+  network's total stride); the padding is cut off the result. Zero padding
+  (--pad-mode constant) is what training saw (small images are zero padded
+  before cropping, paper II-C), so it is the default; --pad-mode reflect tends
+  to be a little better at the image edge of bright-background (brightfield,
+  tissue) images, where a black frame looks like fluorescence background.
+  Padded images larger than --tile-size in either dimension are predicted in
+  overlapping tiles of --tile-size; overlapping softmax outputs are blended with
+  a window that fades out over --overlap px towards the tile edges, so no tile
+  seams reach the watershed. Each distinct padded/tile shape compiles once
+  (jax.jit cache).
 """
 
 from __future__ import annotations
@@ -260,18 +281,38 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> dict[str, Path]:
     return out
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Epilog as written; ``(default: ...)`` only for options whose default is a value."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m dng_jax.predict", description=__doc__.split("\n\n")[0])
+    head, _, rest = (__doc__ or "").partition("\n\n")
+    ap = argparse.ArgumentParser(prog="python -m dng_jax.predict", description=head, epilog=rest.strip() or None,
+                                 formatter_class=_HelpFormatter)
     ap.add_argument("--checkpoint", required=True,
-                    help="run workdir, its checkpoints/ folder, or one step folder checkpoints/<step>")
-    ap.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+                    help="training work dir (latest step), its checkpoints/ folder, or one step folder "
+                         "checkpoints/<step> (see below)")
+    ap.add_argument("--input", required=True, nargs="+",
+                    help="image files, folders of images and/or Kaggle-layout folders")
     ap.add_argument("--output", required=True, help="folder for the label images")
     ap.add_argument("--csv", default=None, help="also write a Kaggle run-length submission CSV here")
     ap.add_argument("--format", choices=("png", "tif"), default="png", help="label image format (16-bit)")
-    ap.add_argument("--tile-size", type=int, default=1024)
-    ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--pad-mode", choices=("constant", "reflect"), default="constant")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--tile-size", type=int, default=1024,
+                    help="padded images larger than this (px, a multiple of 32) in either dimension are "
+                         "predicted in overlapping tiles of this size")
+    ap.add_argument("--overlap", type=int, default=64,
+                    help="overlap of neighbouring tiles in px (0 <= overlap < tile size); the blending "
+                         "window fades out over it")
+    ap.add_argument("--pad-mode", choices=("constant", "reflect"), default="constant",
+                    help="padding to a multiple of 32: constant = zeros, as in training; reflect = mirror "
+                         "the image (can help bright-background images)")
+    ap.add_argument("--quiet", action="store_true",
+                    help="no progress bar and no per-image line (errors are still printed)")
     return ap
 
 

@@ -1,8 +1,9 @@
 """Tables and figures of a sweep: the paper's Table I and Figs. 2, 5, 6, 7, 8.
 
 Pure functions from result rows (dicts, one per run) to text, and matplotlib figures written as PNG.
-Nothing here trains or clusters; the sweep calls these at the end, and they can be re-run on a
-``results.csv`` alone (``python -m dng_jax.report --workdir DIR``).
+Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 6-8 can be
+re-made from a finished sweep's work dir (``python -m dng_jax.report --workdir DIR``: its
+``results.csv``, ``baseline/metrics.json`` and, for the table's notes line, ``sweep_config.json``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "write_results_csv",
     "read_results_csv",
     "table1_markdown",
+    "table1_notes",
     "plot_map_vs_k",
     "plot_entropy_std",
     "plot_latent",
@@ -85,6 +87,25 @@ def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], note
         lines.append(f"| {_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
     head = "# Table I: MAP on the test images (mean ± std over seeds)\n\n"
     return head + ("\n".join(lines)) + "\n" + (f"\n{notes}\n" if notes else "")
+
+
+def table1_notes(config: Mapping) -> str:
+    """The notes line under Table I from a sweep configuration.
+
+    ``config`` is the sweep's ``ConfigDict`` or the dict read from a work dir's ``sweep_config.json``
+    (same text for both); the sweep and ``python -m dng_jax.report`` both use this."""
+    sweep, cluster_data, model = config["sweep"], config["cluster_data"], config["model"]
+    return (f"{int(sweep['seeds'])} seeds per configuration; {int(cluster_data['n_images'])} "
+            f"clustering images; model stage_sizes={tuple(model['stage_sizes'])} width={model['width']}; "
+            f"segmentation {config['train']['epochs']} epochs, retraining {config['retrain']['epochs']} epochs.")
+
+
+def _read_notes(workdir: Path) -> str:
+    """:func:`table1_notes` of ``workdir/sweep_config.json``; "" when it is missing or incomplete."""
+    try:
+        return table1_notes(json.loads((workdir / "sweep_config.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def _plt():
@@ -225,9 +246,19 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dng_jax.report",
-                                description="Re-make table1.md and the figures from a sweep's results.csv")
-    p.add_argument("--workdir", required=True)
+    p = argparse.ArgumentParser(
+        prog="python -m dng_jax.report",
+        description="Re-make table1.md and the figures from a sweep's results.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="rewrites in --workdir: results.csv (re-written from its own rows), table1.md (with the\n"
+               "notes line rebuilt from sweep_config.json when present), fig6_map_known.png,\n"
+               "fig7_map_unknown.png and fig8_entropy_std.png (the figures only when results.csv has\n"
+               "rows). fig2_latent_tsne.png and fig5_panels.png need the model and the latent\n"
+               "vectors: only the sweep (python -m dng_jax.sweep) makes them. Prints the five\n"
+               "paths; exit code 2 when results.csv or baseline/metrics.json cannot be read.")
+    p.add_argument("--workdir", required=True,
+                   help="a sweep work dir (python -m dng_jax.sweep --workdir) holding results.csv and "
+                        "baseline/metrics.json")
     args = p.parse_args(argv)
     wd = Path(args.workdir)
     try:
@@ -236,7 +267,7 @@ def main(argv=None) -> int:
     except (OSError, KeyError, ValueError) as e:
         print(f"error: {wd}: cannot read the sweep's results ({e})", file=sys.stderr)
         return 2
-    for path in write_report(wd, rows, {c: baseline[c] for c, _ in MAP_COLUMNS}):
+    for path in write_report(wd, rows, {c: baseline[c] for c, _ in MAP_COLUMNS}, _read_notes(wd)):
         print(path)
     return 0
 

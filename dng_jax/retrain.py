@@ -74,8 +74,10 @@ def make_optimizer(cfg: RetrainConfig, steps_per_epoch: int) -> optax.GradientTr
 
 
 def init_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, n_runs: int,
-              optimizer: optax.GradientTransformation, image_size: int) -> RetrainState:
-    """Every run starts from the baseline encoder and its own freshly initialised head."""
+              optimizer: optax.GradientTransformation, image_size: int,
+              run_ids: jax.Array | None = None) -> RetrainState:
+    """Every run starts from the baseline encoder and its own freshly initialised head (from
+    ``fold_in(key, run_id)``; ``run_ids`` default ``0..n_runs-1``)."""
     def one(k):
         shapes = jax.eval_shape(lambda: model.init(k, jnp.zeros((1, image_size, image_size, 3)), train=False))
         head_in = shapes["params"]["head"]["kernel"].shape[0]
@@ -84,7 +86,8 @@ def init_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict,
         return RetrainState(params, {"encoder": encoder_variables["batch_stats"]}, optimizer.init(params),
                             jnp.zeros((), jnp.int32))
 
-    return jax.vmap(one)(jax.random.split(key, n_runs))
+    ids = jnp.arange(n_runs) if run_ids is None else jnp.asarray(run_ids)
+    return jax.vmap(lambda r: one(jax.random.fold_in(key, r)))(ids)
 
 
 def random_crops(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
@@ -132,15 +135,20 @@ def _gather(images, labels, idx):
 
 def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, images: np.ndarray,
                  labels: np.ndarray, cfg: RetrainConfig, augment: AugmentConfig = AugmentConfig(),
-                 progress: bool = True, desc: str = "retrain") -> tuple[RetrainState, np.ndarray]:
+                 progress: bool = True, desc: str = "retrain",
+                 run_ids=None) -> tuple[RetrainState, np.ndarray]:
     """Train ``R = labels.shape[0]`` runs on ``images [N,H,W,3] uint8`` with ``labels [R, N]``.
 
-    Each run visits the images in its own order each epoch (from ``key`` and its run index); the last
-    incomplete batch is dropped. Returns the final states and the per-epoch mean loss ``[epochs, R]``.
+    Run ``run_ids[r]`` (default ``r``) draws its head, image order, crops and augmentation from
+    ``fold_in(key, run_id)`` alone, so a run's result does not depend on which other runs share its
+    chunk. The last incomplete batch of an epoch is dropped. Returns the final states and the per-epoch
+    mean loss ``[epochs, R]``.
     """
     labels = np.asarray(labels)
     chex.assert_rank(labels, 2)
     n_runs, n = labels.shape
+    run_ids = jnp.arange(n_runs) if run_ids is None else jnp.asarray(run_ids, jnp.int32)
+    chex.assert_shape(run_ids, (n_runs,))
     if images.shape[0] != n:
         raise ValueError(f"{images.shape[0]} images but labels for {n}")
     if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
@@ -149,11 +157,11 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     steps_per_epoch = n // batch
     optimizer = make_optimizer(cfg, steps_per_epoch)
     k_init, k_order, k_step = jax.random.split(key, 3)
-    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1])
+    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids)
     step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment)
     images_dev = jnp.asarray(images)
     labels_dev = jnp.asarray(labels, jnp.int32)
-    run_keys = jax.random.split(k_step, n_runs)
+    run_keys = jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids)
     losses = np.zeros((cfg.epochs, n_runs), np.float32)
     bar = None
     if progress:
@@ -162,7 +170,7 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
         bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False)
     for epoch in range(cfg.epochs):
         ek = jax.random.fold_in(k_order, epoch)
-        orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(ek, r), n))(jnp.arange(n_runs))
+        orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(ek, r), n))(run_ids)
         epoch_loss = jnp.zeros((n_runs,))
         for s in range(steps_per_epoch):
             idx = orders[:, s * batch : (s + 1) * batch]

@@ -43,8 +43,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dng_jax.summary", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
-    p.add_argument("--n-test-per-type", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-test-per-type", type=int, default=2,
+                   help="test images per cell type (paper: 2; default 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the test split (default 0)")
     args = p.parse_args(argv)
     try:
         print(summarize(args.data, args.n_test_per_type, args.seed))

@@ -4,8 +4,10 @@ Stages (each saved atomically in the work dir; a rerun of the same command skips
 
 1. ``baseline/``       the segmentation U-Net trained on CT1 (or ``--config.sweep.checkpoint``) and its
                        MAP on the known / unknown / all test images.
-2. ``cluster_data/``   ``n_images`` augmented 256x256 crops of the unlabeled (non-CT1) images, the
-                       encoder's globally average-pooled latent (2048-D for ResNet-50) and its PCA to 32-D.
+2. ``cluster_data/``   ``cluster_data.n_images`` augmented crops of ``cluster_data.crop_size`` px square
+                       (paper: 256) of the unlabeled (non-CT1) images, the encoder's globally average-pooled
+                       latent (2048-D for ResNet-50) and its PCA to ``cluster_data.pca_dim`` dimensions
+                       (paper: 32).
 3. ``runs/<m>_k<k>/``  per configuration: ``fit_many`` over all seeds (pseudo-labels), then the encoder
                        retrained on them (seeds vmapped, in chunks), each run evaluated with the
                        baseline decoder. A chunk's results are saved as soon as it finishes.
@@ -16,7 +18,17 @@ One configuration that fails is reported in ``failures.json`` and does not stop 
 
 With no arguments it runs ``configs/default.py`` (a tiny model on the bundled mini-set, minutes on a
 CPU). ``--config configs/paper.py`` is the paper's protocol; any field can be overridden:
-``--config.sweep.seeds=8``.
+``--config.sweep.seeds=8 --workdir runs/seeds8`` (a work dir holds one configuration only).
+
+Exit status:
+
+  0  every configuration finished; the table and figures are written.
+  1  at least one configuration failed (listed in ``failures.json``; the table and figures cover the
+     others, and a rerun retries only the failed ones); also a command-line error (unknown flag,
+     unreadable ``--config`` file, positional arguments) or an unexpected error (with a traceback).
+  2  the sweep could not start or go on: unreadable data, an unreadable ``sweep.checkpoint``, a work dir
+     that holds a sweep made with another configuration, or an invalid configuration value; one line
+     ``error: ...`` on stderr.
 """
 
 from __future__ import annotations
@@ -316,10 +328,11 @@ def stage_configuration(config, workdir: Path, method: str, k: int, images, late
         if cpath.exists():
             rows += _read_json(cpath)
             continue
-        key = jax.random.fold_in(jax.random.key(int(config.sweep.seed) + 1), c0)
+        key = jax.random.key(int(config.sweep.seed) + 1)  # run i's randomness: fold_in(key, i), any chunking
         states, losses = retrain_runs(key, clf, encoder_vars, np.asarray(images), labels[seeds], rc,
                                       _augment_config(config), progress=progress,
-                                      desc=f"retrain {method}({k}) seeds {seeds[0]}-{seeds[-1]}")
+                                      desc=f"retrain {method}({k}) seeds {seeds[0]}-{seeds[-1]}",
+                                      run_ids=np.asarray(seeds, np.int32))
         chunk_rows = []
         for j, seed in enumerate(seeds):
             run_vars = {
@@ -356,13 +369,10 @@ def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def stage_report(config, workdir: Path, rows, baseline, latent, sources, variables, model, splits,
                  test_cache, manifest, progress: bool) -> list[Path]:
     from dng_jax.predict import postprocess_config, predict_instances
-    from dng_jax.report import plot_latent, plot_panels, write_report
+    from dng_jax.report import plot_latent, plot_panels, table1_notes, write_report
     from dng_jax.tsne import tsne
 
-    notes = (f"{int(config.sweep.seeds)} seeds per configuration; {int(config.cluster_data.n_images)} "
-             f"clustering images; model stage_sizes={tuple(config.model.stage_sizes)} width={config.model.width}; "
-             f"segmentation {config.train.epochs} epochs, retraining {config.retrain.epochs} epochs.")
-    paths = write_report(workdir, rows, baseline, notes)
+    paths = write_report(workdir, rows, baseline, table1_notes(config))
     fig2 = workdir / "fig2_latent_tsne.png"
     if not fig2.exists():
         m = min(int(config.report.tsne_points), latent.shape[0])
@@ -445,6 +455,8 @@ def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
+    from dng_jax.cli import config_file_error
+
     flags_ = flags.FLAGS
     if "config" not in flags_:
         config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG),
@@ -474,6 +486,10 @@ def main(argv=None) -> int:
         print((Path(flags_.workdir) / "table1.md").read_text())
         return 1 if out["failures"] else 0
 
+    msg = config_file_error(argv)
+    if msg:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
     try:
         app.run(_main, argv=argv)
     except SystemExit as e:

@@ -319,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"Kaggle {ZIP_NAME}, its unpacked folder, or a folder holding it "
                          f"(default: the bundled 18-image mini-set)")
     ap.add_argument("--data-dir", required=True, help="TFDS data dir to write into")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-test-per-type", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the test split (default 0)")
+    ap.add_argument("--n-test-per-type", type=int, default=2,
+                    help="test images per cell type (paper: 2; default 2)")
     ap.add_argument("--manifest", default=None, help="cell-type manifest cache (JSON) to read/write")
     ap.add_argument("--overwrite", action="store_true", help="rebuild even if the dataset exists")
     ap.add_argument("--workers", type=int, default=2, help="threads reading the source (default 2)")

@@ -1,5 +1,24 @@
 """Segmentation training (paper II-C): U-Net/ResNet, LAMB, pixel-wise cross-entropy, on-device augmentation.
 
+usage: python -m dng_jax.train --config configs/default.py --workdir runs/default [--config.train.epochs=3]
+
+Trains the segmentation network of --config on the labelled CT1 (known cell type) training images and
+then reports its MAP on the known / unknown / all test images. --config (a configs/*.py file; any field
+can be overridden, e.g. --config.train.epochs=3) and --workdir are both required. Written to --workdir:
+
+  checkpoints/   orbax checkpoints, every config.train.checkpoint_every steps and at the end
+  metrics.csv    training loss / accuracy / images per second, and the evaluation loss / pixel accuracy
+  config.json    the full configuration of the run
+  baseline.json  the MAP on the test images, per image and cell type (if config.eval.enabled)
+  manifest.json  the cell type of every image (not for the Kaggle stage-1 set: its manifest is shipped)
+
+Rerunning the same command resumes from the latest checkpoint and draws the same batches and
+augmentation as an uninterrupted run would; a finished run is not trained again (its evaluation is).
+Predict with the result: python -m dng_jax.predict --checkpoint <workdir> ...
+
+Developer notes
+---------------
+
 Building blocks (pure functions, jitted by the driver):
 
 - :class:`TrainState` -- ``flax.training.train_state.TrainState`` plus ``batch_stats``.
@@ -18,7 +37,7 @@ Batches are ``(images uint8 [B,H,W,3], targets uint8/int [B,H,W])``; images are 
 step. The augmentation key of step ``s`` is ``fold_in(key, s)`` with ``s = state.step``, so a resumed run
 draws exactly the keys an uninterrupted one would.
 
-CLI: ``python -m dng_jax.train --config configs/default.py --workdir runs/default [--config.train.epochs=3]``.
+``--help`` prints only the part of this docstring above "Developer notes" (see :func:`_usage`).
 """
 
 from __future__ import annotations
@@ -27,6 +46,7 @@ import csv
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -375,18 +395,7 @@ def open_data(config, workdir: str | os.PathLike | None = None):
     from dng_jax import dsb2018, partition
 
     source = dsb2018.open_source(config.data.get("path"))
-    manifest = None
-    bundled = Path(dsb2018.bundled_minidata_path()).parent / "dsb2018_stage1_manifest.json"
-    if bundled.exists():
-        try:
-            m = partition.read_manifest(bundled)
-            if sorted(m) == source.ids():
-                manifest = m
-        except dsb2018.DataError:
-            manifest = None
-    if manifest is None:
-        cache = Path(workdir) / "manifest.json" if workdir is not None else None
-        manifest = partition.load_or_build_manifest(source, cache)
+    manifest = partition.manifest_for(source, Path(workdir) / "manifest.json" if workdir is not None else None)
     splits = partition.make_splits(manifest, n_test_per_type=int(config.data.get("n_test_per_type", 2)),
                                    seed=int(config.data.get("seed", 0)))
     return source, manifest, splits
@@ -556,14 +565,23 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, samples=None, eval
     return state
 
 
-def main(argv=None):
+def _usage() -> str:
+    """The command-line part of the module docstring: what absl's ``--help`` shows."""
+    return (__doc__ or "").split("\nDeveloper notes\n", 1)[0].rstrip() + "\n"
+
+
+def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
+    from dng_jax.cli import config_file_error, user_errors
+
     flags_ = flags.FLAGS
     if "config" not in flags_:
-        config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
-        flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+        config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (required); override "
+                                        "its fields with --config.<section>.<field>=value.", lock_config=True)
+        flags.DEFINE_string("workdir", None, "Directory for checkpoints/, metrics.csv, config.json and "
+                                             "baseline.json (required); rerun with the same one to resume.")
         flags.mark_flags_as_required(["config", "workdir"])
 
     def _main(args):
@@ -573,10 +591,24 @@ def main(argv=None):
             raise app.UsageError(f"unexpected arguments {args[1:]}")
         if not flags_["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-        train_and_evaluate(flags_.config, flags_.workdir)
+        try:
+            train_and_evaluate(flags_.config, flags_.workdir)
+        except user_errors() as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
-    app.run(_main, argv=argv)
+    msg = config_file_error(argv)
+    if msg:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    try:
+        app.run(_main, argv=argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    __doc__ = _usage()  # absl's --help prints __main__'s docstring: the usage, not the developer notes
+    sys.exit(main())

@@ -10,7 +10,7 @@
    independent implementation below, which is written the way the public Kaggle kernels were
    (np.histogram2d intersections + ``precision_at``) and does not import dng_jax.metrics.
 
-    python scripts/check_metric_independent.py --zip /work/shared/data/dsb2018/stage1_train.zip [-n N]
+    python scripts/check_metric_independent.py --zip ../shared/data/dsb2018/stage1_train.zip [-n N]
 
 Exits 1 if any per-image score differs by more than --tol (1e-6).
 """
@@ -195,7 +195,8 @@ def save_png16(path: Path, a: np.ndarray) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--zip", default="/work/shared/data/dsb2018/stage1_train.zip")
+    ap.add_argument("--zip", default=str(Path(__file__).resolve().parents[2] / "shared/data/dsb2018/stage1_train.zip"),
+                    help="Kaggle stage1_train.zip (default: ../shared/data/dsb2018/ next to the repository)")
     ap.add_argument("-n", type=int, default=0, help="number of images (0 = all)")
     ap.add_argument("--seed", type=int, default=2018)
     ap.add_argument("--out", help="keep the gt/ and pred/ folders here (default: a temp dir)")

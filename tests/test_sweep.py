@@ -133,3 +133,13 @@ def test_other_config_in_same_workdir_is_refused(finished):
     config.sweep.seeds = 3
     with pytest.raises(sweep.ConfigMismatchError, match="sweep.seeds"):
         sweep.run_sweep(config, workdir, progress=False)
+
+
+def test_missing_config_file_is_a_one_line_error(capsys, tmp_path):
+    from dng_jax import train
+
+    missing = tmp_path / "nope.py"
+    assert sweep.main(["sweep", "--config", str(missing)]) == 2
+    assert train.main(["train", f"--config={missing}", "--workdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(missing)) == 2 and "Traceback" not in err

@@ -4,8 +4,8 @@ The paper (section II-D) ran NeuPy's ``GrowingNeuralGas`` with: winner rate ``ep
 rate ``eps_n = 0.001``, maximal edge age 50, a new unit every ``lam = 100`` steps, split error decay
 ``alpha = 0.5``, global error decay ``0.995``, minimal distance for updates 0.2, and 5 start units
 (GNG(5)); it grew to about 500 units. (One sentence of the paper swaps the names: it calls 0.1 the rate
-"of the nearest neighbor" eps_n and 0.001 eps_b. We implement the reading of the issue: the winner
-moves with 0.1, its topological neighbours with 0.001.)
+"of the nearest neighbor" eps_n and 0.001 eps_b. We use the rates as in Fritzke (1995) and NeuPy: the
+winner gets the larger rate, so the winner moves with 0.1, its topological neighbours with 0.001.)
 
 The state has ``max_units`` slots: positions ``w (N, d)``, accumulated ``error (N,)``, an ``active``
 mask, a symmetric ``age (N, N)`` int16 matrix (-1 = no edge), the degree of every unit and the number
@@ -49,7 +49,7 @@ __all__ = ["GNGConfig", "GNGState", "init", "init_from", "gng_step", "update_epo
 
 
 class GNGConfig(NamedTuple):
-    max_units: int = 1000
+    max_units: int = 1024
     start_units: int = 5
     epochs: int = 10
     eps_b: float = 0.1  # winner
