@@ -455,10 +455,11 @@ def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from dng_jax.cli import config_file_error
+    from dng_jax.cli import check_flags
 
     flags_ = flags.FLAGS
-    if "config" not in flags_:
+
+    def define():
         config_flags.DEFINE_config_file("config", str(DEFAULT_CONFIG),
                                         "Path to a configs/*.py file (default: configs/default.py).",
                                         lock_config=True)
@@ -486,7 +487,7 @@ def main(argv=None) -> int:
         print((Path(flags_.workdir) / "table1.md").read_text())
         return 1 if out["failures"] else 0
 
-    msg = config_file_error(argv)
+    msg = check_flags(define, flags_, argv)
     if msg:
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -574,10 +574,11 @@ def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from dng_jax.cli import config_file_error, user_errors
+    from dng_jax.cli import check_flags, user_errors
 
     flags_ = flags.FLAGS
-    if "config" not in flags_:
+
+    def define():
         config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (required); override "
                                         "its fields with --config.<section>.<field>=value.", lock_config=True)
         flags.DEFINE_string("workdir", None, "Directory for checkpoints/, metrics.csv, config.json and "
@@ -598,7 +599,7 @@ def main(argv=None) -> int:
             return 2
         return 0
 
-    msg = config_file_error(argv)
+    msg = check_flags(define, flags_, argv)
     if msg:
         print(f"error: {msg}", file=sys.stderr)
         return 2

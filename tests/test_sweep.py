@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,7 +137,7 @@ def test_other_config_in_same_workdir_is_refused(finished):
         sweep.run_sweep(config, workdir, progress=False)
 
 
-def test_missing_config_file_is_a_one_line_error(capsys, tmp_path):
+def test_config_errors_are_one_line(capsys, tmp_path):
     from dng_jax import train
 
     missing = tmp_path / "nope.py"
@@ -143,3 +145,9 @@ def test_missing_config_file_is_a_one_line_error(capsys, tmp_path):
     assert train.main(["train", f"--config={missing}", "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count(str(missing)) == 2 and "Traceback" not in err
+    # a misspelt override: one line naming the field (ml_collections alone raises a bare KeyError while
+    # the flag is defined, so this needs a fresh process, as on the command line)
+    proc = subprocess.run([sys.executable, "-m", "dng_jax.sweep", "--workdir", str(tmp_path / "wd"),
+                           "--config.sweep.seedz=3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "seedz" in proc.stderr and "Traceback" not in proc.stderr and not (tmp_path / "wd").exists()
