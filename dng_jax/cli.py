@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["config_file_error", "check_flags", "user_errors"]
+__all__ = ["config_file_error", "check_flags", "run", "user_errors"]
 
 
 def config_file_error(argv: Sequence[str] | None) -> str | None:
@@ -37,13 +37,9 @@ def _field_message(e: BaseException, argv: Sequence[str]) -> str:
 
 
 def check_flags(define: Callable[[], None], flag_values, argv: Sequence[str] | None) -> str | None:
-    """Define the CLI's flags (``define``, once per process) and parse ``argv`` once, turning the config
-    errors that ml_collections raises with a traceback into a message; None when all is well.
-
-    A missing ``--config`` file, or a ``--config.<path>=value`` naming no field (ml_collections raises a
-    bare ``AttributeError``/``KeyError``, even while the flag is defined) give a message. Other flag
-    errors are left to absl's ``app.run``, which reports them in one line itself. The flags are reset
-    afterwards, so ``app.run`` parses them as usual."""
+    """Define the CLI's flags (``define``, once per process); the message for a missing ``--config`` file
+    or for an override naming no config field (ml_collections parses the overrides in ``sys.argv``
+    while the flag is defined and raises a bare ``AttributeError``/``KeyError``), else None."""
     argv = list(sys.argv if argv is None else argv)
     msg = config_file_error(argv)
     if msg:
@@ -51,15 +47,40 @@ def check_flags(define: Callable[[], None], flag_values, argv: Sequence[str] | N
     try:
         if "config" not in flag_values:
             define()
-        flag_values(argv)
     except (AttributeError, KeyError) as e:
         return _field_message(e, argv)
-    except Exception:
-        return None
-    finally:
-        if "config" in flag_values:
-            flag_values.unparse_flags()
     return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a one-line message and exit status 2 for an unknown config field (when
+    the config has no default file, ml_collections parses the overrides only here)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError) as e:
+        print(f"error: {_field_message(e, argv)}", file=sys.stderr)
+        sys.exit(2)
+    except flags.Error as e:
+        print(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.",
+              file=sys.stderr)
+        sys.exit(1)
+
+
+def run(define: Callable[[], None], main: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
+    """``absl.app.run(main)`` with one-line config errors; returns the exit status instead of exiting."""
+    from absl import app, flags
+
+    msg = check_flags(define, flags.FLAGS, argv)
+    if msg:
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    try:
+        app.run(main, argv=None if argv is None else list(argv), flags_parser=_parse_flags)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -455,7 +455,7 @@ def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from dng_jax.cli import check_flags
+    from dng_jax import cli
 
     flags_ = flags.FLAGS
 
@@ -487,15 +487,7 @@ def main(argv=None) -> int:
         print((Path(flags_.workdir) / "table1.md").read_text())
         return 1 if out["failures"] else 0
 
-    msg = check_flags(define, flags_, argv)
-    if msg:
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    try:
-        app.run(_main, argv=argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return cli.run(define, _main, argv)
 
 
 if __name__ == "__main__":

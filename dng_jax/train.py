@@ -574,7 +574,7 @@ def main(argv=None) -> int:
     from absl import app, flags
     from ml_collections import config_flags
 
-    from dng_jax.cli import check_flags, user_errors
+    from dng_jax import cli
 
     flags_ = flags.FLAGS
 
@@ -594,20 +594,12 @@ def main(argv=None) -> int:
             logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
         try:
             train_and_evaluate(flags_.config, flags_.workdir)
-        except user_errors() as e:
+        except cli.user_errors() as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
 
-    msg = check_flags(define, flags_, argv)
-    if msg:
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    try:
-        app.run(_main, argv=argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return cli.run(define, _main, argv)
 
 
 if __name__ == "__main__":
