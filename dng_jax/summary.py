@@ -13,12 +13,12 @@ from collections import defaultdict
 import numpy as np
 
 from dng_jax.dsb2018 import DataError, open_source
-from dng_jax.partition import CELL_TYPES, KNOWN_TYPE, build_manifest, make_splits
+from dng_jax.partition import CELL_TYPES, KNOWN_TYPE, make_splits, manifest_for
 
 
 def summarize(path=None, n_test_per_type: int = 2, seed: int = 0) -> str:
     src = open_source(path)
-    manifest = build_manifest(src)
+    manifest = manifest_for(src)  # the training driver's manifest, so the splits match
     splits = make_splits(manifest, n_test_per_type, seed)
     rows: dict[str, list] = defaultdict(list)
     for sid in src.ids():
