@@ -8,19 +8,13 @@ Reduced from the paper: a bottleneck ResNet with stages (2, 2, 2, 2) and width 1
 (../shared/data/dsb2018/stage1_train.zip next to the repository).
 """
 
-import importlib.util
 from pathlib import Path
 
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("dng_configs_paper", Path(__file__).with_name("paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from dng_jax.cli import load_config
 
 
 def get_config():
-    c = _paper().get_config()
+    c = load_config(Path(__file__).with_name("paper.py"))
     c.data.crop_size = 128
     c.model.stage_sizes = (2, 2, 2, 2)
     c.model.width = 16

@@ -6,21 +6,15 @@ The mini-set has only 4 CT1 training images, so the MAP of this run means little
 ``python -m dng_jax.train --config configs/default.py --workdir runs/default``
 """
 
-import importlib.util
 from pathlib import Path
 
 import ml_collections
 
-
-def _paper():
-    spec = importlib.util.spec_from_file_location("dng_configs_paper", Path(__file__).with_name("paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from dng_jax.cli import load_config
 
 
 def get_config():
-    c = _paper().get_config()
+    c = load_config(Path(__file__).with_name("paper.py"))
     # None: the bundled mini-set (18 images, 4 CT1 training images); a FieldReference so that
     # --config.data.path=/path/to/stage1_train.zip can still override it
     c.data.path = ml_collections.FieldReference(None, field_type=str)

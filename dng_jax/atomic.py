@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
@@ -41,3 +41,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write(path, lambda f: np.save(f, np.asarray(array), allow_pickle=False))
+
+
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
+    """A compressed ``.npz`` of named arrays."""
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))

@@ -1,12 +1,27 @@
-"""Shared bits of the absl-based CLIs (``dng_jax.train``, ``dng_jax.sweep``): one-line errors, no tracebacks."""
+"""Config files and the absl-based CLIs (``dng_jax.train``, ``dng_jax.sweep``): one-line errors, no tracebacks."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["config_file_error", "check_flags", "run", "user_errors"]
+__all__ = ["load_config", "config_file_error", "check_flags", "run", "user_errors"]
+
+
+def load_config(path: str | os.PathLike):
+    """``get_config()`` of a configs/*.py file (what ``--config`` does, without the overrides); also how
+    ``configs/default.py`` and ``configs/cpu_real.py`` start from ``configs/paper.py``."""
+    import importlib.util
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: config file not found")
+    spec = importlib.util.spec_from_file_location(f"dng_config_{p.stem}", p)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
 
 
 def config_file_error(argv: Sequence[str] | None) -> str | None:

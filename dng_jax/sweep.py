@@ -45,24 +45,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dng_jax.atomic import atomic_save_npy, atomic_write_text
+from dng_jax.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
+from dng_jax.cli import load_config  # noqa: F401  (part of this module's API)
 
 __all__ = ["run_sweep", "sweep_configurations", "cluster_seeds", "load_config", "main", "DEFAULT_CONFIG", "ConfigMismatchError"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.py"
-
-
-def load_config(path: str):
-    """``get_config()`` of a configs/*.py file (what ``--config`` does, without the overrides)."""
-    import importlib.util
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: config file not found")
-    spec = importlib.util.spec_from_file_location(f"dng_config_{p.stem}", p)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
 
 
 class ConfigMismatchError(RuntimeError):
@@ -350,17 +338,11 @@ def stage_configuration(config, workdir: Path, method: str, k: int, images, late
             if seed == 0:  # keep one run's predictions for the Fig. 5 panels
                 preds = {sid: predict_instances(run_vars, model, test_cache.load(sid).image, post_cfg,
                                                 tile_size=int(config.eval.tile_size)) for sid in splits.test_all}
-                atomic_write_npz(rdir / "seed0_predictions.npz", preds)
+                atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
     _write_json(final, rows)
     return rows
-
-
-def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    from dng_jax.atomic import atomic_write
-
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 # ----------------------------------------------------------------------------------------- stage 4

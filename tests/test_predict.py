@@ -1,6 +1,5 @@
 """Prediction: odd-sized non-square images, tiling, the CLI (label images + CSV), baseline evaluation."""
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -15,6 +14,7 @@ jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 from dng_jax.checkpointing import CheckpointError, Checkpointer  # noqa: E402
+from dng_jax.cli import load_config  # noqa: E402
 from dng_jax.dsb2018 import Sample  # noqa: E402
 from dng_jax.label_io import read_labels  # noqa: E402
 from dng_jax.models import make_model  # noqa: E402
@@ -28,10 +28,7 @@ TINY = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
 
 
 def tiny_config():
-    spec = importlib.util.spec_from_file_location("paper_cfg", ROOT / "configs" / "paper.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config()
+    c = load_config(ROOT / "configs" / "paper.py")
     c.data.path, c.data.crop_size = None, 32
     c.model.stage_sizes, c.model.width, c.model.decoder_features = TINY["stage_sizes"], 4, TINY["decoder_features"]
     return c
