@@ -1,0 +1,89 @@
+"""Why does encoder retraining change the MAP? Separate BatchNorm-statistics drift from weight drift.
+
+Takes a finished sweep work dir and retrains a few runs of one configuration again, with the same pseudo-labels, in
+four ways: 0 epochs (must give back the baseline: a check of the plumbing), 1 epoch at learning rate 0 (only
+the BatchNorm running statistics follow the clustering images), the config's retraining (new weights and
+statistics), and the same with BatchNorm frozen (eval mode) while retraining. Prints MAP known / unknown / all
+per run; the table in docs/results.md came from
+
+    python scripts/diagnose_retrain_drift.py --workdir runs/cpu_real --config configs/cpu_real.py --run kmc_k100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dng_jax import sweep
+from dng_jax.cli import load_config
+from dng_jax.predict import evaluate_baseline, postprocess_config
+from dng_jax.retrain import EncoderClassifier, RetrainConfig, retrain_runs
+from dng_jax.train import open_data
+
+
+class FrozenBNClassifier(EncoderClassifier):
+    """The retraining model with the encoder's BatchNorm in eval mode (running statistics fixed)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        latent, _ = self.encoder(x, train=False)
+        return nn.Dense(self.num_classes, name="head")(jnp.mean(latent.astype(jnp.float32), axis=(1, 2)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", required=True, help="a finished sweep work dir")
+    ap.add_argument("--config", required=True, help="the configs/*.py file of that sweep")
+    ap.add_argument("--run", default="kmc_k100", help="configuration folder under WORKDIR/runs/")
+    ap.add_argument("--runs", type=int, default=2, help="how many of its seeds to retrain")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    a = ap.parse_args()
+
+    wd, config = Path(a.workdir), load_config(a.config)
+    source, _, splits = open_data(config, wd)
+    test_cache = sweep._Samples(source, splits.test_all)
+    variables, model, baseline = sweep.stage_baseline(config, wd, source, splits, test_cache, False)
+    images = np.load(wd / "cluster_data" / "images.npy")
+    labels = np.load(wd / "runs" / a.run / "pseudo_labels.npy")[: a.runs]
+    k = int(labels.max()) + 1 if a.run.startswith("gng") else int(a.run.rsplit("_k", 1)[1])
+    enc = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+    post = postprocess_config(config)
+    cfg = {f: config.retrain[f] for f in RetrainConfig._fields}
+    run_ids = np.arange(a.runs, dtype=np.int32)
+
+    def score(states, j, take_weights=True, take_stats=True):
+        p, b = dict(variables["params"]), dict(variables["batch_stats"])
+        if take_weights:
+            p["encoder"] = jax.tree.map(lambda x: x[j], states.params["encoder"])
+        if take_stats:
+            b["encoder"] = jax.tree.map(lambda x: x[j], states.batch_stats["encoder"])
+        r = evaluate_baseline({"params": p, "batch_stats": b}, model, test_cache, splits, post_cfg=post,
+                              tile_size=int(config.eval.tile_size), progress=False)
+        return [round(r["known"], 3), round(r["unknown"], 3), round(r["all"], 3)]
+
+    out = {"baseline": [round(baseline[c], 3) for c in ("map_known", "map_unknown", "map_all")]}
+    print("baseline (known, unknown, all):", out["baseline"], flush=True)
+    variants = [("0 epochs", EncoderClassifier, dict(epochs=0)),
+                ("1 epoch at lr 0 (BatchNorm statistics only)", EncoderClassifier, dict(epochs=1, learning_rate=0.0)),
+                ("config's retraining", EncoderClassifier, {}),
+                ("config's retraining, BatchNorm frozen", FrozenBNClassifier, {})]
+    for name, cls, override in variants:
+        t = time.time()
+        states, _ = retrain_runs(jax.random.key(1), cls(model.encoder, k), enc, images, labels,
+                                 RetrainConfig(**{**cfg, **override}), sweep._augment_config(config),
+                                 progress=False, run_ids=run_ids)
+        out[name] = [score(states, j) for j in range(a.runs)]
+        print(f"{name}: {out[name]}  ({time.time() - t:.0f}s)", flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
