@@ -10,7 +10,7 @@ Reduced from the paper: a bottleneck ResNet with stages (2, 2, 2, 2) and width 1
 
 from pathlib import Path
 
-from dng_jax.cli import load_config
+from dng_jax.config import load_config
 
 
 def get_config():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import ml_collections
 
-from dng_jax.cli import load_config
+from dng_jax.config import load_config
 
 
 def get_config():

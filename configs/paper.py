@@ -1,6 +1,7 @@
 """The paper's settings (Sec. II-C): ResNet-50 U-Net, 256x256 crops, LAMB 1e-3, batch 8, 50 epochs on CT1.
 
-For a GPU/TPU. ``python -m dng_jax.train --config configs/paper.py --workdir runs/paper
+For a GPU/TPU. Every field is listed, with its meaning, by ``python -m dng_jax.sweep --config configs/paper.py
+--config.help``; the typed sections that check them are in ``dng_jax/config.py``. ``python -m dng_jax.train --config configs/paper.py --workdir runs/paper
 --config.data.path=/path/to/stage1_train.zip`` (default: ../shared/data/dsb2018/stage1_train.zip
 next to the repository).
 """
@@ -8,6 +9,7 @@ next to the repository).
 from pathlib import Path
 
 import ml_collections
+import numpy as np
 
 
 def default_data_path() -> str:
@@ -49,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment.p_scale = 0.25
     c.augment.scale_min = 0.5
     c.augment.scale_max = 2.0
+    c.augment.scale_log_uniform = False  # the paper draws the zoom uniformly in [0.5, 2]
 
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 50
@@ -74,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.postprocess.background_source = "cell"  # background markers: P(cell) < 0.2 ("foreground": P(cell)+P(border))
     c.postprocess.marker_connectivity = 1  # 4-connected markers (2: 8-connected)
     c.postprocess.expand_distance = 0  # extension: grow instances by this many px into the border ring; 0 = paper
+    c.postprocess.sum_tolerance = 1e-2  # allowed |sum over classes - 1| of the softmax
 
     c.eval = ml_collections.ConfigDict()
     c.eval.enabled = True  # baseline MAP on the test images at the end of training
@@ -92,8 +96,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.clustering.eps0 = 0.1
     c.clustering.eps_fin = 1e-4
     c.clustering.r0_factor = 2.0  # R0 = 2k (our reading of the paper's "R0 = 2 . k")
+    c.clustering.r0 = ml_collections.FieldReference(None, field_type=float)  # an absolute R0 instead
     c.clustering.r_fin = 1e-3
     c.clustering.kmc_r = 1e-3  # kMC: R0 = R_fin = 0.001, winner only
+    c.clustering.h_min = float(np.finfo(np.float32).tiny)  # NG: weights below are dropped (float32 underflow: exact)
     c.clustering.full_rank = "bitonic"  # sorting network over the seeds; "sort" = XLA sort (see docs/benchmarks.md)
     c.clustering.gng = ml_collections.ConfigDict()
     c.clustering.gng.start_units = 5
@@ -106,6 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.clustering.gng.alpha = 0.5
     c.clustering.gng.decay = 0.995
     c.clustering.gng.min_dist = 0.2
+    c.clustering.gng.chunk_epochs = 1  # epochs per jitted call
 
     c.retrain = ml_collections.ConfigDict()  # encoder + GAP + dense(k) on the pseudo-labels
     c.retrain.epochs = 20
@@ -118,7 +125,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one
-    c.sweep.methods = ("kmc", "ng", "gng")
+    c.sweep.methods = ("kmc", "ng", "gng")  # or path/to/file.py:factory (docs/clustering_variants.md)
     c.sweep.ks = (5, 50, 100, 500, 1000)
     c.sweep.seeds = 48  # how many runs per configuration (run i uses clustering seed i)
     c.sweep.seed = 0  # base PRNG seed of the runs (clustering keys and retraining heads/data order)

@@ -1,37 +1,108 @@
-"""Config files and the absl-based CLIs (``dng_jax.train``, ``dng_jax.sweep``): one-line errors, no tracebacks."""
+"""What every command line shares: the same flags for the same ideas, one-line errors, exit codes.
+
+Conventions (all ``python -m dng_jax.<command>``):
+
+- ``--workdir DIR`` for an experiment's work dir (train, sweep, report), ``--output DIR`` for a folder
+  of results (predict, cluster, export_labels; ``--out`` is accepted too), ``--no-progress`` turns the
+  progress bars off, ``--quiet`` prints less, ``--help`` shows the usage and exits 0.
+- Exit status 0: done; 1: done, but some items failed (they are listed); 2: bad input (a flag, a
+  file, a config value, a busy or unusable work dir), one line ``error: ...`` on stderr naming it.
+- The config-driven commands (train, sweep) take ``--config configs/<file>.py`` and override any field
+  with ``--config.<section>.<field>=value``; ``--config.help`` prints every field with its value and
+  meaning.
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["load_config", "config_file_error", "check_flags", "run", "user_errors"]
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from dng_jax.config import ExperimentConfig, config_table, experiment_config
+from dng_jax.errors import USER_ERRORS, ConfigError
+
+__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser", "add_output_flag",
+           "add_progress_flag", "run_command", "run_config_command", "show_log"]
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USER_ERROR = 0, 1, 2
+_HELP_FLAGS = ("--help", "-h", "--helpfull", "--helpshort", "-?", "--helpxml")
 
 
-def load_config(path: str | os.PathLike):
-    """``get_config()`` of a configs/*.py file (what ``--config`` does, without the overrides); also how
-    ``configs/default.py`` and ``configs/cpu_real.py`` start from ``configs/paper.py``."""
-    import importlib.util
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: config file not found")
-    spec = importlib.util.spec_from_file_location(f"dng_config_{p.stem}", p)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+def _error(message: str) -> int:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
-def config_file_error(argv: Sequence[str] | None) -> str | None:
-    """The message for a ``--config FILE`` / ``--config=FILE`` that does not exist, else None.
+def show_log(name: str = "dng_jax", label: str = "dng_jax") -> None:
+    """Progress lines of ``logging.getLogger(name)`` on stdout as ``[label HH:MM:SS] message``."""
+    logger = logging.getLogger(name)
+    if not any(getattr(h, "_dng_jax", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(f"[{label} %(asctime)s] %(message)s", "%H:%M:%S"))
+        handler._dng_jax = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
-    ml_collections only fails on it inside absl's flag parsing, with a chained traceback."""
-    args = list(sys.argv if argv is None else argv)[1:]
-    for i, a in enumerate(args):
-        if a == "--config" and i + 1 < len(args):
-            path = args[i + 1]
+
+# ----------------------------------------------------------------------------------------- argparse
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Epilog as written; ``(default: ...)`` only for options whose default is a value."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default is None or action.default is False or action.default is True:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: ... (see --help)``) and exit status 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def make_parser(prog: str, doc: str | None) -> ArgumentParser:
+    """A parser whose description is the first paragraph of ``doc`` and whose epilog is the rest."""
+    head, _, rest = (doc or "").strip().partition("\n\n")
+    return ArgumentParser(prog=prog, description=head, epilog=rest.strip() or None, formatter_class=_HelpFormatter)
+
+
+def add_output_flag(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002
+    parser.add_argument("--output", "--out", dest="output", required=True, help=help)
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", "--noprogress", dest="progress", action="store_false",
+                        help="no progress bars")
+
+
+def run_command(fn: Callable[[], int | None]) -> int:
+    """Call ``fn``; a user error (:data:`dng_jax.errors.USER_ERRORS`) becomes one line and status 2."""
+    try:
+        return int(fn() or EXIT_OK)
+    except USER_ERRORS as e:
+        return _error(e)
+
+
+# ----------------------------------------------------------------------------------------- absl
+
+
+def _config_file_error(argv: Sequence[str]) -> str | None:
+    """The message for a ``--config FILE`` / ``--config=FILE`` that does not exist, else None (the
+    flag library only fails on it inside its parsing, with a chained traceback)."""
+    for i, a in enumerate(argv[1:], start=1):
+        if a == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
         elif a.startswith("--config="):
             path = a.split("=", 1)[1]
         else:
@@ -48,60 +119,85 @@ def _field_message(e: BaseException, argv: Sequence[str]) -> str:
         inner = inner.args[0]
     overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
     return (f"no such config field: {str(inner).replace(chr(10), ' ')} (overrides given: "
-            f"{', '.join(overrides) or 'none'}); the configs/*.py file lists the fields")
+            f"{', '.join(overrides) or 'none'}); --config.help lists the fields")
 
 
-def check_flags(define: Callable[[], None], flag_values, argv: Sequence[str] | None) -> str | None:
-    """Define the CLI's flags (``define``, once per process); the message for a missing ``--config`` file
-    or for an override naming no config field (ml_collections parses the overrides in ``sys.argv``
-    while the flag is defined and raises a bare ``AttributeError``/``KeyError``), else None."""
-    argv = list(sys.argv if argv is None else argv)
-    msg = config_file_error(argv)
+def _normalise(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """argv with ``--no-progress`` spelt as absl wants it, and whether ``--config.help`` was asked for."""
+    out, show_fields = [], False
+    for a in argv:
+        if a == "--config.help":
+            show_fields = True
+        elif a == "--no-progress":
+            out.append("--noprogress")
+        else:
+            out.append(a)
+    return out, show_fields
+
+
+def run_config_command(argv: Sequence[str] | None, command: Callable[[ExperimentConfig, str, bool], int | None],
+                       *, default_config: str | None, default_workdir: str | None, workdir_help: str) -> int:
+    """The shell of a config-driven command (flax ``main.py`` style): define ``--config``, ``--workdir``
+    and ``--progress``, parse, check the config (one line naming a bad field, status 2), then call
+    ``command(config, workdir, progress)`` and return its status. ``--help`` prints the calling
+    module's docstring (absl shows ``__main__.__doc__``)."""
+    argv, show_fields = _normalise(list(sys.argv if argv is None else argv))
+    msg = _config_file_error(argv)
     if msg:
-        return msg
+        return _error(msg)
+    # ml_collections reads the --config.* overrides from sys.argv (when the flag is defined and when it
+    # is parsed), so it sees the arguments as given here for the whole call
+    saved_argv, sys.argv = sys.argv, argv
+    try:
+        return _run_absl(argv, show_fields, command, default_config, default_workdir, workdir_help)
+    finally:
+        sys.argv = saved_argv
+
+
+def _run_absl(argv, show_fields, command, default_config, default_workdir, workdir_help) -> int:
+    flag_values = flags.FLAGS
     try:
         if "config" not in flag_values:
-            define()
+            config_flags.DEFINE_config_file(
+                "config", default_config, "a configs/*.py file" + (" (default: the embedded default)"
+                                                                   if default_config else " (required)")
+                + "; override any field with --config.<section>.<field>=value, list them with --config.help",
+                lock_config=True)
+            flags.DEFINE_string("workdir", default_workdir, workdir_help)
+            flags.DEFINE_bool("progress", True, "progress bars (--no-progress: none)")
     except (AttributeError, KeyError) as e:
-        return _field_message(e, argv)
-    return None
+        return _error(_field_message(e, argv))
 
+    def parse(args: list[str]) -> list[str]:
+        try:
+            return flag_values(args)
+        except (AttributeError, KeyError) as e:
+            sys.exit(_error(_field_message(e, args)))
+        except flags.Error as e:
+            sys.exit(_error(f"{e} (see --help)"))
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's flag parsing, with a one-line message and exit status 2 for an unknown config field (when
-    the config has no default file, ml_collections parses the overrides only here)."""
-    from absl import flags
+    def main(rest: list[str]) -> int:
+        if len(rest) > 1:
+            return _error(f"unexpected arguments {' '.join(rest[1:])} (see --help)")
+        if flag_values.config is None:
+            return _error("--config is required (a configs/*.py file)")
+        try:
+            cfg = experiment_config(flag_values.config)
+        except ConfigError as e:
+            return _error(e)
+        if show_fields:
+            print(config_table(cfg), end="")
+            return EXIT_OK
+        if not flag_values.workdir:
+            return _error("--workdir is required")
+        if not flag_values["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint step at INFO
+        return run_command(lambda: command(cfg, flag_values.workdir, flag_values.progress))
 
+    asked_for_help = any(a in _HELP_FLAGS or a.startswith("--help") for a in argv[1:])
     try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        print(f"error: {_field_message(e, argv)}", file=sys.stderr)
-        sys.exit(2)
-    except flags.Error as e:
-        print(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help on flags.",
-              file=sys.stderr)
-        sys.exit(1)
-
-
-def run(define: Callable[[], None], main: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
-    """``absl.app.run(main)`` with one-line config errors; returns the exit status instead of exiting."""
-    from absl import app, flags
-
-    msg = check_flags(define, flags.FLAGS, argv)
-    if msg:
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    try:
-        app.run(main, argv=None if argv is None else list(argv), flags_parser=_parse_flags)
+        app.run(main, argv=argv, flags_parser=parse)
     except SystemExit as e:
-        return int(e.code or 0)
-    return 0
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that come from the user's data, config or checkpoint: printed as one line, exit status 2."""
-    from dng_jax.checkpointing import CheckpointError
-    from dng_jax.dsb2018 import DataError
-
-    return (DataError, CheckpointError, ValueError)
-
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        return EXIT_OK if asked_for_help and code == 1 else code
+    return EXIT_OK

@@ -1,26 +1,34 @@
-"""Cluster latent vectors with NG, kMC or GNG over many seeds.
+"""Cluster the rows of a data matrix with NG, kMC, GNG or your own method, over many seeds.
 
 example:
-  python -m dng_jax.cluster --method ng --k 100 --seeds 48 --input X.npy --out runs/ng100
+  python -m dng_jax.cluster --method ng --k 100 --seeds 48 --input X.npy --output runs/ng100
+  python -m dng_jax.cluster --method scripts/variant_example.py:minibatch_kmeans --k 20 --seeds 4 \\
+      --input X.npy --output runs/mbk20
 
-written to --out (each file atomically: temp file + os.replace), S = --seeds,
-n = patterns, d = features (after --pca), k = --k:
-  centroids.npy  (S, k, d) float32; GNG: (S, max_units, d), padded with zeros
-  active.npy     GNG only: (S, max_units) bool, which slots hold a unit
-  labels.npy     (S, n) int32, the nearest (active) centroid of every pattern
+methods:
+  ng = Neural Gas, kmc = pattern-by-pattern k-means, gng = Growing Neural Gas
+  (--k = its start units, default 5), or path/to/file.py:factory: a factory
+  (k, ClusteringConfig) -> ClusteringMethod in that file (see
+  docs/clustering_variants.md); it gets the settings below as a ClusteringConfig.
+
+written to --output (each file atomically), S = --seeds, n = patterns,
+d = features (after --pca), K = clusters (GNG: its capacity --max-units):
+  centroids.npy  (S, K, d) float32; GNG: padded with zeros
+  active.npy     (S, K) bool, which slots hold a cluster (all true but for GNG)
+  labels.npy     (S, n) int32, the cluster slot of every pattern
   summary.json   the settings and, per seed, the quantization error (mean
                  squared distance to the nearest centroid), the normalized
-                 entropy H / log k of the cluster sizes (GNG: k = its number of
-                 units) and the number of units; plus mean and std of the
-                 normalized entropy over seeds (Fig. 8)
+                 entropy H / log K of the cluster sizes and the number of
+                 units; plus mean and std of the normalized entropy over seeds
+                 (Fig. 8)
 
-fixed settings (the paper's values; no flag changes them):
-  NG / kMC: learning rate eps0 = 0.1 decaying to eps_fin = 1e-4, neighbourhood
-  range R0 (--r0, default 2k) decaying to R_fin = 1e-3; kMC is NG with
-  R0 = R_fin = 1e-3 (only the winner moves).
-  GNG: winner rate eps_b = 0.1, neighbour rate eps_n = 0.001, maximal edge age
-  50, a new unit every lam = 100 steps, split error decay 0.5, global error decay
-  0.995, minimal distance for an update 0.2.
+settings (the paper's values; the flags below change some):
+  NG / kMC: learning rate eps0 = 0.1 decaying to eps_fin = 1e-4 over --epochs,
+  neighbourhood range R0 (--r0, default 2k) decaying to R_fin = 1e-3; kMC is
+  NG with R0 = R_fin = 1e-3 (only the winner moves).
+  GNG: winner rate 0.1, neighbour rate 0.001, maximal edge age 50, a new unit
+  every 100 steps, split error decay 0.5, global error decay 0.995, minimal
+  distance for an update 0.2.
 
 --pca 0 (the default) clusters the input as it is; --pca M first projects it
 onto its M leading principal components (centred), and centroids.npy,
@@ -28,175 +36,132 @@ labels.npy and the errors in summary.json refer to that M-D space.
 
 Run i uses fold_in(key(--seed), i): the first runs of --seeds 48 equal those of
 --seeds 4. Bad input (missing or empty file, not a 2-D numeric array, NaN/inf,
-k > n) ends with a one-line error naming the file and exit code 2; bad flags
-exit with argparse's usage error (also code 2).
+values too large for float32, k > n, a bad flag) ends with a one-line error
+naming it and exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import zipfile
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from dng_jax.atomic import atomic_save_npy, atomic_write_text
+from dng_jax import cli
+from dng_jax.clustering.methods import METHODS, ClusteringConfig, resolve_method, run_method
+from dng_jax.clustering.pca import pca_fit_transform
+from dng_jax.clustering.quality import entropy_std
+from dng_jax.errors import ConfigError, InputError
+from dng_jax.io.arrays import load_data_matrix
+from dng_jax.io.atomic import atomic_save_npy, atomic_write_text
+from dng_jax.io.workdir import prepare_dir
+from dng_jax.sharding import runs_mesh
 
 
-class InputError(Exception):
-    pass
-
-
-def load_input(path: str, k: int | None, method: str, pca: int) -> np.ndarray:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory, expected a .npy file")
-    if p.stat().st_size == 0:
-        raise InputError(f"{path}: empty file")
-    try:
-        X = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
-    if isinstance(X, np.lib.npyio.NpzFile):
-        X.close()
-        raise InputError(f"{path}: is an .npz archive, expected a single .npy array")
-    if X.ndim != 2:
-        raise InputError(f"{path}: expected a 2-D array (n patterns x d features), got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise InputError(f"{path}: empty array of shape {X.shape}")
-    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
-        raise InputError(f"{path}: expected a numeric array, got dtype {X.dtype}")
-    X = X.astype(np.float32)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise InputError(f"{path}: {int(bad.sum())} NaN/inf values (first at row {r}, column {c})")
-    n = X.shape[0]
-    if k is not None and k > n:
-        what = "start units" if method == "gng" else "clusters"
-        raise InputError(f"{path}: k={k} {what} but only n={n} patterns")
-    if pca and not 1 <= pca <= min(X.shape):
-        raise InputError(f"{path}: --pca {pca} needs 1 <= components <= min(n, d) = {min(X.shape)}")
-    return X
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    head, _, rest = (__doc__ or "").partition("\n\n")
-    ap = argparse.ArgumentParser(prog="python -m dng_jax.cluster", description=head, epilog=rest.strip() or None,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--method", required=True, choices=["ng", "kmc", "gng"],
-                    help="ng = Neural Gas, kmc = pattern-by-pattern k-means, gng = Growing Neural Gas")
+def _parser() -> cli.ArgumentParser:
+    ap = cli.make_parser("python -m dng_jax.cluster", __doc__)
+    ap.add_argument("--method", required=True,
+                    help=f"{', '.join(METHODS)} or path/to/file.py:factory (your own method)")
     ap.add_argument("--k", type=int, default=None,
-                    help="number of centroids (ng, kmc; required) or of GNG start units (default 5)")
-    ap.add_argument("--seeds", type=int, default=1, help="number of runs (seeds), vmapped (default 1)")
-    ap.add_argument("--epochs", type=int, default=None, help="epochs T (default: 200 for ng/kmc, 10 for gng)")
+                    help="number of clusters (required), or of GNG start units (default 5)")
+    ap.add_argument("--seeds", type=int, default=1, help="number of runs (seeds), vmapped")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs (default: 200, GNG 10)")
     ap.add_argument("--input", required=True, help="n x d .npy array of patterns")
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(key(seed), i) (default 0)")
+    cli.add_output_flag(ap, "output folder")
+    ap.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(key(seed), i)")
     ap.add_argument("--r0", type=float, default=None, help="NG: R0 (default 2k, the paper's '2 . k')")
     ap.add_argument("--h-min", type=float, default=None,
                     help="NG: drop neighbourhood weights below this (default: float32 underflow, exact)")
     ap.add_argument("--full-rank", choices=["bitonic", "sort"], default="bitonic",
                     help="NG: ranking of all centroids (early epochs): sorting network or XLA sort")
-    ap.add_argument("--max-units", type=int, default=1024,
-                    help="GNG: capacity, the most units it can grow to (default 1024, as configs/paper.py)")
-    ap.add_argument("--pca", type=int, default=0,
-                    help="reduce the input to this many PCA components first (default 0: no PCA)")
+    ap.add_argument("--max-units", type=int, default=1024, help="GNG: capacity, the most units it can grow to")
+    ap.add_argument("--pca", type=int, default=0, help="reduce the input to this many PCA components first (0: no PCA)")
     ap.add_argument("--shard", action="store_true", help="shard the runs over all local devices")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = ap.parse_args(argv)
-    if a.method in ("ng", "kmc") and a.k is None:
-        ap.error(f"--k is required for --method {a.method}")
-    for name in ("k", "seeds", "epochs", "max_units"):
-        v = getattr(a, name)
+    cli.add_progress_flag(ap)
+    return ap
+
+
+def _settings(a) -> ClusteringConfig:
+    """The flags as a ClusteringConfig (its checks name the flag's field on a bad value)."""
+    cfg = ClusteringConfig()
+    gng = cfg.gng.replace(start_units=2, max_units=a.max_units, **({"epochs": a.epochs} if a.epochs else {}))
+    changes = {"gng": gng, "full_rank": a.full_rank, "r0": a.r0}
+    if a.epochs:
+        changes["epochs"] = a.epochs
+    if a.h_min is not None:
+        changes["h_min"] = a.h_min
+    return cfg.replace(**changes)
+
+
+def run(a) -> dict:
+    method_id, spec = resolve_method(a.method)
+    for flag, v in (("--k", a.k), ("--seeds", a.seeds), ("--epochs", a.epochs), ("--max-units", a.max_units)):
         if v is not None and v < 1:
-            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-    if a.method == "gng":
-        a.k = 5 if a.k is None else a.k
-        if a.k < 2 or a.k > a.max_units:
-            ap.error(f"GNG needs 2 <= --k (start units) <= --max-units, got {a.k} and {a.max_units}")
-    return a
-
-
-def run(a: argparse.Namespace) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    from dng_jax.clustering import gng as G
-    from dng_jax.clustering import neural_gas as NG
-    from dng_jax.clustering import quality as Q
-    from dng_jax.clustering.pca import pca_fit_transform
-
-    X = load_input(a.input, a.k, a.method, a.pca)
-    out = Path(a.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{a.out}: exists and is not a directory")
+            raise InputError(f"{flag} must be >= 1, got {v}")
+    if a.pca < 0:
+        raise InputError(f"--pca must be >= 0, got {a.pca}")
+    if a.r0 is not None and not a.r0 > 0:
+        raise InputError(f"--r0 must be > 0, got {a.r0}")
+    if a.h_min is not None and not 0 < a.h_min < 1:
+        raise InputError(f"--h-min must lie in (0, 1), got {a.h_min}")
+    k = a.k if a.k is not None else (5 if method_id == "gng" else None)
+    if k is None:
+        raise InputError(f"--k is required for --method {a.method}")
+    if method_id == "gng" and not 2 <= k <= a.max_units:
+        raise InputError(f"GNG needs 2 <= --k (start units) <= --max-units, got {k} and {a.max_units}")
+    try:
+        cfg = _settings(a)
+        method = spec.factory(k, cfg)
+    except ConfigError as e:
+        raise InputError(f"bad setting: {e}") from None
+    X = load_data_matrix(a.input)
+    if k > X.shape[0]:
+        raise InputError(f"{a.input}: k={k} but only n={X.shape[0]} patterns")
+    if a.pca and not 1 <= a.pca <= min(X.shape):
+        raise InputError(f"{a.input}: --pca {a.pca} needs 1 <= components <= min(n, d) = {min(X.shape)}")
+    out = prepare_dir(a.output, "--output")
     if a.pca:
         X = np.asarray(pca_fit_transform(X, a.pca)[1])
     base = jax.random.key(a.seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(a.seeds))
-    mesh = NG.runs_mesh() if a.shard and jax.device_count() > 1 else None
-    progress = not a.no_progress
-    if a.method == "gng":
-        cfg = G.GNGConfig(max_units=a.max_units, start_units=a.k, **({"epochs": a.epochs} if a.epochs else {}))
-        s = G.fit_many(keys, X, cfg, mesh=mesh, progress=progress)
-        C, active = np.asarray(s.w), np.asarray(s.active)
-    else:
-        kw = {"epochs": a.epochs} if a.epochs else {}
-        if a.h_min is not None:
-            kw["h_min"] = a.h_min
-        if a.method == "ng":
-            cfg = NG.ng_config(a.k, r0=a.r0, full_rank=a.full_rank, **kw)
-        else:
-            cfg = NG.kmc_config(a.k, full_rank=a.full_rank, **kw)
-        C = np.asarray(NG.fit_many(keys, X, cfg, mesh=mesh, progress=progress).centroids)
-        active = np.ones(C.shape[:2], bool)
-    labels = np.asarray(Q.assign_many(X, C, active)).astype(np.int32)
-    qe = np.asarray(Q.quantization_error_many(X, C, active))
-    H = np.asarray(Q.normalized_entropy_many(labels, C.shape[1], active))
-    units = active.sum(1)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_save_npy(out / "centroids.npy", C.astype(np.float32))
-    if a.method == "gng":
-        atomic_save_npy(out / "active.npy", active)
-    atomic_save_npy(out / "labels.npy", labels)
+    mesh = runs_mesh() if a.shard and jax.device_count() > 1 else None
+    try:
+        res = run_method(method, keys, X, mesh=mesh, progress=a.progress)
+    except FloatingPointError as e:
+        raise InputError(f"{a.input}: {e}") from None
+    atomic_save_npy(out / "centroids.npy", res.centroids)
+    atomic_save_npy(out / "active.npy", res.active)
+    atomic_save_npy(out / "labels.npy", res.slots)
     summary = {
-        "method": a.method,
-        "input": str(a.input),
-        "n": int(X.shape[0]),
-        "d": int(X.shape[1]),
-        "pca": a.pca or None,
-        "seeds": a.seeds,
-        "base_seed": a.seed,
-        "config": {k: (v if not isinstance(v, float) or np.isfinite(v) else str(v)) for k, v in cfg._asdict().items()},
-        "runs": [
-            {"seed": i, "quantization_error": float(qe[i]), "normalized_entropy": float(H[i]), "n_units": int(units[i])}
-            for i in range(a.seeds)
-        ],
-        "normalized_entropy_mean": float(np.mean(H)),
-        "normalized_entropy_std": Q.entropy_std(H),
-        "quantization_error_mean": float(np.mean(qe)),
+        "method": method_id, "input": str(a.input), "n": int(X.shape[0]), "d": int(X.shape[1]),
+        "pca": a.pca or None, "seeds": a.seeds, "base_seed": a.seed,
+        "config": {name: (v if not isinstance(v, float) or np.isfinite(v) else str(v))
+                   for name, v in method.hyperparameters.items()},
+        "runs": [{"seed": i, "quantization_error": float(res.quant_error[i]),
+                  "normalized_entropy": float(res.norm_entropy[i]), "n_units": int(res.units[i])}
+                 for i in range(a.seeds)],
+        "normalized_entropy_mean": float(np.mean(res.norm_entropy)),
+        "normalized_entropy_std": entropy_std(res.norm_entropy),
+        "quantization_error_mean": float(np.mean(res.quant_error)),
     }
-    if a.method != "gng":
-        summary["config"]["R0"] = cfg.R0
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
 def main(argv=None) -> int:
-    a = parse_args(argv)
-    try:
+    a = _parser().parse_args(argv)
+
+    def go() -> int:
         s = run(a)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{a.method}: {a.seeds} run(s) -> {a.out}  normalized entropy {s['normalized_entropy_mean']:.4f} "
-          f"+- {s['normalized_entropy_std']:.4f}, quantization error {s['quantization_error_mean']:.4g}")
-    return 0
+        print(f"{s['method']}: {a.seeds} run(s) -> {Path(a.output)}  normalized entropy "
+              f"{s['normalized_entropy_mean']:.4f} +- {s['normalized_entropy_std']:.4f}, quantization error "
+              f"{s['quantization_error_mean']:.4g}")
+        return cli.EXIT_OK
+
+    return cli.run_command(go)
 
 
 if __name__ == "__main__":

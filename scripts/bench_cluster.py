@@ -42,6 +42,7 @@ import numpy as np
 from dng_jax.clustering import gng as G
 from dng_jax.clustering import neural_gas as NG
 from dng_jax.clustering import reference as ref
+from dng_jax.sharding import runs_mesh
 
 
 def data(n, d, seed=0):
@@ -114,7 +115,7 @@ def bench_ng(X, method, k, a, keys, rng, out):
     print(f"{method:4s} k={k:5d}  jax {jax_rate / 1e3:9.1f}k upd/s   numpy {r_rate / 1e3:7.1f}k upd/s   "
           f"x{jax_rate / r_rate:6.1f}   [{phases}]", flush=True)
     if a.e2e and k <= a.e2e_max_k:
-        ecfg = cfg._replace(epochs=a.e2e_epochs)
+        ecfg = cfg.replace(epochs=a.e2e_epochs)
         NG.fit_many(keys, X, ecfg, mesh=MESH).centroids.block_until_ready()
         t = time.perf_counter()
         NG.fit_many(keys, X, ecfg, mesh=MESH).centroids.block_until_ready()
@@ -212,7 +213,7 @@ def main(argv=None):
     global MESH
     if a.devices > 1:
         assert jax.device_count() == a.devices, jax.devices()
-        MESH = NG.runs_mesh()
+        MESH = runs_mesh()
     if a.quick:
         a.steps, a.ref_steps, a.n = 200, 300, min(a.n, 1000)
     X = jnp.asarray(data(a.n, a.d))

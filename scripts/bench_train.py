@@ -41,8 +41,9 @@ def run_single(args) -> dict:
     import numpy as np
 
     from dng_jax.models import count_params, make_model
-    from dng_jax.train import (create_train_state, default_augment_fn, jit_train_step, make_mesh,
-                               make_train_step, replicate, shard_batch)
+    from dng_jax.segmentation.steps import make_augment_fn, make_train_step
+    from dng_jax.segmentation.train_state import create_train_state
+    from dng_jax.sharding import jit_train_step, make_mesh, replicate, shard_batch
 
     bs, size = args.batch_size, args.size
     mesh = make_mesh()
@@ -51,7 +52,7 @@ def run_single(args) -> dict:
         return {"batch_size": bs, "error": f"batch {bs} does not split over {n_dev} devices"}
     model = make_model(_model_cfg(args))
     state = replicate(create_train_state(jax.random.key(0), model, None, (1, size, size, 3)), mesh)
-    step = jit_train_step(make_train_step(augment_fn=None if args.no_augment else default_augment_fn()), mesh)
+    step = jit_train_step(make_train_step(augment_fn=None if args.no_augment else make_augment_fn()), mesh)
     rng = np.random.default_rng(0)
     batch = shard_batch((rng.integers(0, 256, (bs, size, size, 3), dtype=np.uint8),
                          rng.integers(0, 3, (bs, size, size), dtype=np.uint8)), mesh)

@@ -8,7 +8,7 @@
 3. Writes both as 16-bit PNG folders, runs ``python -m dng_jax.evaluate`` on them in a subprocess
    (wall clock timed, Python start-up included) and compares every per-image score with the
    independent implementation below, which is written the way the public Kaggle kernels were
-   (np.histogram2d intersections + ``precision_at``) and does not import dng_jax.metrics.
+   (np.histogram2d intersections + ``precision_at``) and does not import dng_jax.evaluation.metrics.
 
     python scripts/check_metric_independent.py --zip ../shared/data/dsb2018/stage1_train.zip [-n N]
 

@@ -21,11 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dng_jax import sweep
-from dng_jax.cli import load_config
-from dng_jax.predict import evaluate_baseline, postprocess_config
-from dng_jax.retrain import EncoderClassifier, RetrainConfig, retrain_runs
-from dng_jax.train import open_data
+from dng_jax.config import experiment_config, load_config
+from dng_jax.data.dsb2018 import SampleCache
+from dng_jax.data.partition import open_data
+from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
+from dng_jax.experiment.sweep import stage_baseline
 
 
 class FrozenBNClassifier(EncoderClassifier):
@@ -46,16 +47,16 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args()
 
-    wd, config = Path(a.workdir), load_config(a.config)
-    source, _, splits = open_data(config, wd)
-    test_cache = sweep._Samples(source, splits.test_all)
-    variables, model, baseline = sweep.stage_baseline(config, wd, source, splits, test_cache, False)
+    wd, cfg = Path(a.workdir), experiment_config(load_config(a.config))
+    source, _, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, wd)
+    test_cache = SampleCache(source, splits.test_all)
+    evaluator = SegmentationEvaluator.from_config(cfg)
+    variables, model, baseline = stage_baseline(cfg, wd, splits, test_cache, evaluator, False)
     images = np.load(wd / "cluster_data" / "images.npy")
     labels = np.load(wd / "runs" / a.run / "pseudo_labels.npy")[: a.runs]
-    k = int(labels.max()) + 1 if a.run.startswith("gng") else int(a.run.rsplit("_k", 1)[1])
+    stats = json.loads((wd / "runs" / a.run / "clustering.json").read_text())
+    k = max(int(s["units"]) for s in stats)  # the sweep's head size
     enc = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
-    post = postprocess_config(config)
-    cfg = {f: config.retrain[f] for f in RetrainConfig._fields}
     run_ids = np.arange(a.runs, dtype=np.int32)
 
     def score(states, j, take_weights=True, take_stats=True):
@@ -64,9 +65,8 @@ def main() -> None:
             p["encoder"] = jax.tree.map(lambda x: x[j], states.params["encoder"])
         if take_stats:
             b["encoder"] = jax.tree.map(lambda x: x[j], states.batch_stats["encoder"])
-        r = evaluate_baseline({"params": p, "batch_stats": b}, model, test_cache, splits, post_cfg=post,
-                              tile_size=int(config.eval.tile_size), progress=False)
-        return [round(r["known"], 3), round(r["unknown"], 3), round(r["all"], 3)]
+        r = evaluator({"params": p, "batch_stats": b}, model, test_cache, splits.test)
+        return [round(r.known, 3), round(r.unknown, 3), round(r.all, 3)]
 
     out = {"baseline": [round(baseline[c], 3) for c in ("map_known", "map_unknown", "map_all")]}
     print("baseline (known, unknown, all):", out["baseline"], flush=True)
@@ -77,8 +77,7 @@ def main() -> None:
     for name, cls, override in variants:
         t = time.time()
         states, _ = retrain_runs(jax.random.key(1), cls(model.encoder, k), enc, images, labels,
-                                 RetrainConfig(**{**cfg, **override}), sweep._augment_config(config),
-                                 progress=False, run_ids=run_ids)
+                                 cfg.retrain.replace(**override), cfg.augment, progress=False, run_ids=run_ids)
         out[name] = [score(states, j) for j in range(a.runs)]
         print(f"{name}: {out[name]}  ({time.time() - t:.0f}s)", flush=True)
     if a.json:

@@ -1,4 +1,4 @@
-"""Rebuild the bundled mini-set ``dng_jax/minidata/dsb2018_mini.zip`` from the real DSB2018 zip.
+"""Rebuild the bundled mini-set ``dng_jax/data/minidata/dsb2018_mini.zip`` from the real DSB2018 zip.
 
 A few real CC0 images per cell type, in the Kaggle layout, so the default job and the tests have real data
 without the 88 MB download. Images larger than 256x320 are cropped to the 256x256 window holding the most
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dng_jax.dsb2018 import open_source
-from dng_jax.partition import CELL_TYPES, build_manifest, write_manifest
+from dng_jax.data.dsb2018 import open_source
+from dng_jax.data.partition import CELL_TYPES, build_manifest, write_manifest
 
 PER_TYPE = {"fluorescence": 6}
 DEFAULT_PER_TYPE = 3
@@ -47,7 +47,7 @@ def best_window(labels: np.ndarray, size: int) -> tuple[int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zip", default="../shared/data/dsb2018/stage1_train.zip")
-    p.add_argument("--out", default=str(Path(__file__).parent.parent / "dng_jax" / "minidata"))
+    p.add_argument("--out", default=str(Path(__file__).parent.parent / "dng_jax" / "data" / "minidata"))
     p.add_argument("--seed", type=int, default=2018)
     args = p.parse_args()
     out = Path(args.out)

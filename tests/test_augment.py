@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dng_jax.augment import (
+from dng_jax.data.augment import (
     AugmentConfig,
     AugmentParams,
     apply_params,

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dng_jax.errors import DataError
 from dng_jax.evaluate import main
-from dng_jax.label_io import read_labels, write_labels
+from dng_jax.io.labels import read_labels, write_labels
 
 
 def _gt_pred():
@@ -38,6 +39,7 @@ def dirs(tmp_path):
 def test_main_scores_and_json(dirs, tmp_path, capsys):
     gt_dir, pred_dir = dirs
     out = tmp_path / "res" / "scores.json"
+    out.parent.mkdir()
     assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["per_image"] == pytest.approx({"a": 0.2, "b": 1.0, "c": 1.0})
@@ -46,6 +48,16 @@ def test_main_scores_and_json(dirs, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "a  0.200000" in text and "mAP 0.733333 over 3 images" in text
     assert [p.name for p in out.parent.iterdir()] == ["scores.json"]  # no temp file left
+
+
+def test_bad_json_path_is_refused_before_scoring(dirs, tmp_path, capsys):
+    gt_dir, pred_dir = dirs
+    nowhere = tmp_path / "nope" / "dir" / "out.json"
+    for target, why in ((nowhere, "does not exist"), (tmp_path, "is a folder")):
+        assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--json", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err and str(target) in err and ".tmp" not in err
+    assert not (tmp_path / "nope").exists()  # no folders made on the way
 
 
 def test_quiet(dirs, capsys):
@@ -170,7 +182,7 @@ def test_label_read_8bit_and_bool_png(tmp_path):
 
 
 def test_label_io_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.png: no such file"):
+    with pytest.raises(DataError, match="missing.png: no such file"):
         read_labels(tmp_path / "missing.png")
     with pytest.raises(ValueError, match=r"a.jpg: unsupported label image type '.jpg'"):
         read_labels(tmp_path / "a.jpg")

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from dng_jax import evaluate, export_labels
-from dng_jax.dsb2018 import open_source
-from dng_jax.label_io import read_labels
-from dng_jax.partition import make_splits, manifest_for
+from dng_jax.data.dsb2018 import open_source
+from dng_jax.data.export import export, split_ids
+from dng_jax.data.partition import make_splits, manifest_for
+from dng_jax.io.labels import read_labels
 
 
 def test_export_test_split_round_trips(tmp_path):
-    ids = export_labels.export(tmp_path, split="test", progress=False)
+    ids = export(tmp_path, split="test", progress=False)
     src = open_source(None)
     assert ids == make_splits(manifest_for(src), 2, 0).test_all
     assert sorted(p.stem for p in (tmp_path / "gt").iterdir()) == sorted(ids)
@@ -28,10 +29,17 @@ def test_export_test_split_round_trips(tmp_path):
 
 
 def test_export_cli_errors(tmp_path, capsys):
-    assert export_labels.main(["--out", str(tmp_path), "--data", str(tmp_path / "missing.zip")]) == 2
+    assert export_labels.main(["--output", str(tmp_path), "--data", str(tmp_path / "missing.zip")]) == 2
     assert "missing.zip" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert export_labels.main(["--output", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a folder" in err and "Traceback" not in err
+    assert export_labels.main(["--output", str(tmp_path / "o"), "--n-test-per-type", "-1"]) == 2
+    assert "--n-test-per-type" in capsys.readouterr().err
     with pytest.raises(ValueError, match="validation"):
-        export_labels.split_ids({}, "validation")
+        split_ids({}, "validation")
 
 
 def test_export_cli_labels_only(tmp_path):

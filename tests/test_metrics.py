@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dng_jax.metrics import (
+from dng_jax.evaluation.metrics import (
     DEFAULT_THRESHOLDS,
     contingency,
     image_score,
@@ -105,14 +105,14 @@ def test_iou_matrix_matches_bruteforce_and_sparse_path(monkeypatch):
     brute = np.array([[np.sum((gt == a) & (pred == b)) / np.sum((gt == a) | (pred == b)) for b in pv]
                       for a in gv])
     np.testing.assert_allclose(dense, brute, rtol=0, atol=1e-15)
-    import dng_jax.metrics as M
+    import dng_jax.evaluation.metrics as M
 
     monkeypatch.setattr(M, "_DENSE_CELLS_MAX", 1)
     np.testing.assert_array_equal(iou_matrix(gt, pred), dense)
 
 
 def test_sparse_and_dense_scores_agree(monkeypatch):
-    import dng_jax.metrics as M
+    import dng_jax.evaluation.metrics as M
 
     rng = np.random.default_rng(3)
     gt = rng.integers(0, 40, (40, 40))

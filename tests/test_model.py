@@ -58,5 +58,5 @@ def test_bf16_compute_keeps_float32_params_and_logits():
     v = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     assert {a.dtype for a in jax.tree_util.tree_leaves(v["params"])} == {np.dtype("float32")}
     assert jax.eval_shape(lambda v: model.apply(v, x), v).dtype == jnp.float32
-    with pytest.raises(ValueError, match="unknown dtype"):
+    with pytest.raises(ValueError, match="dtype: use one of"):
         make_model({"dtype": "float8"})

@@ -133,7 +133,7 @@ def test_fit_many_equals_single_runs(cfg):
     single = np.stack([np.asarray(ng.fit(keys[i], X, cfg).centroids) for i in range(48)])
     np.testing.assert_allclose(many, single, rtol=1e-6, atol=1e-6)
     # seeds vmapped in groups of 5 (lax.map with a remainder group) give the same
-    grouped = np.asarray(ng.fit_many(keys[:12], X, cfg._replace(seed_chunk=5)).centroids)
+    grouped = np.asarray(ng.fit_many(keys[:12], X, cfg.replace(seed_chunk=5)).centroids)
     np.testing.assert_allclose(grouped, single[:12], rtol=1e-6, atol=1e-6)
     # explicit orders, batched, too
     orders = jnp.stack([ng.epoch_orders(kk, 24, cfg.epochs) for kk in keys[:3]])
@@ -146,11 +146,12 @@ def test_sharded_runs_axis_on_fake_devices():
     code = textwrap.dedent("""
         import jax, numpy as np
         from dng_jax.clustering import neural_gas as ng
+        from dng_jax.sharding import runs_mesh
         assert jax.device_count() == 4, jax.devices()
         X = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
         keys = jax.random.split(jax.random.key(0), 6)     # 6 seeds over 4 devices: padded
         for cfg in (ng.NGConfig(k=4, epochs=3), ng.kmc_config(3, epochs=2)):
-            mesh = ng.runs_mesh()
+            mesh = runs_mesh()
             a = ng.fit_many(keys, X, cfg, mesh=mesh).centroids
             b = ng.fit_many(keys, X, cfg).centroids
             assert a.shape == (6, cfg.k, 2)
@@ -159,7 +160,7 @@ def test_sharded_runs_axis_on_fake_devices():
         assert len(c8.sharding.device_set) == 4 and c8.addressable_shards[0].data.shape == (2, 3, 2)
         from dng_jax.clustering import gng
         gcfg = gng.GNGConfig(max_units=8, epochs=1, lam=5)
-        a = gng.fit_many(keys, X, gcfg, mesh=ng.runs_mesh())
+        a = gng.fit_many(keys, X, gcfg, mesh=runs_mesh())
         b = gng.fit_many(keys, X, gcfg)
         np.testing.assert_array_equal(np.asarray(a.age), np.asarray(b.age))
         np.testing.assert_allclose(np.asarray(a.w), np.asarray(b.w), rtol=1e-6, atol=1e-6)

@@ -8,8 +8,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from dng_jax.dsb2018 import DataError, Sample, open_source
-from dng_jax.partition import (
+from dng_jax.data.dsb2018 import Sample, open_source
+from dng_jax.errors import DataError
+from dng_jax.data.partition import (
     CELL_TYPES,
     KNOWN_TYPE,
     build_manifest,
@@ -20,7 +21,7 @@ from dng_jax.partition import (
     read_manifest,
     write_manifest,
 )
-from dng_jax.pipeline import CropBatches, random_crop
+from dng_jax.data.pipeline import CropBatches, random_crop
 
 
 def solid(rgb, noise=0.0, size=32, seed=0):
@@ -45,7 +46,7 @@ def test_rule_on_hand_made_images(rgb, expected):
 
 
 def test_bundled_manifest_matches_rule_counts():
-    path = resources.files("dng_jax") / "minidata" / "dsb2018_stage1_manifest.json"
+    path = resources.files("dng_jax.data") / "minidata" / "dsb2018_stage1_manifest.json"
     manifest = read_manifest(str(path))
     counts = {t: sum(v == t for v in manifest.values()) for t in CELL_TYPES}
     assert len(manifest) == 664
@@ -55,7 +56,7 @@ def test_bundled_manifest_matches_rule_counts():
 
 def test_minidata_is_classified_like_the_full_set():
     src = open_source(None)
-    full = read_manifest(str(resources.files("dng_jax") / "minidata" / "dsb2018_stage1_manifest.json"))
+    full = read_manifest(str(resources.files("dng_jax.data") / "minidata" / "dsb2018_stage1_manifest.json"))
     mini = build_manifest(src, progress=False)
     assert mini == {i: full[i] for i in mini}
     assert set(mini.values()) == set(CELL_TYPES)

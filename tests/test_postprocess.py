@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from dng_jax.postprocess import WatershedConfig, probs_to_instances, validate_probs
-from dng_jax.targets import classes_to_onehot, labels_to_classes
+from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances, validate_probs
+from dng_jax.data.targets import classes_to_onehot, labels_to_classes
 
 
 def _softmax_from_labels(labels, border_width=2, sigma=0.7):

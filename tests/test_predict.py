@@ -1,43 +1,25 @@
 """Prediction: odd-sized non-square images, tiling, the CLI (label images + CSV), baseline evaluation."""
 
 import json
-import os
-import tempfile
-from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
-jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-from dng_jax.checkpointing import CheckpointError, Checkpointer  # noqa: E402
-from dng_jax.cli import load_config  # noqa: E402
-from dng_jax.dsb2018 import Sample  # noqa: E402
-from dng_jax.label_io import read_labels  # noqa: E402
-from dng_jax.models import make_model  # noqa: E402
-from dng_jax.partition import Splits  # noqa: E402
-from dng_jax.predict import (  # noqa: E402
-    evaluate_baseline, format_table, main, pad_to_multiple, predict_instances, predict_probs, tile_starts)
-from dng_jax.train import create_train_state  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
-
-
-def tiny_config():
-    c = load_config(ROOT / "configs" / "paper.py")
-    c.data.path, c.data.crop_size = None, 32
-    c.model.stage_sizes, c.model.width, c.model.decoder_features = TINY["stage_sizes"], 4, TINY["decoder_features"]
-    return c
+from dng_jax.data.dsb2018 import Sample
+from dng_jax.data.partition import Splits
+from dng_jax.errors import CheckpointError
+from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
+from dng_jax.io.labels import read_labels
+from dng_jax.predict import main
+from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
+from dng_jax.segmentation.inference import pad_to_multiple, predict_instances, predict_probs, tile_starts
 
 
 @pytest.fixture(scope="module")
-def model_and_state():
-    model = make_model(TINY)
-    return model, create_train_state(jax.random.key(0), model, None, (1, 32, 32, 3))
+def model_and_state(tiny_model, tiny_state):
+    return tiny_model, tiny_state
 
 
 def random_image(h, w, seed=0):
@@ -104,8 +86,6 @@ def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
     assert (tmp_path / "out2" / "odd.png").exists()
     assert main(["--checkpoint", str(tmp_path / "nope"), "--input", str(inp), "--output", str(out)]) == 2
     with pytest.raises(CheckpointError, match="does not exist"):
-        from dng_jax.checkpointing import load_checkpoint
-
         load_checkpoint(tmp_path / "nope")
 
 
@@ -117,7 +97,7 @@ class _FakeSource:
         return self.samples[sid]
 
 
-def test_evaluate_baseline_writes_json(model_and_state, tmp_path, capsys):
+def test_evaluator_scores_by_type_and_writes_json(model_and_state, tmp_path):
     model, state = model_and_state
     rng = np.random.default_rng(0)
     samples = []
@@ -126,8 +106,13 @@ def test_evaluate_baseline_writes_json(model_and_state, tmp_path, capsys):
         labels[5:12, 5:12] = 1
         samples.append(Sample(f"id{i}", rng.integers(0, 256, (32, 40, 3)).astype(np.uint8), labels))
     splits = Splits(train_ct1=[], test={"fluorescence": ["id0"], "brightfield": ["id1", "id2"]}, cluster=[])
-    res = evaluate_baseline(state, model, _FakeSource(samples), splits, path=tmp_path / "b.json", progress=False)
-    assert set(res) >= {"known", "unknown", "all", "per_image", "per_type"}
-    assert res["n_known"] == 1 and res["n_unknown"] == 2 and 0.0 <= res["all"] <= 1.0
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    res = SegmentationEvaluator()(variables, model, _FakeSource(samples), splits.test)
+    assert res.n_known == 1 and res.n_unknown == 2 and 0.0 <= res.all <= 1.0
+    assert list(res.per_image) == ["id0", "id1", "id2"]
+    assert res.all == pytest.approx(np.mean([r["score"] for r in res.per_image.values()]))
+    named = dict(res.named_values())
+    assert set(named) == {"map_known", "map_unknown", "map_all", "map/brightfield", "map/fluorescence"}
+    res.write_json(tmp_path / "b.json")
     assert json.loads((tmp_path / "b.json").read_text())["per_image"]["id1"]["type"] == "brightfield"
     assert "known (CT1)" in format_table(res)

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from dng_jax.metrics import relabel_consecutive
-from dng_jax.rle import (
+from dng_jax.evaluation.metrics import relabel_consecutive
+from dng_jax.io.rle import (
     labels_to_rles,
     parse_rle,
     read_rle_csv,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dng_jax.targets import (
+from dng_jax.data.targets import (
     BACKGROUND,
     BORDER,
     CELL,

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from dng_jax.dsb2018 import DataError, Sample, bundled_minidata_path, open_source
-from dng_jax.partition import CELL_TYPES, build_manifest, make_splits
-from dng_jax.pipeline import CropBatches
-from dng_jax.tfds_dsb2018 import SPLITS, load_builder, load_data_source, main, prepare_dsb2018
-from dng_jax.tfds_pipeline import TfdsCropBatches, from_data_dir
+from dng_jax.data.dsb2018 import Sample, bundled_minidata_path, open_source
+from dng_jax.errors import DataError
+from dng_jax.data.partition import CELL_TYPES, build_manifest, make_splits
+from dng_jax.data.pipeline import CropBatches
+from dng_jax.data.tfds_builder import SPLITS, load_builder, load_data_source, prepare_dsb2018
+from dng_jax.tfds_dsb2018 import main
+from dng_jax.data.tfds_pipeline import TfdsCropBatches, from_data_dir
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +169,8 @@ def test_tensorflow_never_imported(data_dir):
     # also in a fresh interpreter, through the whole build + read path
     code = (
         "import sys, tempfile\n"
-        "from dng_jax.tfds_dsb2018 import prepare_dsb2018, load_data_source\n"
-        "from dng_jax.tfds_pipeline import from_data_dir\n"
+        "from dng_jax.data.tfds_builder import prepare_dsb2018, load_data_source\n"
+        "from dng_jax.data.tfds_pipeline import from_data_dir\n"
         "d = tempfile.mkdtemp()\n"
         "prepare_dsb2018(None, d)\n"
         "next(from_data_dir(d, 'train', 2, 64).epoch(0))\n"
@@ -209,7 +211,7 @@ def test_plain_builder_reads_manual_dir(tmp_path):
 
     import tensorflow_datasets as tfds
 
-    from dng_jax.tfds_dsb2018 import Dsb2018
+    from dng_jax.data.tfds_builder import Dsb2018
 
     manual = tmp_path / "manual"
     manual.mkdir()

@@ -1,46 +1,26 @@
 """Training: loss decreases, frozen subtrees, eval step, checkpoints, exact resume, data parallelism."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ORBAX_LOOP_WARNING, TINY_MODEL, XLA_CACHE, synthetic_samples, tiny_config
 
-# Identical programs compiled by separate jit closures (e.g. several driver runs) hit this cache.
-jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-from dng_jax.checkpointing import CheckpointError, Checkpointer  # noqa: E402
-from dng_jax.cli import load_config  # noqa: E402
-from dng_jax.dsb2018 import Sample  # noqa: E402
-from dng_jax.models import make_model  # noqa: E402
-from dng_jax.train import (  # noqa: E402
-    create_train_state, eval_step, jit_eval_step, jit_train_step, make_mesh, make_optimizer, make_train_step,
-    replicate, shard_batch, train_and_evaluate)
-
-ROOT = Path(__file__).resolve().parents[1]
-# orbax's background asyncio threads occasionally race with loop shutdown ("Event loop is closed"); benign.
-ORBAX_LOOP_WARNING = pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
-TINY = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
-
-
-def tiny_config():
-    c = load_config(ROOT / "configs" / "paper.py")
-    c.data.crop_size = 32
-    c.model.stage_sizes, c.model.width, c.model.decoder_features = TINY["stage_sizes"], 4, TINY["decoder_features"]
-    c.train.epochs = 2
-    c.train.batch_size = 2
-    c.train.checkpoint_every = 2
-    c.train.log_every = 1
-    c.eval.enabled = False
-    return c
+from dng_jax.errors import CheckpointError
+from dng_jax.models import make_model
+from dng_jax.segmentation.checkpointing import Checkpointer
+from dng_jax.segmentation.steps import eval_step, make_train_step
+from dng_jax.segmentation.train_state import create_train_state, make_optimizer
+from dng_jax.segmentation.trainer import train_and_evaluate
+from dng_jax.sharding import jit_eval_step, jit_train_step, make_mesh, replicate, shard_batch
 
 
 def fixed_batch(n=2, h=32, w=32, seed=0):
@@ -48,25 +28,6 @@ def fixed_batch(n=2, h=32, w=32, seed=0):
     images = rng.integers(0, 256, (n, h, w, 3)).astype(np.uint8)
     targets = (images[..., 0] > 128).astype(np.uint8) + (images[..., 1] > 200)
     return images, targets
-
-
-def synthetic_samples(n=5, seed=0):
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        h, w = 28 + 4 * i, 40
-        labels = np.zeros((h, w), np.uint16)
-        for k in range(1, 4):
-            y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
-            labels[y : y + 7, x : x + 7] = k
-        image = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8) + rng.integers(0, 30, (h, w, 3)).astype(np.uint8)
-        out.append(Sample(f"s{i}", image, labels))
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_state():
-    return create_train_state(jax.random.key(0), make_model(TINY), None, (1, 32, 32, 3))
 
 
 def tree_equal(a, b):
@@ -154,7 +115,9 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
         import jax, numpy as np
         assert len(jax.local_devices()) == 2
         from dng_jax.models import make_model
-        from dng_jax.train import create_train_state, jit_train_step, make_mesh, make_train_step, replicate, shard_batch
+        from dng_jax.segmentation.steps import make_train_step
+        from dng_jax.segmentation.train_state import create_train_state
+        from dng_jax.sharding import jit_train_step, make_mesh, replicate, shard_batch
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
         targets = (images[..., 0] > 128).astype(np.uint8)
@@ -171,7 +134,7 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "params.npy")
         env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-                   JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache"),
+                   JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
         r = subprocess.run([sys.executable, "-c", f"OUT = {out!r}\n" + code], env=env, capture_output=True,
                            text=True, timeout=300)
@@ -192,7 +155,7 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
 
 
 def test_bf16_train_step_traces_with_float32_state():
-    model = make_model({**TINY, "dtype": "bfloat16"})
+    model = make_model({**TINY_MODEL, "dtype": "bfloat16"})
     state = jax.eval_shape(lambda: create_train_state(jax.random.key(0), model, None, (1, 32, 32, 3)))
     batch = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), fixed_batch())
     new, metrics = jax.eval_shape(make_train_step(), state, batch, jax.random.key(1))

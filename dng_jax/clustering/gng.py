@@ -41,25 +41,40 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
 
-from dng_jax.clustering.neural_gas import _first_argmin, _one, epoch_order, epoch_orders_many, runs_mesh
+from dng_jax.clustering.neural_gas import _first_argmin, _one, epoch_order, epoch_orders_many
+from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = ["GNGConfig", "GNGState", "init", "init_from", "gng_step", "update_epoch", "update_epochs", "epoch_order",
-           "update_epochs_many", "fit", "fit_many", "n_units", "runs_mesh"]
+           "update_epochs_many", "fit", "fit_many", "n_units"]
 
 
-class GNGConfig(NamedTuple):
-    max_units: int = 1024
-    start_units: int = 5
-    epochs: int = 10
-    eps_b: float = 0.1  # winner
-    eps_n: float = 0.001  # topological neighbours of the winner
-    max_age: int = 50
-    lam: int = 100
-    alpha: float = 0.5  # split error decay
-    decay: float = 0.995  # global error decay
-    min_dist: float = 0.2
-    chunk_epochs: int = 1
+class GNGConfig(TypedConfig):
+    """The ``clustering.gng`` section: GNG's hyperparameters (the paper's values, section II-D)."""
+
+    max_units: int = param(1024, "capacity: the most units GNG can grow to")
+    start_units: int = param(5, "units at the start (the sweep's GNG(k) is GNG started with k units)")
+    epochs: int = param(10, "epochs over the patterns (not given in the paper)")
+    eps_b: float = param(0.1, "learning rate of the winner")
+    eps_n: float = param(0.001, "learning rate of the winner's topological neighbours")
+    max_age: int = param(50, "edges older than this are removed")
+    lam: int = param(100, "a new unit every lam counted steps")
+    alpha: float = param(0.5, "error decay of the two units a new one is split from")
+    decay: float = param(0.995, "global error decay per step")
+    min_dist: float = param(0.2, "no update when the winner is closer than this")
+    chunk_epochs: int = param(1, "epochs per jitted call")
+
+    def check(self) -> None:
+        require(2 <= self.start_units <= self.max_units, "start_units",
+                f"need 2 <= start_units <= max_units, got {self.start_units} and {self.max_units}")
+        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        require(0 <= self.max_age < 32000, "max_age", f"must be in [0, 32000), got {self.max_age}")
+        require(self.lam >= 1, "lam", f"must be >= 1, got {self.lam}")
+        for f in ("eps_b", "eps_n", "alpha", "decay"):
+            require(0 <= getattr(self, f) <= 1, f, f"must lie in [0, 1], got {getattr(self, f)}")
+        require(self.min_dist >= 0, "min_dist", f"must be >= 0, got {self.min_dist}")
+        require(self.chunk_epochs >= 1, "chunk_epochs", f"must be >= 1, got {self.chunk_epochs}")
 
 
 class GNGState(NamedTuple):
@@ -73,13 +88,6 @@ class GNGState(NamedTuple):
 
 def n_units(state: GNGState) -> jax.Array:
     return jnp.sum(state.active, axis=-1)
-
-
-def _check(cfg: GNGConfig):
-    if not 2 <= cfg.start_units <= cfg.max_units:
-        raise ValueError(f"need 2 <= start_units={cfg.start_units} <= max_units={cfg.max_units}")
-    if not 0 <= cfg.max_age < 32000:
-        raise ValueError(f"max_age={cfg.max_age} must be in [0, 32000)")
 
 
 def init_from(w0, max_units: int) -> GNGState:
@@ -99,7 +107,6 @@ def init_from(w0, max_units: int) -> GNGState:
 
 def init(key, X, cfg: GNGConfig) -> GNGState:
     """``start_units`` units at distinct random data points (same key use as NG: split -> init, order)."""
-    _check(cfg)
     X = jnp.asarray(X, jnp.float32)
     if cfg.start_units > X.shape[0]:
         raise ValueError(f"start_units={cfg.start_units} > n={X.shape[0]} patterns")
@@ -223,11 +230,7 @@ def update_epochs_many(s: GNGState, X, orders, cfg: GNGConfig) -> GNGState:
 
 
 def _run(s, X, keys, cfg, batched, mesh, progress, desc):
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs, desc=desc, unit="epoch")
+    bar = tqdm(total=cfg.epochs, desc=desc, unit="epoch") if progress else None
     f = _compiled("orders", cfg, batched, mesh)
     keys_b = keys if batched else _one(keys)
     sharding = NamedSharding(mesh, P("runs")) if mesh is not None else None

@@ -58,6 +58,9 @@ import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from dng_jax.typed_config import REQUIRED, TypedConfig, param, require
 
 __all__ = [
     "NGConfig",
@@ -78,7 +81,6 @@ __all__ = [
     "update_epochs_many",
     "fit",
     "fit_many",
-    "runs_mesh",
     "seed_chunk_size",
     "bitonic_ranks",
     "F32_TINY",
@@ -87,7 +89,7 @@ __all__ = [
 F32_TINY = float(np.finfo(np.float32).tiny)  # 1.1754944e-38: exp(-r/R) below this underflows
 
 
-class NGConfig(NamedTuple):
+class NGConfig(TypedConfig):
     """Hyperparameters of NG / kMC (defaults: the paper's NG).
 
     ``r0=None`` means ``2 * k`` (our reading of the paper's "R0 = 2 . k").
@@ -99,16 +101,28 @@ class NGConfig(NamedTuple):
     ``batch_size``); 0 = automatic (see :func:`seed_chunk_size`).
     """
 
-    k: int
-    epochs: int = 200
-    eps0: float = 0.1
-    eps_fin: float = 1e-4
-    r0: float | None = None
-    r_fin: float = 1e-3
-    h_min: float = F32_TINY
-    chunk_epochs: int = 10
-    full_rank: str = "bitonic"
-    seed_chunk: int = 0
+    k: int = param(REQUIRED, "number of centroids")
+    epochs: int = param(200, "epochs T")
+    eps0: float = param(0.1, "learning rate of the first epoch")
+    eps_fin: float = param(1e-4, "learning rate at the end of the schedule")
+    r0: float | None = param(None, "neighbourhood range of the first epoch; None = 2k")
+    r_fin: float = param(1e-3, "neighbourhood range at the end of the schedule")
+    h_min: float = param(F32_TINY, "drop neighbourhood weights below this (default: exact)")
+    chunk_epochs: int = param(10, "epochs per jitted call")
+    full_rank: str = param("bitonic", "ranking of all centroids: 'bitonic' network or XLA 'sort'")
+    seed_chunk: int = param(0, "seeds vmapped together in fit_many; 0 = all")
+
+    def check(self) -> None:
+        require(self.k >= 1, "k", f"must be >= 1, got {self.k}")
+        require(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        for f in ("eps0", "eps_fin", "r_fin"):
+            require(getattr(self, f) > 0, f, f"must be > 0, got {getattr(self, f)}")
+        require(self.r0 is None or self.r0 > 0, "r0", f"must be > 0 (or None for 2k), got {self.r0}")
+        require(0 < self.h_min < 1, "h_min", f"must lie in (0, 1), got {self.h_min}")
+        require(self.chunk_epochs >= 1, "chunk_epochs", f"must be >= 1, got {self.chunk_epochs}")
+        require(self.full_rank in ("bitonic", "sort"), "full_rank",
+                f"must be 'bitonic' or 'sort', got {self.full_rank!r}")
+        require(self.seed_chunk >= 0, "seed_chunk", f"must be >= 0, got {self.seed_chunk}")
 
     @property
     def R0(self) -> float:
@@ -519,18 +533,8 @@ def update_epochs_many(states: NGState, X, orders, cfg: NGConfig) -> NGState:
     return NGState(w, jnp.full((S,), start + orders.shape[1], jnp.int32))
 
 
-def runs_mesh(devices=None) -> Mesh:
-    """A 1-D mesh whose axis ``"runs"`` shards the seeds of :func:`fit_many`."""
-    devices = jax.devices() if devices is None else list(devices)
-    return Mesh(np.asarray(devices), ("runs",))
-
-
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch")
+    return tqdm(total=total, desc=desc, unit="epoch") if enabled else None
 
 
 def _run_phases(w, X, keys, cfg: NGConfig, batched: bool, mesh: Mesh | None, progress: bool, desc: str):
@@ -562,7 +566,7 @@ def fit(key, X, cfg: NGConfig, *, progress: bool = False) -> NGState:
 
 
 def fit_many(keys, X, cfg: NGConfig, *, mesh: Mesh | None = None, progress: bool = False) -> NGState:
-    """``fit`` vmapped over a leading axis of seeds; ``mesh`` (see :func:`runs_mesh`) shards that axis.
+    """``fit`` vmapped over a leading axis of seeds; ``mesh`` (:func:`dng_jax.sharding.runs_mesh`) shards that axis.
 
     With a mesh of D devices the seeds are padded to a multiple of D (the padding is dropped again);
     every device runs its own seeds, nothing is communicated.

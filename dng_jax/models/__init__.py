@@ -1,18 +1,44 @@
-"""Models: ResNet encoder, U-Net decoder, and ``make_model(config.model)``."""
+"""Models: ResNet encoder, U-Net decoder, their hyperparameters (``ModelConfig``) and ``make_model``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from dng_jax.models.resnet import BottleneckBlock, ResNetEncoder
 from dng_jax.models.unet import DecoderBlock, UNet, UNetDecoder
+from dng_jax.typed_config import TypedConfig, param, require
 
-__all__ = ["BottleneckBlock", "DecoderBlock", "ResNetEncoder", "UNet", "UNetDecoder", "make_model",
-           "resolve_dtype", "count_params"]
+__all__ = ["BottleneckBlock", "DecoderBlock", "ResNetEncoder", "UNet", "UNetDecoder", "ModelConfig", "make_model",
+           "resolve_dtype", "count_params", "STRIDE"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+STRIDE = 32  # total stride of the U-Net: inputs must be multiples of it (prediction pads)
+
+
+class ModelConfig(TypedConfig):
+    """The ``model`` section: the U-Net with a bottleneck-ResNet encoder (defaults: ResNet-50, paper II-C)."""
+
+    stage_sizes: tuple[int, ...] = param((3, 4, 6, 3), "bottleneck blocks per ResNet stage ((3, 4, 6, 3) = ResNet-50)")
+    width: int = param(64, "channels of the first stage (ResNet-50: 64)")
+    expansion: int = param(4, "bottleneck expansion: block output = 4 x its width")
+    decoder_features: tuple[int, ...] = param((256, 128, 64, 32, 16), "channels of the 5 U-Net decoder blocks")
+    num_classes: int = param(3, "output classes: background, cell, cell border")
+    dtype: str = param("float32", "compute dtype: float32, bfloat16 or float16 (parameters stay float32)")
+
+    def check(self) -> None:
+        require(len(self.stage_sizes) == 4 and min(self.stage_sizes) >= 1, "stage_sizes",
+                f"need 4 stages of >= 1 block (the U-Net's stride is {STRIDE}), got {self.stage_sizes}")
+        require(len(self.decoder_features) == 5 and min(self.decoder_features) >= 1, "decoder_features",
+                f"need 5 positive channel counts (one per 2x upsampling), got {self.decoder_features}")
+        require(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+        require(self.expansion >= 1, "expansion", f"must be >= 1, got {self.expansion}")
+        require(self.num_classes == 3, "num_classes", f"the targets have 3 classes, got {self.num_classes}")
+        require(self.dtype in _DTYPES, "dtype", f"use one of {sorted(_DTYPES)}, got {self.dtype!r}")
 
 
 def resolve_dtype(name: Any):
@@ -26,22 +52,18 @@ def resolve_dtype(name: Any):
     return name
 
 
-def make_model(model_cfg) -> UNet:
-    """Builds the U-Net from a config with ``stage_sizes``, ``width``, ``decoder_features``,
-    ``num_classes`` and ``dtype`` (compute dtype; parameters stay float32). Missing fields take the
-    ResNet-50 / paper defaults."""
-    get = (lambda k, d: model_cfg.get(k, d)) if hasattr(model_cfg, "get") else (lambda k, d: getattr(model_cfg, k, d))
-    dtype = resolve_dtype(get("dtype", "float32"))
-    encoder = ResNetEncoder(stage_sizes=tuple(get("stage_sizes", (3, 4, 6, 3))), width=int(get("width", 64)),
-                            expansion=int(get("expansion", 4)), dtype=dtype)
-    decoder = UNetDecoder(features=tuple(get("decoder_features", (256, 128, 64, 32, 16))),
-                          num_classes=int(get("num_classes", 3)), dtype=dtype)
+def make_model(cfg: ModelConfig | Mapping[str, Any] | None = None) -> UNet:
+    """The U-Net of a :class:`ModelConfig` (a dict or ConfigDict section converts: ``ModelConfig(**d)``)."""
+    if cfg is None:
+        cfg = ModelConfig()
+    elif not isinstance(cfg, ModelConfig):
+        cfg = ModelConfig(**(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)))
+    dtype = resolve_dtype(cfg.dtype)
+    encoder = ResNetEncoder(stage_sizes=cfg.stage_sizes, width=cfg.width, expansion=cfg.expansion, dtype=dtype)
+    decoder = UNetDecoder(features=cfg.decoder_features, num_classes=cfg.num_classes, dtype=dtype)
     return UNet(encoder=encoder, decoder=decoder)
 
 
 def count_params(tree) -> int:
     """Number of scalars in a pytree of arrays or ``jax.ShapeDtypeStruct``s."""
-    import jax
-    import numpy as np
-
     return int(sum(np.prod(x.shape, dtype=np.int64) for x in jax.tree_util.tree_leaves(tree)))

@@ -4,7 +4,7 @@ Formats: PNG (8- or 16-bit single channel; written as 16-bit) and TIFF (any unsi
 integer type; written as uint16, or uint32 past 65535 objects). The file type is chosen by suffix
 (.png, .tif, .tiff, case-insensitive). Writes are atomic (temp file in the same folder + os.replace)
 so an interrupted job never leaves a half-written label image that a later evaluation would read.
-Every problem raises :class:`ValueError` (or ``FileNotFoundError``) naming the file.
+Every problem reading a file raises :class:`~dng_jax.errors.DataError` (a ``ValueError``) naming it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import tifffile
 from PIL import Image
 
-from dng_jax.atomic import atomic_write
+from dng_jax.errors import DataError
+from dng_jax.io.atomic import atomic_write
 
 __all__ = ["LABEL_SUFFIXES", "read_labels", "write_labels"]
 
@@ -33,7 +35,7 @@ def _kind(path: Path) -> str:
         return "png"
     if suffix in (".tif", ".tiff"):
         return "tiff"
-    raise ValueError(f"{path}: unsupported label image type {path.suffix!r} "
+    raise DataError(f"{path}: unsupported label image type {path.suffix!r} "
                      f"(expected one of {', '.join(LABEL_SUFFIXES)})")
 
 
@@ -45,19 +47,19 @@ def _as_labels(a: np.ndarray, path: Path) -> np.ndarray:
         a = a[..., 0]
     if a.ndim != 2:
         hint = " (looks like a colour image)" if a.ndim == 3 and a.shape[-1] in (3, 4) else ""
-        raise ValueError(f"{path}: label image must be 2-D, got shape {a.shape}{hint}")
+        raise DataError(f"{path}: label image must be 2-D, got shape {a.shape}{hint}")
     if a.dtype == np.bool_:
         return a.astype(np.uint16)
     if np.issubdtype(a.dtype, np.floating):
         if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
-            raise ValueError(f"{path}: floating-point image with non-integer values is not a label image")
+            raise DataError(f"{path}: floating-point image with non-integer values is not a label image")
     elif not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{path}: unsupported pixel type {a.dtype} for a label image")
+        raise DataError(f"{path}: unsupported pixel type {a.dtype} for a label image")
     if a.size and a.min() < 0:
-        raise ValueError(f"{path}: label image has negative values (min {a.min()})")
+        raise DataError(f"{path}: label image has negative values (min {a.min()})")
     top = a.max() if a.size else 0
     if top > np.iinfo(np.uint32).max:
-        raise ValueError(f"{path}: label value {top} does not fit in uint32")
+        raise DataError(f"{path}: label value {top} does not fit in uint32")
     return a.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32, copy=False)
 
 
@@ -66,32 +68,30 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise DataError(f"{path}: no such file")
     if kind == "png":
         try:
             with Image.open(path) as im:
                 if im.mode not in _PIL_LABEL_MODES:
-                    raise ValueError(f"{path}: PNG mode {im.mode} is not a label image "
+                    raise DataError(f"{path}: PNG mode {im.mode} is not a label image "
                                      f"(expected 8/16-bit single-channel, e.g. 16-bit grayscale)")
                 a = np.asarray(im)
-        except ValueError:
+        except DataError:
             raise
         except Exception as e:  # PIL raises many types for corrupt files
-            raise ValueError(f"{path}: cannot read PNG ({type(e).__name__}: {e})") from None
+            raise DataError(f"{path}: cannot read PNG ({type(e).__name__}: {e})") from None
     else:
-        import tifffile
-
         log = logging.getLogger("tifffile")
         level = log.level
         log.setLevel(logging.ERROR)  # its warnings on broken files would break the one-line errors
         try:
             a = tifffile.imread(path)
         except Exception as e:
-            raise ValueError(f"{path}: cannot read TIFF ({type(e).__name__}: {e})") from None
+            raise DataError(f"{path}: cannot read TIFF ({type(e).__name__}: {e})") from None
         finally:
             log.setLevel(level)
         if np.asarray(a).size == 0:
-            raise ValueError(f"{path}: cannot read TIFF (no image data; corrupt or empty file)")
+            raise DataError(f"{path}: cannot read TIFF (no image data; corrupt or empty file)")
     return _as_labels(np.asarray(a), path)
 
 
@@ -120,8 +120,6 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
     if kind == "png":
         atomic_write(path, lambda f: Image.fromarray(a).save(f, format="PNG"))
     else:
-        import tifffile
-
         buf = io.BytesIO()  # tifffile wants a named file or a BytesIO, not an fd-backed stream
         tifffile.imwrite(buf, a, compression="zlib")
         atomic_write(path, lambda f: f.write(buf.getvalue()))

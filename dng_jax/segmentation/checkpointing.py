@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a :class:`dng_jax.train.TrainState` plus JSON metadata.
+"""Orbax checkpoints of a :class:`~dng_jax.segmentation.train_state.TrainState` plus JSON metadata.
 
 A checkpoint ``<dir>/<step>/`` holds two items: ``state`` (the train state pytree: step, params,
 batch_stats, optimizer state) and ``meta`` (JSON: global step, epoch, step in epoch, the augmentation
@@ -25,12 +25,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["CheckpointError", "Checkpointer", "resolve_checkpoint", "load_checkpoint", "load_variables"]
+from dng_jax.config import ExperimentConfig, experiment_config
+from dng_jax.errors import CheckpointError, ConfigError
+from dng_jax.models import make_model
+from dng_jax.segmentation.train_state import create_train_state, make_optimizer
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or unreadable; the message names the path."""
-
+__all__ = ["Checkpointer", "resolve_checkpoint", "load_checkpoint", "load_variables"]
 
 def _with_sharding(abstract_tree, sharding):
     if sharding is None:
@@ -159,24 +159,22 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, int | None]:
     return p, None
 
 
-def load_checkpoint(path: str | os.PathLike):
+def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict, ExperimentConfig]:
     """``(state, meta, config)`` from a checkpoint path (see :func:`resolve_checkpoint`); the model and
-    optimizer are rebuilt from the config stored in the checkpoint."""
-    import ml_collections
-
-    from dng_jax.models import make_model
-    from dng_jax.train import create_train_state, make_optimizer
-
+    optimizer are rebuilt from the config stored in the checkpoint (typed: :class:`ExperimentConfig`)."""
     directory, step = resolve_checkpoint(path)
     ckpt = Checkpointer(directory, max_to_keep=None, read_only=True)
     try:
         meta = ckpt.restore_meta(step)
         if "config" not in meta:
             raise CheckpointError(f"checkpoint in {directory} has no stored config")
-        config = ml_collections.ConfigDict(meta["config"])
+        try:
+            config = experiment_config(meta["config"])
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint in {directory}: its stored config is not valid ({e})") from None
         model = make_model(config.model)
-        tx = make_optimizer(config.train, trainable=config.train.get("trainable"))
-        crop = int(config.data.get("crop_size", 256))
+        tx = make_optimizer(config.train, trainable=config.train.trainable)
+        crop = config.data.crop_size
         abstract = jax.eval_shape(lambda: create_train_state(jax.random.key(0), model, config.train,
                                                              (1, crop, crop, 3), tx=tx))
         state, meta = ckpt.restore(abstract, step)
@@ -187,7 +185,5 @@ def load_checkpoint(path: str | os.PathLike):
 
 def load_variables(path: str | os.PathLike):
     """``(variables {'params', 'batch_stats'}, model, config)`` for inference."""
-    from dng_jax.models import make_model
-
     state, _, config = load_checkpoint(path)
     return {"params": state.params, "batch_stats": state.batch_stats}, make_model(config.model), config

@@ -13,6 +13,7 @@ can be sharded over devices. The paper does not give the batch size of this step
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import chex
@@ -21,13 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
-from dng_jax.augment import AugmentConfig, augment_batch
+from dng_jax.config import RetrainConfig
+from dng_jax.data.augment import AugmentConfig, augment_batch
+from dng_jax.metric_writers import MetricWriter
 from dng_jax.models import ResNetEncoder
 
 __all__ = [
     "EncoderClassifier",
-    "RetrainConfig",
     "RetrainState",
     "make_optimizer",
     "init_runs",
@@ -48,16 +51,6 @@ class EncoderClassifier(nn.Module):
         latent, _ = self.encoder(x, train=train)
         pooled = jnp.mean(latent.astype(jnp.float32), axis=(1, 2))
         return nn.Dense(self.num_classes, name="head")(pooled)
-
-
-class RetrainConfig(NamedTuple):
-    epochs: int = 20
-    batch_size: int = 32
-    crop_size: int = 128
-    learning_rate: float = 0.01
-    momentum: float = 0.5
-    decay_every_epochs: int = 10
-    decay_factor: float = 0.1
 
 
 class RetrainState(NamedTuple):
@@ -111,7 +104,8 @@ def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_ep
     def one(state: RetrainState, images, labels, key):
         k_crop, k_aug = jax.random.split(key)
         x = random_crops(k_crop, images, cfg.crop_size).astype(jnp.float32) / 255.0
-        x, _ = augment_batch(k_aug, x, None, augment)
+        if augment.enabled:
+            x, _ = augment_batch(k_aug, x, None, augment)
 
         def loss_fn(params):
             logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
@@ -135,14 +129,14 @@ def _gather(images, labels, idx):
 
 def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, images: np.ndarray,
                  labels: np.ndarray, cfg: RetrainConfig, augment: AugmentConfig = AugmentConfig(),
-                 progress: bool = True, desc: str = "retrain",
-                 run_ids=None) -> tuple[RetrainState, np.ndarray]:
+                 progress: bool = True, desc: str = "retrain", run_ids: Sequence[int] | None = None,
+                 writer: MetricWriter | None = None) -> tuple[RetrainState, np.ndarray]:
     """Train ``R = labels.shape[0]`` runs on ``images [N,H,W,3] uint8`` with ``labels [R, N]``.
 
     Run ``run_ids[r]`` (default ``r``) draws its head, image order, crops and augmentation from
     ``fold_in(key, run_id)`` alone, so a run's result does not depend on which other runs share its
     chunk. The last incomplete batch of an epoch is dropped. Returns the final states and the per-epoch
-    mean loss ``[epochs, R]``.
+    mean loss ``[epochs, R]``; ``writer`` gets one row per epoch and run (``step`` = epoch, ``run``, ``loss``).
     """
     labels = np.asarray(labels)
     chex.assert_rank(labels, 2)
@@ -163,11 +157,7 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     labels_dev = jnp.asarray(labels, jnp.int32)
     run_keys = jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids)
     losses = np.zeros((cfg.epochs, n_runs), np.float32)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False, disable=not progress)
     for epoch in range(cfg.epochs):
         ek = jax.random.fold_in(k_order, epoch)
         orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(ek, r), n))(run_ids)
@@ -178,11 +168,11 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
             keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * steps_per_epoch + s))(run_keys)
             states, loss = step_fn(states, x, y, keys)
             epoch_loss = epoch_loss + loss
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
-        if bar is not None:
-            bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
-    if bar is not None:
-        bar.close()
+        bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
+        if writer is not None:
+            for r, run in enumerate(np.asarray(run_ids).tolist()):
+                writer.write_scalars(epoch, {"run": run, "loss": float(losses[epoch, r])})
+    bar.close()
     return states, losses

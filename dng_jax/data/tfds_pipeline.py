@@ -1,11 +1,11 @@
 """Training batches of random crops read straight from a TFDS data source (no TensorFlow).
 
-:class:`TfdsCropBatches` has the interface of :class:`dng_jax.pipeline.CropBatches` (``steps_per_epoch``,
+:class:`TfdsCropBatches` has the interface of :class:`dng_jax.data.pipeline.CropBatches` (``steps_per_epoch``,
 ``epoch(e, start_step=0)``) but reads examples on demand from a random-access source such as
-``builder.as_data_source("train")`` (see :mod:`dng_jax.tfds_dsb2018`), so the whole set never has to sit
+``builder.as_data_source("train")`` (see :mod:`dng_jax.data.tfds_builder`), so the whole set never has to sit
 in memory. The random numbers are drawn exactly as in ``CropBatches`` -- the shuffle from
 ``default_rng([seed, epoch])`` and each batch's crops from ``default_rng([seed, epoch, step])`` with
-:func:`dng_jax.pipeline.random_crop` -- so both give the same batches for the same samples in the same
+:func:`dng_jax.data.pipeline.random_crop` -- so both give the same batches for the same samples in the same
 order, and a batch depends only on (seed, epoch, step), whichever thread builds it.
 
 Batches are built by a small thread pool a few steps ahead (reading records, zlib decoding, cropping and
@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dng_jax.pipeline import random_crop
+from dng_jax.data.pipeline import random_crop
+from dng_jax.data.tfds_builder import load_data_source
 
 __all__ = ["RandomAccessSource", "TfdsCropBatches", "from_data_dir"]
 
@@ -39,7 +40,7 @@ class TfdsCropBatches:
     """Epochs of shuffled batches ``(images uint8 [B,S,S,3], targets [B,S,S])`` from a data source.
 
     ``transform`` maps a cropped label image to the training target (any callable labels -> array, e.g.
-    :func:`dng_jax.targets.labels_to_classes`); without it the targets are the uint16 instance labels of
+    :func:`dng_jax.data.targets.labels_to_classes`); without it the targets are the uint16 instance labels of
     the crop. Images smaller than the crop are zero padded (bottom/right). The last incomplete batch of
     an epoch is dropped. ``workers`` threads build up to ``prefetch`` batches ahead (``workers=0``: build
     each batch in the consuming thread).
@@ -152,12 +153,10 @@ def from_data_dir(
     split_seed: int = 0,
     n_test_per_type: int = 2,
 ) -> TfdsCropBatches:
-    """Crop batches over a split of a dataset prepared by :func:`dng_jax.tfds_dsb2018.prepare_dsb2018`.
+    """Crop batches over a split of a dataset prepared by :func:`dng_jax.data.tfds_builder.prepare_dsb2018`.
 
     ``seed`` drives shuffling and crops; ``split_seed`` / ``n_test_per_type`` select the builder config.
     """
-    from dng_jax.tfds_dsb2018 import load_data_source
-
     ds = load_data_source(data_dir, split, seed=split_seed, n_test_per_type=n_test_per_type)
     return TfdsCropBatches(ds, batch_size, crop_size=crop_size, seed=seed, transform=transform,
                            workers=workers)

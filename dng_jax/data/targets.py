@@ -2,7 +2,7 @@
 
 The segmentation network is trained on a pixel-wise 3-class problem: *background*, *cell* and
 *cell-border* (Fig. 1). Instance masks are recovered afterwards by the watershed in
-:mod:`dng_jax.postprocess`, which seeds one instance per connected *cell* region; the border class is
+:mod:`dng_jax.segmentation.postprocess`, which seeds one instance per connected *cell* region; the border class is
 what keeps touching nuclei apart. This module builds those targets on the host (NumPy/SciPy).
 
 Border definition: a pixel of object ``L`` is *border* when some pixel within Euclidean distance

@@ -23,13 +23,14 @@ Design:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import chex
 import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
+
+from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = [
     "AugmentConfig",
@@ -46,30 +47,31 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Probabilities and ranges of the augmentation (paper defaults, Sec. II-C).
+class AugmentConfig(TypedConfig):
+    """The ``augment`` section: probabilities and ranges of the augmentation (paper defaults, Sec. II-C).
 
-    Frozen and hashable: close over it or pass it as a static argument of ``jax.jit``.
+    Frozen and hashable: close over it or pass it as a static argument of ``jax.jit``. ``enabled=False``
+    turns every augmentation of the experiment off (segmentation training, the clustering images and
+    the retraining crops); the functions below apply what the probabilities say.
     """
 
-    p_channel_swap: float = 0.5
-    p_invert: float = 0.5
-    p_rotate: float = 0.5
-    p_vflip: float = 0.5
-    p_hflip: float = 0.5
-    p_scale: float = 0.25
-    scale_min: float = 0.5
-    scale_max: float = 2.0
-    scale_log_uniform: bool = False
+    enabled: bool = param(True, "augment at all (segmentation training, clustering images, retraining)")
+    p_channel_swap: float = param(0.5, "probability of a random permutation of the colour channels")
+    p_invert: float = param(0.5, "probability of colour inversion 1 - x")
+    p_rotate: float = param(0.5, "probability of a rotation by 90, 180 or 270 degrees")
+    p_vflip: float = param(0.5, "probability of a vertical flip")
+    p_hflip: float = param(0.5, "probability of a horizontal flip")
+    p_scale: float = param(0.25, "probability of zooming by a factor in [scale_min, scale_max]")
+    scale_min: float = param(0.5, "smallest zoom factor")
+    scale_max: float = param(2.0, "largest zoom factor")
+    scale_log_uniform: bool = param(False, "draw the zoom log-uniformly (paper: uniformly)")
 
-    def __post_init__(self):
+    def check(self) -> None:
         for f in ("p_channel_swap", "p_invert", "p_rotate", "p_vflip", "p_hflip", "p_scale"):
             p = getattr(self, f)
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{f} must be a probability in [0, 1], got {p}")
-        if not 0.0 < self.scale_min <= self.scale_max:
-            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
+            require(0.0 <= p <= 1.0, f, f"must be a probability in [0, 1], got {p}")
+        require(0.0 < self.scale_min <= self.scale_max, "scale_min",
+                f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
 
 
 # --------------------------------------------------------------------------------------------------

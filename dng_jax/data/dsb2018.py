@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Iterator
 from importlib import resources
@@ -20,20 +21,20 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
+
+from dng_jax.errors import DataError
 
 __all__ = [
-    "DataError",
     "Sample",
     "Source",
     "open_source",
     "bundled_minidata_path",
     "to_rgb_uint8",
     "decode_png",
+    "load_samples",
+    "SampleCache",
 ]
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Sample:
 
 def bundled_minidata_path() -> Path:
     """The small CC0 subset of DSB2018 shipped with the package (a zip in the Kaggle layout)."""
-    return Path(str(resources.files("dng_jax") / "minidata" / "dsb2018_mini.zip"))
+    return Path(str(resources.files("dng_jax.data") / "minidata" / "dsb2018_mini.zip"))
 
 
 def to_rgb_uint8(array: np.ndarray, name: str = "<array>") -> np.ndarray:
@@ -81,6 +82,52 @@ def decode_png(data: bytes, name: str) -> np.ndarray:
             return np.array(im)
     except Exception as e:  # PIL raises many types for broken files
         raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def mask_to_gray(m: np.ndarray, where: str) -> np.ndarray:
+    """One nucleus mask as a 2-D array (nonzero = nucleus) from a gray, gray+alpha, RGB or RGBA PNG.
+
+    Colour masks are the maximum over the colour channels; an alpha channel is never read as the mask.
+    A mask with transparent pixels is refused: what it means depends on the program that wrote it
+    (a transparent white background reads as one nucleus covering the image)."""
+    if m.ndim == 2:
+        return m
+    if m.ndim != 3 or m.shape[2] not in (1, 2, 3, 4):
+        raise DataError(f"{where}: a mask must be a gray or RGB image, got shape {m.shape}")
+    channels = m.shape[2]
+    if channels in (2, 4):
+        alpha = m[..., -1]
+        opaque = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
+        if alpha.min() < opaque:
+            raise DataError(f"{where}: the mask has transparent pixels (an alpha channel); save masks as "
+                            f"gray images, 0 = background, nonzero = nucleus")
+        m = m[..., :-1]
+    return m[..., 0] if m.shape[2] == 1 else m.max(axis=2)
+
+
+def load_samples(source: Source, ids, desc: str = "load", progress: bool = True) -> list[Sample]:
+    """Load the samples ``ids``; images whose files are broken (:class:`DataError`) are skipped with a
+    warning naming them (one broken image should not stop a training run)."""
+    out, bad = [], []
+    for i in tqdm(ids, desc=desc, leave=False, mininterval=2.0, disable=not progress):
+        try:
+            out.append(source.load(i))
+        except DataError as e:
+            bad.append(f"{i}: {e}")
+    if bad:
+        warnings.warn(f"{desc}: skipped {len(bad)} of {len(ids)} images with bad data:\n  " + "\n  ".join(bad[:5])
+                      + ("\n  ..." if len(bad) > 5 else ""), stacklevel=2)
+    return out
+
+
+class SampleCache:
+    """The samples ``ids`` of a source, read once and kept in memory (``load`` as ``Source.load``)."""
+
+    def __init__(self, source: Source, ids):
+        self._samples = {i: source.load(i) for i in ids}
+
+    def load(self, sid: str) -> Sample:
+        return self._samples[sid]
 
 
 class Source:
@@ -186,13 +233,14 @@ class Source:
         labels = np.zeros(shape, dtype=np.uint16)
         for i, name in enumerate(masks, start=1):
             where = self._where(name)
-            m = decode_png(self._read(name), where)
-            if m.ndim == 3:
-                m = m[..., 0] if m.shape[2] in (1, 2) or np.all(m[..., :3] == m[..., :1]) else m.max(axis=2)
+            m = mask_to_gray(decode_png(self._read(name), where), where)
             if m.shape != tuple(shape):
                 raise DataError(f"{where}: mask is {m.shape[1]}x{m.shape[0]} (WxH) but the image is "
                                 f"{shape[1]}x{shape[0]}")
             fg = m > 0
+            if fg.all() and fg.size > 1:
+                raise DataError(f"{where}: the mask covers every pixel of the image; a nucleus mask is "
+                                f"0 on the background (is it inverted?)")
             clash = fg & (labels > 0)
             if clash.any():
                 # A seam of a few shared pixels is annotation noise (6 images of the fixed stage-1 set

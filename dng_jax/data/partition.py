@@ -27,9 +27,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from dng_jax.atomic import atomic_write_text
-from dng_jax.dsb2018 import DataError, Source, bundled_minidata_path
+from dng_jax.data.dsb2018 import Source, bundled_minidata_path, open_source
+from dng_jax.errors import DataError
+from dng_jax.io.atomic import atomic_write_text
 
 __all__ = [
     "CELL_TYPES",
@@ -44,6 +46,7 @@ __all__ = [
     "load_or_build_manifest",
     "Splits",
     "make_splits",
+    "open_data",
 ]
 
 KNOWN_TYPE = "fluorescence"
@@ -83,11 +86,7 @@ def classify(stats: dict[str, float]) -> str:
 def build_manifest(source: Source, progress: bool = True) -> dict[str, str]:
     """id -> cell type for every image of ``source`` (reads the images only, not the masks)."""
     ids = source.ids()
-    it = ids
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(ids, desc="partition", unit="img", leave=False)
+    it = tqdm(ids, desc="partition", unit="img", leave=False, disable=not progress)
     return {sid: classify(image_statistics(source.load_image(sid))) for sid in it}
 
 
@@ -112,7 +111,8 @@ def read_manifest(path: str | os.PathLike) -> dict[str, str]:
     return dict(types)
 
 
-def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None) -> dict[str, str]:
+def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None,
+                           progress: bool = True) -> dict[str, str]:
     """Read the manifest at ``path`` if it covers exactly ``source``'s ids; else build and write it."""
     if path is not None and Path(path).exists():
         try:
@@ -121,13 +121,13 @@ def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None
             manifest = None
         if manifest is not None and sorted(manifest) == source.ids():
             return manifest
-    manifest = build_manifest(source)
+    manifest = build_manifest(source, progress)
     if path is not None:
         write_manifest(path, manifest)
     return manifest
 
 
-def manifest_for(source: Source, cache: str | os.PathLike | None = None) -> dict[str, str]:
+def manifest_for(source: Source, cache: str | os.PathLike | None = None, progress: bool = True) -> dict[str, str]:
     """The shipped manifest when ``source`` is the DSB2018 stage-1 set it was made for (no image is read);
     otherwise the rule applied to ``source`` (cached at ``cache`` when given)."""
     shipped = Path(bundled_minidata_path()).parent / "dsb2018_stage1_manifest.json"
@@ -138,7 +138,7 @@ def manifest_for(source: Source, cache: str | os.PathLike | None = None) -> dict
                 return m
         except DataError:
             pass
-    return load_or_build_manifest(source, cache)
+    return load_or_build_manifest(source, cache, progress)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,3 +176,13 @@ def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 
     train = sorted(i for i, t in manifest.items() if t == KNOWN_TYPE and i not in known_test)
     cluster = sorted(i for i, t in manifest.items() if t != KNOWN_TYPE)
     return Splits(train_ct1=train, test=test, cluster=cluster)
+
+
+def open_data(path: str | os.PathLike | None, n_test_per_type: int = 2, seed: int = 0,
+              cache_dir: str | os.PathLike | None = None,
+              progress: bool = True) -> tuple[Source, dict[str, str], Splits]:
+    """``(source, manifest, splits)`` of a collection (``path`` None = the bundled mini-set); a manifest
+    built by the rule is cached as ``cache_dir/manifest.json``."""
+    source = open_source(path)
+    manifest = manifest_for(source, Path(cache_dir) / "manifest.json" if cache_dir is not None else None, progress)
+    return source, manifest, make_splits(manifest, n_test_per_type=n_test_per_type, seed=seed)

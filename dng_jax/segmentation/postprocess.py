@@ -21,46 +21,46 @@ Reading chosen here (``c = probs[..., 1]`` is the *cell* channel, "cell and not 
      relabelled 1..n (uint16, or uint32 above 65535 instances).
 
 Under this literal reading an instance is the predicted *cell interior* (the border ring, part of the
-object in :mod:`dng_jax.targets`, goes to background). ``expand_distance > 0`` (not in the paper; off by
+object in :mod:`dng_jax.data.targets`, goes to background). ``expand_distance > 0`` (not in the paper; off by
 default) grows the kept instances by that many pixels into non-background pixels (``argmax != 0``)
 afterwards, e.g. ``expand_distance=2`` to match the 2 px target border.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 from skimage.measure import label as cc_label
 from skimage.segmentation import expand_labels, relabel_sequential, watershed
 
+from dng_jax.typed_config import TypedConfig, param, require
+
 __all__ = ["WatershedConfig", "validate_probs", "probs_to_instances"]
 
 
-@dataclasses.dataclass(frozen=True)
-class WatershedConfig:
-    """Thresholds of the post-processing watershed (paper defaults, Sec. II-C)."""
+class WatershedConfig(TypedConfig):
+    """The ``postprocess`` section: thresholds of the watershed (paper defaults, Sec. II-C)."""
 
-    marker_threshold: float = 0.8
-    background_threshold: float = 0.2
-    height_threshold: float = 0.3
-    min_mean_cell_prob: float = 0.6
-    background_source: str = "cell"  # "cell": P(cell) < thr (literal); "foreground": P(cell)+P(border) < thr
-    marker_connectivity: int = 1  # 1 = 4-connectivity, 2 = 8-connectivity
-    expand_distance: int = 0  # extension, see module docstring; 0 = paper
-    sum_tolerance: float = 1e-2  # allowed |sum over classes - 1|
+    marker_threshold: float = param(0.8, "instance markers: connected regions with P(cell) above this")
+    background_threshold: float = param(0.2, "background markers: pixels with P(cell) below this")
+    height_threshold: float = param(0.3, "height map: P(cell) binarised at this value")
+    min_mean_cell_prob: float = param(0.6, "instances with a mean P(cell) below this become background")
+    background_source: str = param("cell", "background markers from 'cell' = P(cell) (literal) or "
+                                   "'foreground' = P(cell) + P(border)")
+    marker_connectivity: int = param(1, "markers: 1 = 4-connected, 2 = 8-connected")
+    expand_distance: int = param(0, "extension: grow instances by this many px into the border ring; 0 = paper")
+    sum_tolerance: float = param(1e-2, "allowed |sum over classes - 1| of the softmax input")
 
-    def __post_init__(self):
+    def check(self) -> None:
         for f in ("marker_threshold", "background_threshold", "height_threshold", "min_mean_cell_prob"):
             v = getattr(self, f)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{f} must lie in [0, 1], got {v}")
-        if self.background_source not in ("cell", "foreground"):
-            raise ValueError(f"background_source must be 'cell' or 'foreground', got {self.background_source!r}")
-        if self.marker_connectivity not in (1, 2):
-            raise ValueError(f"marker_connectivity must be 1 or 2, got {self.marker_connectivity}")
-        if int(self.expand_distance) != self.expand_distance or self.expand_distance < 0:
-            raise ValueError(f"expand_distance must be a non-negative integer, got {self.expand_distance}")
+            require(0.0 <= v <= 1.0, f, f"must lie in [0, 1], got {v}")
+        require(self.background_source in ("cell", "foreground"), "background_source",
+                f"must be 'cell' or 'foreground', got {self.background_source!r}")
+        require(self.marker_connectivity in (1, 2), "marker_connectivity",
+                f"must be 1 or 2, got {self.marker_connectivity}")
+        require(self.expand_distance >= 0, "expand_distance",
+                f"must be a non-negative integer, got {self.expand_distance}")
+        require(self.sum_tolerance >= 0, "sum_tolerance", f"must be >= 0, got {self.sum_tolerance}")
 
 
 def validate_probs(probs, tol: float = 1e-2) -> np.ndarray:

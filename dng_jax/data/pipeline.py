@@ -7,13 +7,17 @@ seen. Augmentation is *not* done here; it runs on device inside the jitted train
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 
 import numpy as np
 
-from dng_jax.dsb2018 import Sample
+from dng_jax.data.dsb2018 import Sample
+from dng_jax.data.targets import labels_to_classes
 
-__all__ = ["pad_to", "random_crop", "CropBatches"]
+__all__ = ["pad_to", "random_crop", "CropBatches", "segmentation_batches", "prefetch"]
 
 
 def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -41,7 +45,7 @@ class CropBatches:
     """Epochs of shuffled batches ``(images uint8 [B,S,S,3], targets [B,S,S])`` from in-memory samples.
 
     ``transform`` maps a cropped label image to the training target (e.g. the 3-class map of
-    :func:`dng_jax.targets.labels_to_classes`); it runs after cropping so borders are computed on the
+    :func:`dng_jax.data.targets.labels_to_classes`); it runs after cropping so borders are computed on the
     crop, as a network sees it. The last incomplete batch of an epoch is dropped.
     """
 
@@ -84,3 +88,51 @@ class CropBatches:
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         return self.epoch(0)
+
+
+def segmentation_batches(samples: Sequence[Sample], batch_size: int, crop_size: int, border_width: int,
+                         seed: int) -> CropBatches:
+    """Crop batches with the paper's 3-class targets (background / cell / border, Fig. 1)."""
+    return CropBatches(samples, batch_size, crop_size=crop_size, seed=seed,
+                       transform=partial(labels_to_classes, border_width=border_width))
+
+
+def prefetch(iterator: Iterable, size: int = 2) -> Iterator:
+    """Run a host iterator in a background thread, ``size`` items ahead. Closing the generator early
+    (``break`` in the consumer) stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+    sentinel = object()
+    err: list[BaseException] = []
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker():
+        try:
+            for item in iterator:
+                if not put(item):
+                    return
+        except BaseException as e:  # re-raised in the consumer
+            err.append(e)
+        put(sentinel)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is sentinel:
+                if err:
+                    raise err[0]
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)

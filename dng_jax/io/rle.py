@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dng_jax.atomic import atomic_write_text
-from dng_jax.metrics import check_label_image, relabel_consecutive
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.evaluation.metrics import check_label_image, relabel_consecutive
 
 __all__ = [
     "rle_encode",

@@ -1,0 +1,116 @@
+"""The segmentation evaluator: Kaggle MAP of a network on the test images, by cell type.
+
+Built from the config (big_vision's evaluator idea): :meth:`SegmentationEvaluator.from_config` takes the
+watershed thresholds (``postprocess``) and the tiling (``eval``); calling it with a network's variables
+scores every test image and returns :class:`SegmentationScores`, whose :meth:`~SegmentationScores.named_values`
+gives ``("map_known", v), ("map_unknown", v), ("map_all", v), ("map/<cell type>", v)``. Training, the
+sweep and the scripts all evaluate through this one object.
+
+*known* = the CT1 (fluorescence) test images, *unknown* = those of every other type (paper: CT2-7).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dng_jax.config import ExperimentConfig
+from dng_jax.data.dsb2018 import Sample
+from dng_jax.data.partition import KNOWN_TYPE
+from dng_jax.evaluation.metrics import image_score
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.segmentation.inference import make_predictor
+from dng_jax.segmentation.postprocess import WatershedConfig
+
+__all__ = ["SampleLoader", "SegmentationScores", "SegmentationEvaluator", "score_predictions", "format_table"]
+
+
+class SampleLoader(Protocol):
+    def load(self, sid: str) -> Sample: ...
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+class SegmentationScores(NamedTuple):
+    """MAP of the known / unknown / all test images, per cell type, and every image's score."""
+
+    known: float
+    unknown: float
+    all: float
+    n_known: int
+    n_unknown: int
+    per_type: dict[str, float]
+    per_image: dict[str, dict[str, Any]]  # id -> {type, known, score, n_true, n_pred}
+
+    def named_values(self) -> Iterator[tuple[str, float]]:
+        yield "map_known", self.known
+        yield "map_unknown", self.unknown
+        yield "map_all", self.all
+        for t, v in self.per_type.items():
+            yield f"map/{t}", v
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "unknown": self.unknown, "all": self.all, "n_known": self.n_known,
+                "n_unknown": self.n_unknown, "per_type": self.per_type, "per_image": self.per_image}
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2, allow_nan=True) + "\n")
+
+
+def score_predictions(predict: Callable[[np.ndarray], np.ndarray], samples: SampleLoader,
+                      test: Mapping[str, Sequence[str]], *, known_type: str = KNOWN_TYPE,
+                      progress: bool = False) -> SegmentationScores:
+    """Score ``predict(image) -> labels`` on the test images ``test`` (cell type -> ids)."""
+    ids = [(t, i) for t in test for i in test[t] if t == known_type]
+    ids += [(t, i) for t in sorted(test) for i in test[t] if t != known_type]
+    per_image: dict[str, dict[str, Any]] = {}
+    for t, sid in tqdm(ids, desc="evaluate", disable=not progress, leave=False):
+        sample = samples.load(sid)
+        pred = predict(sample.image)
+        per_image[sid] = {"type": t, "known": t == known_type,
+                          "score": float(image_score(sample.labels, pred)),
+                          "n_true": int(len(np.unique(sample.labels)) - (sample.labels == 0).any()),
+                          "n_pred": int(len(np.unique(pred)) - (pred == 0).any())}
+    rows = per_image.values()
+    return SegmentationScores(
+        known=_mean(r["score"] for r in rows if r["known"]),
+        unknown=_mean(r["score"] for r in rows if not r["known"]),
+        all=_mean(r["score"] for r in rows),
+        n_known=sum(r["known"] for r in rows),
+        n_unknown=sum(not r["known"] for r in rows),
+        per_type={t: _mean(r["score"] for r in rows if r["type"] == t) for t in sorted({r["type"] for r in rows})},
+        per_image=per_image,
+    )
+
+
+class SegmentationEvaluator(NamedTuple):
+    """Evaluates a network's variables on the test images (``postprocess`` and ``eval`` sections)."""
+
+    postprocess: WatershedConfig = WatershedConfig()
+    tile_size: int = 1024
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> SegmentationEvaluator:
+        return cls(postprocess=cfg.postprocess, tile_size=cfg.eval.tile_size)
+
+    def __call__(self, variables, model, samples: SampleLoader, test: Mapping[str, Sequence[str]], *,
+                 progress: bool = False) -> SegmentationScores:
+        predict = make_predictor(variables, model, self.postprocess, tile_size=self.tile_size)
+        return score_predictions(predict, samples, test, progress=progress)
+
+
+def format_table(scores: SegmentationScores) -> str:
+    rows = [("known (CT1)", scores.known, scores.n_known), ("unknown (other types)", scores.unknown, scores.n_unknown),
+            ("all", scores.all, scores.n_known + scores.n_unknown)]
+    rows += [(f"  {t}", v, "") for t, v in scores.per_type.items()]
+    lines = [f"{'test set':<24}{'MAP':>8}{'images':>8}", "-" * 40]
+    lines += [f"{name:<24}{value:>8.4f}{str(n):>8}" for name, value, n in rows]
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+"""The deep-clustering experiment: clustering data and its latent (``features``), encoder retraining
+on pseudo-labels (``retrain``), the resumable sweep (``sweep``), Table I and the figures (``report``,
+``tsne``)."""

@@ -1,0 +1,273 @@
+"""Tables and figures of a sweep: the paper's Table I and Figs. 2, 5, 6, 7, 8.
+
+Pure functions from result rows (dicts, one per run) to text, and matplotlib figures written as PNG.
+Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 6-8 can be
+re-made from a finished sweep's work dir (``python -m dng_jax.report --workdir DIR``: its
+``results.csv``, ``baseline/metrics.json`` and, for the table's notes line, ``sweep_config.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dng_jax.clustering.methods import METHODS
+from dng_jax.errors import InputError
+from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "RESULT_FIELDS",
+    "METHOD_ORDER",
+    "write_results_csv",
+    "read_results_csv",
+    "table1_markdown",
+    "table1_notes",
+    "plot_map_vs_k",
+    "plot_entropy_std",
+    "plot_latent",
+    "plot_panels",
+    "write_report",
+    "rebuild_report",
+]
+
+RESULT_FIELDS = ("method", "k", "seed", "units", "norm_entropy", "quant_error",
+                 "map_known", "map_unknown", "map_all")
+METHOD_ORDER = tuple(METHODS)  # built-ins first, in the method table's order; other methods by name
+MAP_COLUMNS = (("map_known", "CT1 (known)"), ("map_unknown", "without CT1 (unknown)"), ("map_all", "all"))
+
+
+def write_results_csv(path, rows: Sequence[Mapping]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (_method_rank(r["method"]), int(r["k"]), int(r["seed"]))):
+        w.writerow({f: (f"{r[f]:.6f}" if isinstance(r[f], float) else r[f]) for f in RESULT_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_results_csv(path) -> list[dict]:
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            rows.append({"method": r["method"], "k": int(r["k"]), "seed": int(r["seed"]),
+                         "units": int(r["units"]),
+                         **{c: float(r[c]) for c in RESULT_FIELDS[4:]}})
+    return rows
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+def _label(method: str) -> str:
+    return METHODS[method].label if method in METHODS else method
+
+
+def _ordered_methods(rows: Sequence[Mapping]) -> list[str]:
+    return sorted({r["method"] for r in rows}, key=_method_rank)
+
+
+def _group(rows: Sequence[Mapping]) -> dict[tuple[str, int], list[Mapping]]:
+    groups: dict[tuple[str, int], list[Mapping]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], int(r["k"]))].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] if kv[0][0] != "gng" else math.inf,
+                                                          _method_rank(kv[0][0]))))
+
+
+def _name(method: str, k: int) -> str:
+    return f"{_label(method)}({k})"
+
+
+def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "") -> str:
+    """Mean +- std over seeds of the MAP per configuration, with the baseline first (Table I)."""
+    lines = ["| name | runs | units | CT1 | without CT1 | all |", "|---|---|---|---|---|---|"]
+    lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+    for (method, k), rs in _group(rows).items():
+        units = np.array([r["units"] for r in rs], float)
+        cells = []
+        for c, _ in MAP_COLUMNS:
+            v = np.array([r[c] for r in rs], float)
+            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+        unit_txt = f"{units.mean():.0f}" if units.std() == 0 else f"{units.mean():.0f} ± {units.std():.0f}"
+        lines.append(f"| {_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
+    head = "# Table I: MAP on the test images (mean ± std over seeds)\n\n"
+    return head + ("\n".join(lines)) + "\n" + (f"\n{notes}\n" if notes else "")
+
+
+def table1_notes(config: Mapping) -> str:
+    """The notes line under Table I from a sweep configuration.
+
+    ``config`` is the sweep's ``ConfigDict`` or the dict read from a work dir's ``sweep_config.json``
+    (same text for both); the sweep and ``python -m dng_jax.report`` both use this."""
+    sweep, cluster_data, model = config["sweep"], config["cluster_data"], config["model"]
+    return (f"{int(sweep['seeds'])} seeds per configuration; {int(cluster_data['n_images'])} "
+            f"clustering images; model stage_sizes={tuple(model['stage_sizes'])} width={model['width']}; "
+            f"segmentation {config['train']['epochs']} epochs, retraining {config['retrain']['epochs']} epochs.")
+
+
+def _read_notes(workdir: Path) -> str:
+    """:func:`table1_notes` of ``workdir/sweep_config.json``; "" when it is missing or incomplete."""
+    try:
+        return table1_notes(json.loads((workdir / "sweep_config.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, path,
+                  title: str) -> None:
+    """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rng = np.random.default_rng(0)
+    methods = _ordered_methods(rows)
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(METHOD_ORDER + tuple(methods)))}
+    offsets = {"kmc": -0.06, "ng": 0.06, "gng": 0.0}
+    for method in methods:
+        groups = {k: rs for (m, k), rs in _group(rows).items() if m == method}
+        if not groups:
+            continue
+        ks, means = [], []
+        for k, rs in sorted(groups.items()):
+            # GNG's k is where it starts; plot it at the units it ended with.
+            kx = float(np.mean([r["units"] for r in rs])) if method == "gng" else float(k)
+            v = np.array([r[column] for r in rs], float)
+            x = np.log10(max(kx, 1)) + offsets.get(method, 0.03) + rng.uniform(-0.02, 0.02, len(v))
+            ax.scatter(x, v, s=10, alpha=0.45, color=colours[method])
+            ks.append(np.log10(max(kx, 1)) + offsets.get(method, 0.03))
+            means.append(v.mean())
+        label = f"{_label(method)} (start {min(groups)})" if method == "gng" else _label(method)
+        ax.plot(ks, means, "-o", color=colours[method], label=label, ms=5)
+    ax.axhline(baseline[column], color="k", ls="--", lw=1.2, label="baseline")
+    ticks = sorted({int(r["k"]) for r in rows if r["method"] != "gng"})
+    if ticks:
+        ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
+    ax.set_xlabel("k (number of clusters; GNG at its final size)")
+    ax.set_ylabel("MAP")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_entropy_std(rows: Sequence[Mapping], path) -> None:
+    """Fig. 8: std over seeds of the normalized entropy of the cluster sizes, per method and k."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    groups = _group(rows)
+    methods = _ordered_methods(rows)
+    ks = sorted({k for (m, k) in groups if m != "gng"})
+    width = 0.8 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        xs, stds = [], []
+        for j, k in enumerate(ks if method != "gng" else []):
+            if (method, k) in groups:
+                xs.append(j + i * width)
+                stds.append(np.std([r["norm_entropy"] for r in groups[(method, k)]], ddof=1)
+                            if len(groups[(method, k)]) > 1 else 0.0)
+        if method == "gng":
+            for (m, k), rs in groups.items():
+                if m == "gng":
+                    xs.append(len(ks) + i * width)
+                    stds.append(np.std([r["norm_entropy"] for r in rs], ddof=1) if len(rs) > 1 else 0.0)
+        ax.bar(xs, stds, width=width, label=_label(method))
+    labels = [str(k) for k in ks] + (["GNG"] if "gng" in methods else [])
+    ax.set_xticks(np.arange(len(labels)) + width * (len(methods) - 1) / 2, labels)
+    ax.set_xlabel("k")
+    ax.set_ylabel("std of normalized entropy over seeds")
+    ax.set_title("Stability of the clusterings (Fig. 8)")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path)
+
+
+def plot_latent(embedding: np.ndarray, cell_types: Sequence[str], path, title: str) -> None:
+    """Fig. 2: a 2-D embedding of the 32-D latent vectors coloured by cell type."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    cell_types = np.asarray(cell_types)
+    for t in sorted(set(cell_types.tolist())):
+        sel = cell_types == t
+        ax.scatter(embedding[sel, 0], embedding[sel, 1], s=6, alpha=0.7, label=f"{t} ({sel.sum()})")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=8, markerscale=2)
+    _save(fig, path)
+
+
+def _colour_labels(labels: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    lut = rng.uniform(0.25, 1.0, (int(labels.max()) + 1, 3))
+    lut[0] = 0
+    return lut[labels]
+
+
+def plot_panels(panels: Sequence[Mapping], path) -> None:
+    """Fig. 5: per image: input, ground truth, baseline, after clustering (instance labels coloured)."""
+    plt = _plt()
+    n = len(panels)
+    fig, axes = plt.subplots(n, 4, figsize=(12, 3 * n), squeeze=False)
+    for row, p in zip(axes, panels):
+        row[0].imshow(p["image"])
+        row[0].set_title(f"{p['name']}\n{p.get('cell_type', '')}", fontsize=8)
+        row[1].imshow(_colour_labels(p["gt"]))
+        row[1].set_title("ground truth", fontsize=8)
+        row[2].imshow(_colour_labels(p["baseline"]))
+        row[2].set_title(f"baseline  MAP {p['baseline_map']:.2f}", fontsize=8)
+        row[3].imshow(_colour_labels(p["clustered"]))
+        row[3].set_title(f"{p['run']}  MAP {p['clustered_map']:.2f}", fontsize=8)
+        for a in row:
+            a.axis("off")
+    _save(fig, path)
+
+
+def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "") -> list[Path]:
+    """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths."""
+    workdir = Path(workdir)
+    out = [workdir / "results.csv", workdir / "table1.md", workdir / "fig6_map_known.png",
+           workdir / "fig7_map_unknown.png", workdir / "fig8_entropy_std.png"]
+    write_results_csv(out[0], rows)
+    atomic_write_text(out[1], table1_markdown(rows, baseline, notes))
+    if rows:
+        plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)")
+        plot_map_vs_k(rows, baseline, "map_unknown", out[3], "MAP on the unknown cell types (Fig. 7)")
+        plot_entropy_std(rows, out[4])
+    return out
+
+
+def rebuild_report(workdir) -> list[Path]:
+    """Re-make ``results.csv``, ``table1.md`` and Figs. 6-8 of a finished (or partly finished) sweep from
+    its ``results.csv``, ``baseline/metrics.json`` and ``sweep_config.json``; returns the paths."""
+    wd = Path(workdir)
+    try:
+        rows = read_results_csv(wd / "results.csv")
+        baseline = json.loads((wd / "baseline" / "metrics.json").read_text())
+        base = {c: baseline[c] for c, _ in MAP_COLUMNS}
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
+    return write_report(wd, rows, base, _read_notes(wd))

@@ -1,0 +1,348 @@
+"""The paper's whole experiment as one resumable batch job: :func:`run_sweep`.
+
+Stages (each saved atomically in the work dir, its done-marker written last; a rerun of the same
+command skips what is finished):
+
+1. ``baseline/``       the segmentation U-Net trained on CT1 (or ``sweep.checkpoint``) and its MAP on
+                       the known / unknown / all test images (``metrics.json``).
+2. ``cluster_data/``   the augmented clustering images, their pooled latent and its PCA
+                       (:mod:`dng_jax.experiment.features`); ``latent.npy`` marks it done.
+3. ``runs/<m>_k<k>/``  per configuration: every seed clustered at once (pseudo-labels), then the
+                       encoder retrained on them (seeds vmapped, in chunks of ``sweep.seeds_per_chunk``),
+                       each run scored with the baseline decoder. A chunk's results are saved as soon
+                       as it finishes; ``results.json`` marks the configuration done.
+4. ``results.csv``, ``table1.md``, ``fig2_latent_tsne.png``, ``fig5_panels.png``, ``fig6_map_known.png``,
+   ``fig7_map_unknown.png``, ``fig8_entropy_std.png``.
+
+One configuration that fails is reported in ``failures.json`` and does not stop the others. Stage
+timings go to ``timings.csv`` / ``.jsonl``, retraining losses to ``runs/<m>_k<k>/retrain_metrics.*``.
+The work dir is locked while a sweep runs in it, and it holds one configuration only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from dng_jax.clustering.methods import method_keys, resolve_method, run_method
+from dng_jax.config import ExperimentConfig, check_sweep, comparable, experiment_config
+from dng_jax.data.dsb2018 import SampleCache
+from dng_jax.data.partition import CELL_TYPES, open_data
+from dng_jax.errors import ConfigError, ConfigMismatchError
+from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.evaluation.metrics import image_score
+from dng_jax.experiment.features import extract_cluster_data
+from dng_jax.experiment.report import plot_latent, plot_panels, table1_notes, write_report
+from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
+from dng_jax.experiment.tsne import tsne
+from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
+from dng_jax.io.workdir import WorkdirLock, prepare_dir
+from dng_jax.metric_writers import MetricWriter, create_default_writer, keep_all
+from dng_jax.models import make_model
+from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.inference import predict_instances
+from dng_jax.segmentation.trainer import train_and_evaluate
+from dng_jax.sharding import runs_mesh
+from dng_jax.typed_config import as_dict
+
+__all__ = ["SweepResult", "Configuration", "sweep_configurations", "run_sweep", "log"]
+
+#: The sweep's progress lines; the command line shows them (``[sweep HH:MM:SS] ...``).
+log = logging.getLogger("dng_jax.sweep")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=_json_default) + "\n")
+
+
+class Configuration(NamedTuple):
+    """One row group of Table I: a clustering method at one k (``method`` = its id in the results)."""
+
+    method: str  # id: "kmc", "ng", "gng" or a file-loaded factory's name
+    name: str  # as given in sweep.methods
+    k: int
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.method}_k{self.k}"
+
+
+class SweepResult(NamedTuple):
+    rows: list[dict]
+    baseline: dict[str, float]
+    paths: list[Path]
+    failures: dict[str, str]
+
+
+def sweep_configurations(cfg: ExperimentConfig) -> list[Configuration]:
+    """The sweep's configurations in order: every ``sweep.ks`` for kMC and NG (and file-loaded methods),
+    GNG once with its start size (the method table's ``ks``)."""
+    out = []
+    for name in cfg.sweep.methods:
+        method_id, spec = resolve_method(name)
+        out += [Configuration(method_id, name, int(k)) for k in spec.ks(cfg.sweep.ks, cfg.clustering)]
+    return out
+
+
+def _check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
+    """Refuse to mix two configurations in one work dir (a rerun must be the same experiment)."""
+    path = workdir / "sweep_config.json"
+    current = comparable(cfg)
+    if not path.exists():
+        _write_json(path, as_dict(cfg))
+        return
+    try:
+        saved = comparable(experiment_config(_read_json(path)))
+    except (ValueError, ConfigError) as e:
+        raise ConfigMismatchError(f"{path} is not a readable sweep configuration ({e}); use a new --workdir") from None
+    diffs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if diffs:
+        raise ConfigMismatchError(
+            f"{workdir} holds a sweep made with another configuration (differs in: {', '.join(diffs)}); "
+            f"rerun with the same config or use a new --workdir")
+
+
+# ----------------------------------------------------------------------------------------- stage 1
+
+
+def stage_baseline(cfg: ExperimentConfig, workdir: Path, splits, test_cache, evaluator, progress: bool):
+    """Train (or load) the baseline U-Net; return (variables, model, metrics dict)."""
+    bdir = workdir / "baseline"
+    metrics_path = bdir / "metrics.json"
+    if cfg.sweep.checkpoint:
+        variables, model, _ = load_variables(cfg.sweep.checkpoint)
+    elif (bdir / "checkpoints").exists() and metrics_path.exists():
+        variables, model, _ = load_variables(bdir)
+    else:
+        log.info("stage 1: training the baseline segmentation network on CT1")
+        state = train_and_evaluate(cfg, bdir, evaluate=False, progress=progress)
+        variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+        model = make_model(cfg.model)
+    if metrics_path.exists():
+        metrics = _read_json(metrics_path)
+    else:
+        scores = evaluator(variables, model, test_cache, splits.test, progress=progress)
+        scores.write_json(bdir / "baseline.json")
+        metrics = {"map_known": scores.known, "map_unknown": scores.unknown, "map_all": scores.all,
+                   "per_image": {k: v["score"] for k, v in scores.per_image.items()}}
+        _write_json(metrics_path, metrics)
+    log.info(f"baseline MAP: known {metrics['map_known']:.3f}  unknown {metrics['map_unknown']:.3f}  "
+             f"all {metrics['map_all']:.3f}")
+    return variables, model, metrics
+
+
+# ----------------------------------------------------------------------------------------- stage 2
+
+
+def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, splits, variables, model,
+                       progress: bool):
+    """``(images (memory-mapped), latent, sources)`` of the clustering images, computed once."""
+    cdir = workdir / "cluster_data"
+    done = cdir / "latent.npy"
+    if not done.exists():
+        cc = cfg.cluster_data
+        log.info(f"stage 2: drawing {cc.n_images} augmented {cc.crop_size}x{cc.crop_size} crops from "
+                 f"{len(splits.cluster)} unlabeled images")
+        data = extract_cluster_data(cfg, source, manifest, splits, variables, model, progress)
+        atomic_save_npy(cdir / "images.npy", data.images)
+        atomic_save_npy(cdir / "features.npy", data.features)
+        atomic_save_npy(cdir / "pca_mean.npy", np.asarray(data.pca.mean))
+        atomic_save_npy(cdir / "pca_components.npy", np.asarray(data.pca.components))
+        _write_json(cdir / "sources.json", data.sources)
+        atomic_save_npy(done, data.latent)  # written last: its presence marks the stage done
+    return np.load(cdir / "images.npy", mmap_mode="r"), np.load(done), _read_json(cdir / "sources.json")
+
+
+# ----------------------------------------------------------------------------------------- stage 3
+
+
+def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuration, images, latent, variables,
+                        model, splits, test_cache, evaluator: SegmentationEvaluator, progress: bool) -> list[dict]:
+    """Cluster, retrain and evaluate every seed of one configuration; returns its result rows."""
+    rdir = workdir / "runs" / conf.dirname
+    final = rdir / "results.json"
+    if final.exists():
+        return _read_json(final)
+    n_seeds = cfg.sweep.seeds
+    labels_path = rdir / "pseudo_labels.npy"
+    if labels_path.exists():
+        labels, stats = np.load(labels_path), _read_json(rdir / "clustering.json")
+    else:
+        t0 = time.time()
+        _, spec = resolve_method(conf.name)
+        method = spec.factory(conf.k, cfg.clustering)
+        keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
+        mesh = runs_mesh() if jax.local_device_count() > 1 else None
+        res = run_method(method, keys, latent, mesh=mesh, progress=progress)
+        labels = res.labels
+        stats = [{"seed": i, "units": int(res.units[i]), "norm_entropy": float(res.norm_entropy[i]),
+                  "quant_error": float(res.quant_error[i])} for i in range(n_seeds)]
+        _write_json(rdir / "clustering.json", stats)
+        atomic_save_npy(labels_path, labels)
+        log.info(f"{conf.method}({conf.k}): clustered {n_seeds} seeds in {time.time() - t0:.1f}s")
+    n_classes = max(int(s["units"]) for s in stats)
+    clf = EncoderClassifier(model.encoder, n_classes)
+    encoder_vars = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+    chunk = cfg.sweep.seeds_per_chunk
+    rows: list[dict] = []
+    for c0 in range(0, n_seeds, chunk):
+        seeds = list(range(c0, min(c0 + chunk, n_seeds)))
+        cpath = rdir / f"chunk_{c0:04d}.json"
+        if cpath.exists():
+            rows += _read_json(cpath)
+            continue
+        writer = create_default_writer(rdir, "retrain_metrics", ("step", "run", "loss"), tensorboard=False,
+                                       keep=lambda row, s=frozenset(seeds): int(row["run"]) not in s)
+        key = jax.random.key(cfg.sweep.seed + 1)  # run i's randomness: fold_in(key, i), any chunking
+        try:
+            states, losses = retrain_runs(key, clf, encoder_vars, np.asarray(images), labels[seeds], cfg.retrain,
+                                          cfg.augment, progress=progress,
+                                          desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}",
+                                          run_ids=np.asarray(seeds, np.int32), writer=writer)
+        finally:
+            writer.close()
+        chunk_rows = []
+        for j, seed in enumerate(seeds):
+            run_vars = {
+                "params": {**variables["params"], "encoder": jax.tree.map(lambda a: a[j], states.params["encoder"])},
+                "batch_stats": {**variables["batch_stats"],
+                                "encoder": jax.tree.map(lambda a: a[j], states.batch_stats["encoder"])},
+            }
+            res = evaluator(run_vars, model, test_cache, splits.test)
+            st = stats[seed]
+            chunk_rows.append({"method": conf.method, "k": conf.k, "seed": seed, "units": int(st["units"]),
+                               "norm_entropy": float(st["norm_entropy"]), "quant_error": float(st["quant_error"]),
+                               "map_known": res.known, "map_unknown": res.unknown, "map_all": res.all,
+                               "final_loss": float(losses[-1, j]) if len(losses) else float("nan")})
+            if seed == 0:  # keep one run's predictions for the Fig. 5 panels
+                preds = {sid: predict_instances(run_vars, model, test_cache.load(sid).image, evaluator.postprocess,
+                                                tile_size=evaluator.tile_size) for sid in splits.test_all}
+                atomic_save_npz(rdir / "seed0_predictions.npz", preds)
+        _write_json(cpath, chunk_rows)
+        rows += chunk_rows
+    _write_json(final, rows)
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- stage 4
+
+
+def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, sources, variables, model,
+                 splits, test_cache, evaluator: SegmentationEvaluator) -> list[Path]:
+    paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)))
+    fig2 = workdir / "fig2_latent_tsne.png"
+    if not fig2.exists():
+        m = min(cfg.report.tsne_points, latent.shape[0])
+        sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
+        emb = tsne(latent[sel], jax.random.key(0))
+        plot_latent(emb, [sources["types"][i] for i in sel], fig2,
+                    f"t-SNE of the {latent.shape[1]}-D latent of {m} clustering images (Fig. 2)")
+    paths.append(fig2)
+    if rows:
+        # The configuration shown: the paper shows kMC; take the kMC (else any) config with the best mean
+        # MAP on the unknown types.
+        by_cfg: dict[tuple[str, int], list[float]] = {}
+        for r in rows:
+            by_cfg.setdefault((r["method"], r["k"]), []).append(r["map_unknown"])
+        cands = [c for c in by_cfg if c[0] == "kmc"] or list(by_cfg)
+        method, k = max(cands, key=lambda c: np.mean(by_cfg[c]))
+        pred_path = workdir / "runs" / f"{method}_k{k}" / "seed0_predictions.npz"
+        if pred_path.exists():
+            preds = np.load(pred_path)
+            panels = []
+            type_of = {i: t for t, ids in splits.test.items() for i in ids}
+            ids = [splits.test[t][0] for t in CELL_TYPES if splits.test.get(t)][: cfg.report.panels]
+            for sid in ids:
+                s = test_cache.load(sid)
+                base = predict_instances(variables, model, s.image, evaluator.postprocess, tile_size=evaluator.tile_size)
+                after = preds[sid]
+                panels.append({"name": sid[:12], "cell_type": type_of[sid], "image": s.image, "gt": s.labels,
+                               "baseline": base, "baseline_map": image_score(s.labels, base),
+                               "clustered": after, "clustered_map": image_score(s.labels, after),
+                               "run": f"{method}({k}) seed 0"})
+            plot_panels(panels, workdir / "fig5_panels.png")
+            paths.append(workdir / "fig5_panels.png")
+    return paths
+
+
+# ----------------------------------------------------------------------------------------- driver
+
+
+def _timed(writer: MetricWriter, stage: int, name: str, configuration: str, t0: float) -> None:
+    writer.write_scalars(stage, {"stage": name, "configuration": configuration, "seconds": time.time() - t0,
+                                 "wall_time": time.time()})
+
+
+def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
+    """Run (or resume) the sweep of ``config`` (ConfigDict or :class:`ExperimentConfig`) in ``workdir``.
+
+    Every value is checked before any work starts (:class:`~dng_jax.errors.ConfigError`); the work dir
+    is locked for the duration (:class:`~dng_jax.errors.WorkdirBusyError` if another run holds it)."""
+    cfg = config if isinstance(config, ExperimentConfig) else experiment_config(config)
+    check_sweep(cfg)
+    workdir = prepare_dir(workdir)
+    with WorkdirLock(workdir, "--workdir"):
+        _check_workdir_config(workdir, cfg)
+        return _run(cfg, workdir, progress)
+
+
+def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
+    t_start = time.time()
+    timings = create_default_writer(workdir, "timings", ("step", "stage", "configuration", "seconds", "wall_time"),
+                                    keep=keep_all, tensorboard=False)
+    evaluator = SegmentationEvaluator.from_config(cfg)
+    source, manifest, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, workdir,
+                                       progress)
+    test_cache = SampleCache(source, splits.test_all)
+    t0 = time.time()
+    variables, model, baseline = stage_baseline(cfg, workdir, splits, test_cache, evaluator, progress)
+    _timed(timings, 1, "baseline", "", t0)
+    t0 = time.time()
+    images, latent, sources = stage_cluster_data(cfg, workdir, source, manifest, splits, variables, model, progress)
+    _timed(timings, 2, "cluster_data", "", t0)
+    rows: list[dict] = []
+    failures: dict[str, str] = {}
+    confs = sweep_configurations(cfg)
+    for i, conf in enumerate(confs):
+        log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
+        t0 = time.time()
+        try:
+            rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, splits, test_cache,
+                                        evaluator, progress)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # one failing configuration must not lose the others
+            failures[conf.dirname] = f"{type(e).__name__}: {e}"
+            log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
+            traceback.print_exc(file=sys.stderr)
+        _timed(timings, 3, "configuration", conf.dirname, t0)
+    _write_json(workdir / "failures.json", failures)
+    base = {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}
+    t0 = time.time()
+    paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, splits, test_cache, evaluator)
+    _timed(timings, 4, "report", "", t0)
+    timings.close()
+    log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations")
+    return SweepResult(rows, base, paths, failures)

@@ -1,0 +1,103 @@
+"""Work dirs and output folders: created with one-line errors, locked against a second process.
+
+``prepare_dir`` makes a folder (and its parents) or says in one line why it cannot: the path is a file,
+the disk is read-only or full, permission is denied. :class:`WorkdirLock` is an exclusive ``flock`` on
+``<dir>/.lock``: two jobs started on one work dir at once would otherwise delete each other's
+checkpoints and duplicate rows; the second one stops with :class:`~dng_jax.errors.WorkdirBusyError`
+naming the process that holds it. The lock goes with the process (a killed job leaves no stale lock).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from dng_jax.errors import WorkdirBusyError, WorkdirError
+
+__all__ = ["prepare_dir", "check_output_file", "WorkdirLock"]
+
+
+def _reason(e: OSError) -> str:
+    return {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+            errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+            errno.ENOTDIR: "a parent is a file, not a folder", errno.EEXIST: "exists and is not a folder",
+            }.get(e.errno, e.strerror or type(e).__name__)
+
+
+def prepare_dir(path: str | os.PathLike, what: str = "--workdir") -> Path:
+    """Create the folder ``path`` if needed; :class:`WorkdirError` naming it when it cannot be used."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise WorkdirError(f"{what} {p}: exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WorkdirError(f"{what} {p}: cannot create it ({_reason(e)})") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise WorkdirError(f"{what} {p}: not writable")
+    return p
+
+
+def check_output_file(path: str | os.PathLike, what: str) -> Path:
+    """An output file's path, checked before any work: its folder exists, it is not a folder itself."""
+    p = Path(path)
+    if p.is_dir():
+        raise WorkdirError(f"{what} {p}: is a folder; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise WorkdirError(f"{what} {p}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise WorkdirError(f"{what} {p}: the folder {parent} is not writable")
+    return p
+
+
+class WorkdirLock:
+    """Exclusive lock of a work dir for one process (``with WorkdirLock(dir): ...``)."""
+
+    def __init__(self, workdir: str | os.PathLike, what: str = "work dir"):
+        self.path = Path(workdir) / ".lock"
+        self.what = what
+        self._fd: int | None = None
+
+    def acquire(self) -> WorkdirLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WorkdirError(f"{self.path.parent}: cannot create the lock file ({_reason(e)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                try:
+                    h = json.loads(holder)
+                    who = f" (pid {h['pid']} on {h['host']}, since {h['since']})"
+                except (ValueError, KeyError, TypeError):
+                    who = ""
+                raise WorkdirBusyError(f"{self.path.parent} is in use by another run{who}; wait for it to "
+                                       f"finish or use another {self.what}") from None
+            raise WorkdirError(f"{self.path.parent}: cannot lock it ({_reason(e)})") from None
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                           "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WorkdirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,82 @@
+"""The segmentation network's train state and its LAMB optimizer (paper II-C).
+
+- :class:`TrainState` -- ``flax.training.train_state.TrainState`` plus ``batch_stats``.
+- :func:`make_optimizer` -- LAMB (lr 1e-3, b1 0.9, b2 0.999), optionally masked so that only some
+  top-level parameter subtrees (``'encoder'``, ``'decoder'``, ...) are trained; the rest get zero updates.
+- :func:`create_train_state` -- initialise a model and its optimizer state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from dng_jax.config import TrainConfig
+
+__all__ = ["TrainState", "trainable_mask", "make_optimizer", "create_train_state"]
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+
+
+def trainable_mask(params, trainable: Sequence[str] | None):
+    """Label tree ``'train'`` / ``'freeze'`` by top-level subtree name (``None``: everything trains)."""
+    if trainable is None:
+        return jax.tree_util.tree_map(lambda _: "train", params)
+    unknown = set(trainable) - set(params)
+    if unknown:
+        raise ValueError(f"trainable subtrees {sorted(unknown)} not in params (have {sorted(params)})")
+    return {k: jax.tree_util.tree_map(lambda _, k=k: "train" if k in trainable else "freeze", v)
+            for k, v in params.items()}
+
+
+def make_optimizer(cfg: TrainConfig | None = None, *, trainable: Sequence[str] | None = None,
+                   base: optax.GradientTransformation | None = None) -> optax.GradientTransformation:
+    """LAMB from ``cfg`` (``lr``, ``b1``, ``b2``, ``weight_decay``; paper: 1e-3, 0.9, 0.999, 0), or
+    ``base`` if given; with ``trainable`` only those top-level subtrees are updated
+    (``optax.multi_transform`` with ``set_to_zero`` for the rest, which also keeps no optimizer state
+    for them)."""
+    cfg = TrainConfig() if cfg is None else cfg
+    if base is None:
+        base = optax.lamb(cfg.lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+    if trainable is None:
+        return base
+    trainable = tuple(trainable)
+    return optax.multi_transform({"train": base, "freeze": optax.set_to_zero()},
+                                 lambda params: trainable_mask(params, trainable))
+
+
+def _init_key(key):
+    """An ``rbg`` key derived from ``key`` for parameter initialisation.
+
+    Threefry-based init of a ResNet compiles slowly on CPU (~4x longer than the network's forward pass,
+    the bits generator is inlined per parameter); XLA's RngBitGenerator compiles fast. Initial weights are
+    then deterministic per seed and backend (not bitwise equal across CPU / GPU / TPU), which is all
+    training needs: resumed runs restore the weights from the checkpoint."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if jax.random.key_impl(key) == jax.random.key_impl(jax.random.key(0, impl="rbg")):
+            return key
+    elif isinstance(key, jax.Array) and key.dtype == jnp.uint32:  # raw (legacy) key
+        key = jax.random.wrap_key_data(key)
+    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
+def create_train_state(key, model, cfg: TrainConfig | None = None, input_shape=(1, 256, 256, 3), *,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
+    """Initialise ``model`` on zeros of ``input_shape`` and wrap it in a :class:`TrainState`.
+
+    The optimizer is ``tx``, else :func:`make_optimizer` of ``cfg`` (training ``cfg.trainable``).
+    Works under ``jax.eval_shape`` (abstract states for checkpoint restoring)."""
+    if tx is None:
+        cfg = TrainConfig() if cfg is None else cfg
+        tx = make_optimizer(cfg, trainable=cfg.trainable)
+    variables = jax.jit(partial(model.init, train=False))(_init_key(key), jnp.zeros(input_shape, jnp.float32))
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats", {}))

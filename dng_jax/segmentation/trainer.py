@@ -1,0 +1,185 @@
+"""The segmentation training driver (paper II-C): U-Net/ResNet, LAMB, pixel-wise cross-entropy.
+
+:func:`train_and_evaluate` trains on the labelled CT1 training images, data parallel over the local
+devices, with checkpoints every ``train.checkpoint_every`` steps and exact resumption, and at the end
+scores the test images (known / unknown / all). Written to the work dir:
+
+  checkpoints/   orbax checkpoints (state + the config + the augmentation key)
+  metrics.csv    training loss / accuracy / images per second, evaluation loss / pixel accuracy
+  metrics.jsonl  the same rows as JSON lines (and tensorboard/ when tensorboardX is installed)
+  config.json    the full configuration of the run
+  baseline.json  the MAP on the test images, per image and cell type (if ``eval.enabled``)
+  manifest.json  the cell type of every image (not for the Kaggle stage-1 set: its manifest is shipped)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+from dng_jax.config import ExperimentConfig, experiment_config
+from dng_jax.data.dsb2018 import Sample, load_samples
+from dng_jax.data.partition import open_data
+from dng_jax.data.pipeline import prefetch, segmentation_batches
+from dng_jax.errors import ConfigError
+from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.io.workdir import WorkdirLock, prepare_dir
+from dng_jax.metric_writers import create_default_writer, up_to_step
+from dng_jax.models import make_model
+from dng_jax.segmentation.checkpointing import Checkpointer
+from dng_jax.segmentation.steps import make_augment_fn, make_eval_step, make_train_step, segmentation_loss
+from dng_jax.segmentation.train_state import TrainState, create_train_state, make_optimizer
+from dng_jax.sharding import jit_eval_step, jit_train_step, make_mesh, replicate, shard_batch
+from dng_jax.typed_config import as_dict
+
+__all__ = ["METRIC_FIELDS", "train_and_evaluate"]
+
+METRIC_FIELDS = ("step", "epoch", "split", "loss", "accuracy", "grad_norm", "images_per_sec", "wall_time")
+
+
+def _typed(config: Any) -> ExperimentConfig:
+    return config if isinstance(config, ExperimentConfig) else experiment_config(config)
+
+
+def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Sample] | None = None,
+                       eval_samples: list[Sample] | None = None, evaluate: bool | None = None,
+                       progress: bool = True) -> TrainState:
+    """Train the segmentation network of ``config`` in ``workdir`` (resuming from its checkpoints).
+
+    ``config`` is an :class:`ExperimentConfig` or a ConfigDict (converted and checked first).
+    ``samples`` / ``eval_samples`` replace the data of ``config.data`` (tests; no MAP evaluation then).
+    ``train.max_steps`` stops early, as if interrupted, after writing a checkpoint. ``evaluate``
+    (default ``eval.enabled``) scores the test images into ``baseline.json``. Returns the final state.
+    """
+    cfg = _typed(config)
+    workdir = prepare_dir(workdir)
+    with WorkdirLock(workdir, "--workdir"):
+        return _train(cfg, workdir, samples, eval_samples, evaluate, progress)
+
+
+def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate, progress) -> TrainState:
+    tcfg = cfg.train
+    source = splits = None
+    if samples is None:
+        source, _, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, workdir,
+                                     progress)
+        ids = list(splits.train_ct1)
+        if tcfg.max_train_images:
+            ids = ids[: tcfg.max_train_images]
+        samples = load_samples(source, ids, "load train", progress)
+        if eval_samples is None:
+            eval_samples = load_samples(source, splits.test_all, "load test", progress)
+
+    def batches_of(data, seed: int, batch_size: int):
+        return segmentation_batches(data, batch_size, cfg.data.crop_size, cfg.data.border_width, seed)
+
+    if len(samples) < tcfg.batch_size:
+        raise ConfigError(f"config field train.batch_size: {len(samples)} training images cannot fill one batch "
+                          f"of {tcfg.batch_size}")
+    batches = batches_of(samples, tcfg.seed, tcfg.batch_size)
+    steps_per_epoch = batches.steps_per_epoch
+    total_steps = tcfg.epochs * steps_per_epoch
+    stop_at = min(total_steps, tcfg.max_steps) if tcfg.max_steps else total_steps
+    batch_size = tcfg.batch_size
+
+    mesh = make_mesh()
+    n_dev = mesh.devices.size
+    if batch_size % n_dev:
+        raise ConfigError(f"config field train.batch_size: {batch_size} must be a multiple of the {n_dev} devices")
+    model = make_model(cfg.model)
+    crop = cfg.data.crop_size
+    init_key, aug_key = jax.random.split(jax.random.key(tcfg.seed))
+    tx = make_optimizer(tcfg, trainable=tcfg.trainable)
+    init_fn = partial(create_train_state, model=model, cfg=tcfg, input_shape=(1, crop, crop, 3), tx=tx)
+    p_train = jit_train_step(make_train_step(segmentation_loss, trainable=tcfg.trainable,
+                                             augment_fn=make_augment_fn(cfg.augment)), mesh)
+    p_eval = jit_eval_step(make_eval_step(segmentation_loss), mesh)
+
+    cfg_dict = json.loads(json.dumps(as_dict(cfg)))
+    atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
+
+    with Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.max_to_keep) as ckpt:
+        state, meta = ckpt.restore_or_init(lambda: init_fn(init_key), sharding=NamedSharding(mesh, P()))
+        start_step = int(state.step)
+        if meta is not None and "rng" in meta:  # the key the run started with (same seed -> same key)
+            aug_key = jax.random.wrap_key_data(jnp.asarray(np.asarray(meta["rng"], np.uint32)))
+        state = replicate(state, mesh)
+        aug_key = replicate(aug_key, mesh)
+        writer = create_default_writer(workdir, "metrics", METRIC_FIELDS,
+                                       keep=up_to_step(start_step) if start_step > 0 else None,
+                                       purge_step=start_step + 1 if start_step > 0 else None)
+
+        def meta_for(step: int) -> dict:
+            return {"global_step": step, "epoch": step // steps_per_epoch,
+                    "step_in_epoch": step % steps_per_epoch, "steps_per_epoch": steps_per_epoch,
+                    "rng": np.asarray(jax.random.key_data(aug_key)).tolist(), "config": cfg_dict}
+
+        def run_eval(step: int, epoch: int):
+            """Mean loss / pixel accuracy over fixed crops of the test images (no augmentation)."""
+            bs = min(batch_size, len(eval_samples or ())) // n_dev * n_dev
+            if bs < 1:
+                return None
+            sums: dict[str, float] = {}
+            n = 0
+            for b in batches_of(eval_samples, tcfg.seed + 10_000, bs).epoch(0):
+                for k, v in jax.device_get(p_eval(state, shard_batch(b, mesh))).items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n += 1
+            means = {k: v / n for k, v in sums.items()}
+            writer.write_scalars(step, {"epoch": epoch, "split": "eval", "wall_time": time.time(), **means})
+            return means
+
+        step = start_step
+        bar = tqdm(total=stop_at, initial=start_step, desc="train", unit="step", disable=not progress,
+                   dynamic_ncols=True, mininterval=1.0)
+        t_log, n_log = time.time(), 0
+        try:
+            while step < stop_at:
+                epoch, in_epoch = divmod(step, steps_per_epoch)
+                for batch in prefetch(batches.epoch(epoch, start_step=in_epoch)):
+                    state, metrics = p_train(state, shard_batch(batch, mesh), aug_key)
+                    step += 1
+                    n_log += 1
+                    bar.update(1)
+                    if step % tcfg.log_every == 0 or step == stop_at:
+                        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                        dt = time.time() - t_log
+                        ips = n_log * batch_size / dt if dt > 0 else float("nan")
+                        writer.write_scalars(step, {"epoch": epoch, "split": "train", "images_per_sec": ips,
+                                                    "wall_time": time.time(), **m})
+                        bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}", ips=f"{ips:.1f}")
+                        t_log, n_log = time.time(), 0
+                    if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < stop_at:
+                        ckpt.save(step, state, meta_for(step))
+                    if step >= stop_at:
+                        break
+                done_epochs = step // steps_per_epoch
+                if step % steps_per_epoch == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == total_steps):
+                    ev = run_eval(step, done_epochs - 1)
+                    if ev is not None:
+                        bar.write(f"epoch {step // steps_per_epoch}/{tcfg.epochs}: eval loss {ev['loss']:.4f} "
+                                  f"pixel accuracy {ev['accuracy']:.3f}")
+            ckpt.save(step, state, meta_for(step), force=True)
+        finally:
+            bar.close()
+            ckpt.wait()
+            writer.close()
+
+    do_eval = cfg.eval.enabled if evaluate is None else evaluate
+    if do_eval and step >= total_steps and source is not None and splits is not None:
+        variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+        scores = SegmentationEvaluator.from_config(cfg)(variables, model, source, splits.test, progress=progress)
+        scores.write_json(workdir / "baseline.json")
+        print(format_table(scores))
+    return state

@@ -1,0 +1,94 @@
+"""What the tests share: tiny configs (a 4-channel U-Net on 32-px crops of the bundled mini-set),
+synthetic samples, and a persistent XLA cache so identical programs compile once per machine."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+XLA_CACHE = os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache")
+jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+
+from dng_jax.config import load_config  # noqa: E402
+from dng_jax.data.dsb2018 import Sample  # noqa: E402
+from dng_jax.models import make_model  # noqa: E402
+from dng_jax.segmentation.train_state import create_train_state  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
+# orbax's background asyncio threads occasionally race with loop shutdown ("Event loop is closed"); benign.
+ORBAX_LOOP_WARNING = pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
+
+
+def tiny_config():
+    """configs/paper.py with the tiny model, 32-px crops and the bundled mini-set; 2 short epochs."""
+    c = load_config(ROOT / "configs" / "paper.py")
+    c.data.path, c.data.crop_size = None, 32
+    c.model.stage_sizes, c.model.width, c.model.decoder_features = (
+        TINY_MODEL["stage_sizes"], TINY_MODEL["width"], TINY_MODEL["decoder_features"])
+    c.train.epochs = 2
+    c.train.batch_size = 2
+    c.train.checkpoint_every = 2
+    c.train.log_every = 1
+    c.eval.enabled = False
+    c.eval.tile_size = 512
+    return c
+
+
+def tiny_sweep_config():
+    """The whole sweep at the smallest size that exercises every stage: 1 training epoch, 12 clustering
+    crops, kMC / NG at k=2 and GNG from 2 units, 2 seeds in chunks of 1 (resumption inside a
+    configuration is exercised)."""
+    c = tiny_config()
+    c.train.epochs = 1
+    c.train.checkpoint_every = 50
+    c.train.log_every = 10
+    c.cluster_data.n_images = 12
+    c.cluster_data.crop_size = 32
+    c.cluster_data.batch_size = 6
+    c.cluster_data.pca_dim = 4
+    c.sweep.methods = ("kmc", "ng", "gng")
+    c.sweep.ks = (2,)
+    c.sweep.seeds = 2
+    c.sweep.seeds_per_chunk = 1
+    c.clustering.epochs = 2
+    c.clustering.gng.epochs = 2
+    c.clustering.gng.max_units = 8
+    c.clustering.gng.start_units = 2
+    c.retrain.epochs = 1
+    c.retrain.batch_size = 4
+    c.retrain.crop_size = 16
+    c.report.tsne_points = 12
+    c.report.panels = 2
+    return c
+
+
+def synthetic_samples(n=5, seed=0):
+    """Bright squares on a dark noisy background, 28-44 px high and 40 px wide."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = 28 + 4 * i, 40
+        labels = np.zeros((h, w), np.uint16)
+        for k in range(1, 4):
+            y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+            labels[y : y + 7, x : x + 7] = k
+        image = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8) + rng.integers(0, 30, (h, w, 3)).astype(np.uint8)
+        out.append(Sample(f"s{i}", image, labels))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    return make_model(TINY_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_state(tiny_model):
+    return create_train_state(jax.random.key(0), tiny_model, None, (1, 32, 32, 3))

@@ -1,0 +1,204 @@
+"""Bad input on every command line: one line ``error: ...`` naming what is wrong, the documented exit
+status, no traceback, and (for config values) no work done before the check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, tiny_config, tiny_sweep_config
+from PIL import Image
+
+from dng_jax import cli, cluster, evaluate, export_labels, predict, report, summary
+from dng_jax.data.dsb2018 import Source
+from dng_jax.errors import ConfigError, DataError, WorkdirBusyError
+from dng_jax.experiment.sweep import run_sweep
+from dng_jax.io.workdir import WorkdirLock
+from dng_jax.segmentation.checkpointing import Checkpointer
+
+
+def one_line_error(capsys, *needles) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert str(n) in err, (n, err)
+    return err
+
+
+def run_module(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+# ----------------------------------------------------------------------------------------- config values
+
+
+@pytest.mark.parametrize("override, field", [
+    ("--config.sweep.seeds=0", "sweep.seeds"),
+    ("--config.sweep.seeds=-2", "sweep.seeds"),
+    ("--config.sweep.ks=abc", "sweep.ks"),
+    ("--config.sweep.methods=('kmc','nope')", "sweep.methods"),
+    ("--config.retrain.crop_size=512", "retrain.crop_size"),
+])
+def test_bad_sweep_values_stop_before_any_work(tmp_path, override, field):
+    wd = tmp_path / "wd"
+    proc = run_module("dng_jax.sweep", "--workdir", str(wd), "--no-progress", override)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: config field") and field in lines[0], proc.stderr
+    assert not wd.exists()  # checked before the baseline trains
+
+
+def test_typed_config_names_fields():
+    cfg = tiny_sweep_config()
+    cfg.sweep.seeds = 0
+    with pytest.raises(ConfigError, match=r"sweep\.seeds: must be >= 1, got 0"):
+        run_sweep(cfg, "/nonexistent/never-created")
+    cfg = tiny_sweep_config()
+    cfg.sweep.ks = ("abc",)
+    with pytest.raises(ConfigError, match=r"sweep\.ks: expected an integer, got 'abc'"):
+        run_sweep(cfg, "/nonexistent/never-created")
+
+
+def test_help_exits_zero_and_fields_are_listed():
+    for module in ("dng_jax.sweep", "dng_jax.train"):
+        proc = run_module(module, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+    proc = run_module("dng_jax.sweep", "--config", "configs/paper.py", "--config.help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--config.sweep.seeds" in proc.stdout and "48" in proc.stdout and "runs per configuration" in proc.stdout
+    for mod in (predict, evaluate, cluster, summary, export_labels, report):
+        with pytest.raises(SystemExit) as e:
+            mod.main(["--help"])
+        assert e.value.code == 0
+
+
+def test_every_typed_field_is_in_the_paper_config():
+    """--config.help lists the typed fields; each must also be a --config.<field> override."""
+    from dng_jax.config import experiment_config, load_config
+    from dng_jax.typed_config import describe_fields
+
+    raw = load_config(ROOT / "configs" / "paper.py").to_dict()
+    for name, _, _ in describe_fields(experiment_config(raw)):
+        node = raw
+        for part in name.split("."):
+            assert part in node, f"{name} is a typed field but not in configs/paper.py"
+            node = node[part]
+
+
+# ----------------------------------------------------------------------------------------- work dirs
+
+
+def test_workdir_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(Exception, match="exists and is not a folder"):
+        run_sweep(tiny_sweep_config(), f)
+    proc = run_module("dng_jax.train", "--config", "configs/default.py", "--workdir", str(f))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a folder" in proc.stderr, proc.stderr
+
+
+def test_second_sweep_on_a_locked_workdir_is_refused(tmp_path):
+    with WorkdirLock(tmp_path):
+        with pytest.raises(WorkdirBusyError, match=r"in use by another run \(pid \d+"):
+            run_sweep(tiny_sweep_config(), tmp_path)
+    with WorkdirLock(tmp_path):  # released: it can be taken again
+        pass
+
+
+# ----------------------------------------------------------------------------------------- predict
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_state):
+    d = tmp_path_factory.mktemp("ckpt")
+    with Checkpointer(d / "checkpoints") as ck:
+        ck.save(0, tiny_state, {"global_step": 0, "config": tiny_config().to_dict()})
+        ck.wait()
+    return d
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--tile-size", "100"], "--tile-size"), (["--tile-size", "0"], "--tile-size"),
+    (["--overlap", "-5"], "--overlap"),
+])
+def test_predict_bad_tiling(checkpoint, tmp_path, capsys, flags, needle):
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    assert predict.main(["--checkpoint", str(checkpoint), "--input", str(img), "--output", str(tmp_path / "o")]
+                        + flags) == 2
+    one_line_error(capsys, needle)
+
+
+def test_predict_output_is_a_file_and_corrupt_images(checkpoint, tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 30, np.uint8)).save(inp / "good.png")
+    (inp / "broken.png").write_bytes(b"\x89PNG not really")
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert predict.main(["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(a_file)]) == 2
+    one_line_error(capsys, a_file, "not a folder")
+    # one corrupt image does not stop the batch: the rest is written, the bad one listed, status 1
+    out = tmp_path / "out"
+    assert predict.main(["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out),
+                         "--quiet", "--no-progress"]) == cli.EXIT_PARTIAL
+    assert (out / "good.png").exists() and not (out / "broken.png").exists()
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "1 of 2 images" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------------- others
+
+
+def test_summary_and_cluster_flags(tmp_path, capsys):
+    assert summary.main(["--n-test-per-type", "-1"]) == 2
+    one_line_error(capsys, "--n-test-per-type")
+    X = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    base = ["--method", "ng", "--k", "3", "--input", str(tmp_path / "X.npy"), "--output", str(tmp_path / "o"),
+            "--no-progress"]
+    assert cluster.main(base + ["--r0", "-1"]) == 2
+    one_line_error(capsys, "--r0")
+    assert cluster.main(["--method", "nope.py:f", "--k", "3", "--input", str(tmp_path / "X.npy"),
+                         "--output", str(tmp_path / "o")]) == 2
+    one_line_error(capsys, "nope.py")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cluster_refuses_data_too_large_for_float32(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(30, 3)) * 1e20
+    np.save(tmp_path / "big.npy", X)
+    assert cluster.main(["--method", "kmc", "--k", "3", "--input", str(tmp_path / "big.npy"),
+                         "--output", str(tmp_path / "o"), "--no-progress"]) == 2
+    one_line_error(capsys, "big.npy", "too large", "rescale")
+
+
+def _mask_png(path: Path, rgba: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgba).save(path)
+
+
+def test_rgba_mask_with_transparency_is_refused(tmp_path):
+    sid = "abc"
+    (tmp_path / sid / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sid / "images" / f"{sid}.png")
+    # white everywhere, the nucleus only in the alpha channel: read naively it covers the whole image
+    mask = np.full((8, 8, 4), 255, np.uint8)
+    mask[..., 3] = 0
+    mask[2:5, 2:5, 3] = 255
+    _mask_png(tmp_path / sid / "masks" / "m1.png", mask)
+    with pytest.raises(DataError, match="m1.png: the mask has transparent pixels"):
+        Source(tmp_path).load(sid)
+    # an opaque colour mask is fine, and a mask covering every pixel is an error
+    colour = np.zeros((8, 8, 4), np.uint8)
+    colour[..., 3] = 255
+    colour[2:5, 2:5, 0] = 255
+    _mask_png(tmp_path / sid / "masks" / "m1.png", colour)
+    assert Source(tmp_path).load(sid).labels.sum() == 9
+    _mask_png(tmp_path / sid / "masks" / "m1.png", np.full((8, 8), 255, np.uint8))
+    with pytest.raises(DataError, match="covers every pixel"):
+        Source(tmp_path).load(sid)
