@@ -16,6 +16,7 @@ from dng_jax.config import load_config
 def get_config():
     c = load_config(Path(__file__).with_name("paper.py"))
     c.data.crop_size = 128
+    c.data.protocol = "wide"  # a CT1 test and validation set, every non-CT1 image scored
     c.model.stage_sizes = (2, 2, 2, 2)
     c.model.width = 16
     c.model.decoder_features = (128, 64, 32, 16, 16)

@@ -19,6 +19,7 @@ def get_config():
     # --config.data.path=/path/to/stage1_train.zip can still override it
     c.data.path = ml_collections.FieldReference(None, field_type=str)
     c.data.crop_size = 128
+    c.data.protocol = "wide"  # a CT1 test and validation set, every non-CT1 image scored
     c.model.stage_sizes = (1, 1, 1, 1)
     c.model.width = 8
     c.model.decoder_features = (64, 32, 16, 16, 8)

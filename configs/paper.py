@@ -13,14 +13,15 @@ import numpy as np
 
 
 def default_data_path() -> str:
-    """The real DSB2018 zip beside the repository (``../shared/data/dsb2018/stage1_train.zip``), found
-    from this file's location so runs work from any directory; override with ``--config.data.path``."""
-    repo = Path(__file__).resolve().parent.parent
-    for cand in (repo.parent / "shared", repo / "shared"):
-        p = cand / "data" / "dsb2018" / "stage1_train.zip"
-        if p.exists():
-            return str(p)
-    return str(repo.parent / "shared" / "data" / "dsb2018" / "stage1_train.zip")
+    """The real DSB2018 zip at ``shared/data/dsb2018/stage1_train.zip`` beside the repository (``../shared``
+    seen from it), found from this file's location or, after a plain ``pip install``, from the working
+    directory; override with ``--config.data.path``."""
+    here = Path(__file__).resolve().parent.parent  # the repository (this file is configs/paper.py)
+    tail = Path("shared") / "data" / "dsb2018" / "stage1_train.zip"
+    for base in (here.parent, here, Path.cwd().parent, Path.cwd()):
+        if (base / tail).exists():
+            return str(base / tail)
+    return str(here.parent / tail)
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -30,7 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.path = default_data_path()  # Kaggle-layout zip or folder; None = bundled mini-set
     c.data.crop_size = 256
     c.data.border_width = 2
+    c.data.protocol = "paper"  # 2 test images per type; "wide": a CT1 test + validation set, every non-CT1 image
     c.data.n_test_per_type = 2
+    c.data.test_fraction = 0.1  # wide: share of CT1 held out for testing
+    c.data.val_fraction = 0.05  # wide: share of CT1 held out for choosing settings
     c.data.seed = 0
 
     c.model = ml_collections.ConfigDict()
@@ -82,6 +86,15 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.enabled = True  # baseline MAP on the test images at the end of training
     c.eval.tile_size = 1024  # larger images are predicted in overlapping tiles
+    c.eval.wide_unknown = True  # paper protocol: also score (and report) every non-CT1 image
+    c.eval.n_boot = 2000  # bootstrap resamples of the intervals (images resampled within cell types)
+    c.eval.level = 0.95
+    c.eval.workers = 0  # processes for the watershed and the metric; 0 = one per CPU core
+
+    c.classical = ml_collections.ConfigDict()  # the reference without learning (Otsu + watershed),
+    c.classical.sigma = 0.0  # its settings chosen on the validation set (scripts/tune_classical.py)
+    c.classical.min_distance = 12
+    c.classical.min_size = 45
 
     # ---- deep clustering (python -m dng_jax.sweep) ----
     c.cluster_data = ml_collections.ConfigDict()

@@ -18,17 +18,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from dng_jax.config import ExperimentConfig, config_table, experiment_config
+from dng_jax.config import ExperimentConfig, config_table, experiment_config, load_config
 from dng_jax.errors import USER_ERRORS, ConfigError
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser", "add_output_flag",
-           "add_progress_flag", "run_command", "run_config_command", "show_log"]
+           "add_progress_flag", "report_skipped", "run_command", "run_config_command", "show_log"]
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USER_ERROR = 0, 1, 2
 _HELP_FLAGS = ("--help", "-h", "--helpfull", "--helpshort", "-?", "--helpxml")
@@ -86,30 +85,46 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
                         help="no progress bars")
 
 
+def report_skipped(bad: dict[str, str], n: int, output) -> int:
+    """List the inputs a batch command skipped (one ``error:`` line each); EXIT_PARTIAL if any."""
+    for why in bad.values():
+        print(f"error: {why}", file=sys.stderr)
+    if bad:
+        print(f"{len(bad)} of {n} images could not be read (listed above); the others are in {output}",
+              file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
 def run_command(fn: Callable[[], int | None]) -> int:
-    """Call ``fn``; a user error (:data:`dng_jax.errors.USER_ERRORS`) becomes one line and status 2."""
+    """Call ``fn``; a user error (:data:`dng_jax.errors.USER_ERRORS`) or an ``OSError`` (disk full,
+    read-only, permission) becomes one line naming the path, status 2."""
     try:
         return int(fn() or EXIT_OK)
     except USER_ERRORS as e:
         return _error(e)
+    except OSError as e:  # a full disk, a read-only or forbidden path met while writing: name it
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or type(e).__name__}")
 
 
 # ----------------------------------------------------------------------------------------- absl
 
 
-def _config_file_error(argv: Sequence[str]) -> str | None:
-    """The message for a ``--config FILE`` / ``--config=FILE`` that does not exist, else None (the
-    flag library only fails on it inside its parsing, with a chained traceback)."""
+def _config_file_error(argv: Sequence[str], default: str | None) -> str | None:
+    """The message for a ``--config FILE`` (or the default) that cannot be loaded, else None: the flag
+    library only fails on it inside its parsing, with a chained traceback."""
+    paths = []
     for i, a in enumerate(argv[1:], start=1):
         if a == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
+            paths.append(argv[i + 1])
         elif a.startswith("--config="):
-            path = a.split("=", 1)[1]
-        else:
-            continue
-        path = path.split(":", 1)[0]  # ml_collections' "file.py:arg" form
-        if not Path(path).is_file():
-            return f"--config {path}: no such file (give a configs/*.py file)"
+            paths.append(a.split("=", 1)[1])
+    for path in paths or ([default] if default else []):
+        try:
+            load_config(path.split(":", 1)[0])  # ml_collections' "file.py:arg" form
+        except ConfigError as e:
+            return f"--config {e}"
     return None
 
 
@@ -142,7 +157,7 @@ def run_config_command(argv: Sequence[str] | None, command: Callable[[Experiment
     ``command(config, workdir, progress)`` and return its status. ``--help`` prints the calling
     module's docstring (absl shows ``__main__.__doc__``)."""
     argv, show_fields = _normalise(list(sys.argv if argv is None else argv))
-    msg = _config_file_error(argv)
+    msg = _config_file_error(argv, default_config)
     if msg:
         return _error(msg)
     # ml_collections reads the --config.* overrides from sys.argv (when the flag is defined and when it

@@ -42,21 +42,16 @@ naming it and exit status 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from dng_jax import cli
-from dng_jax.clustering.methods import METHODS, ClusteringConfig, resolve_method, run_method
-from dng_jax.clustering.pca import pca_fit_transform
-from dng_jax.clustering.quality import entropy_std
-from dng_jax.errors import ConfigError, InputError
+from dng_jax.clustering.matrix import cluster_matrix, write_clustering
+from dng_jax.clustering.methods import METHODS, ClusteringConfig, build_method, resolve_method
+from dng_jax.errors import InputError
 from dng_jax.io.arrays import load_data_matrix
-from dng_jax.io.atomic import atomic_save_npy, atomic_write_text
 from dng_jax.io.workdir import prepare_dir
 from dng_jax.sharding import runs_mesh
 
@@ -87,6 +82,7 @@ def _parser() -> cli.ArgumentParser:
 def _settings(a) -> ClusteringConfig:
     """The flags as a ClusteringConfig (its checks name the flag's field on a bad value)."""
     cfg = ClusteringConfig()
+    # GNG's start_units is the --k of a GNG run (its factory sets it); 2 keeps the section valid meanwhile
     gng = cfg.gng.replace(start_units=2, max_units=a.max_units, **({"epochs": a.epochs} if a.epochs else {}))
     changes = {"gng": gng, "full_rank": a.full_rank, "r0": a.r0}
     if a.epochs:
@@ -97,57 +93,41 @@ def _settings(a) -> ClusteringConfig:
 
 
 def run(a) -> dict:
-    method_id, spec = resolve_method(a.method)
-    for flag, v in (("--k", a.k), ("--seeds", a.seeds), ("--epochs", a.epochs), ("--max-units", a.max_units)):
+    for flag, v in (("--k", a.k), ("--seeds", a.seeds), ("--epochs", a.epochs)):
         if v is not None and v < 1:
             raise InputError(f"{flag} must be >= 1, got {v}")
+    if a.max_units < 2:
+        raise InputError(f"--max-units must be >= 2, got {a.max_units}")
     if a.pca < 0:
         raise InputError(f"--pca must be >= 0, got {a.pca}")
     if a.r0 is not None and not a.r0 > 0:
         raise InputError(f"--r0 must be > 0, got {a.r0}")
     if a.h_min is not None and not 0 < a.h_min < 1:
         raise InputError(f"--h-min must lie in (0, 1), got {a.h_min}")
-    k = a.k if a.k is not None else (5 if method_id == "gng" else None)
+    method_id, _ = resolve_method(a.method)
+    k = a.k
+    if k is None and method_id == "gng":
+        k = ClusteringConfig().gng.start_units
     if k is None:
         raise InputError(f"--k is required for --method {a.method}")
     if method_id == "gng" and not 2 <= k <= a.max_units:
         raise InputError(f"GNG needs 2 <= --k (start units) <= --max-units, got {k} and {a.max_units}")
-    try:
-        cfg = _settings(a)
-        method = spec.factory(k, cfg)
-    except ConfigError as e:
-        raise InputError(f"bad setting: {e}") from None
+    cfg = _settings(a)
     X = load_data_matrix(a.input)
     if k > X.shape[0]:
         raise InputError(f"{a.input}: k={k} but only n={X.shape[0]} patterns")
     if a.pca and not 1 <= a.pca <= min(X.shape):
         raise InputError(f"{a.input}: --pca {a.pca} needs 1 <= components <= min(n, d) = {min(X.shape)}")
+    build_method(a.method, k, cfg)  # a user's factory that fails, fails before the output folder exists
     out = prepare_dir(a.output, "--output")
-    if a.pca:
-        X = np.asarray(pca_fit_transform(X, a.pca)[1])
-    base = jax.random.key(a.seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(a.seeds))
     mesh = runs_mesh() if a.shard and jax.device_count() > 1 else None
     try:
-        res = run_method(method, keys, X, mesh=mesh, progress=a.progress)
+        res, summary = cluster_matrix(X, a.method, k, cfg, seeds=a.seeds, seed=a.seed, pca=a.pca, mesh=mesh,
+                                      progress=a.progress)
     except FloatingPointError as e:
         raise InputError(f"{a.input}: {e}") from None
-    atomic_save_npy(out / "centroids.npy", res.centroids)
-    atomic_save_npy(out / "active.npy", res.active)
-    atomic_save_npy(out / "labels.npy", res.slots)
-    summary = {
-        "method": method_id, "input": str(a.input), "n": int(X.shape[0]), "d": int(X.shape[1]),
-        "pca": a.pca or None, "seeds": a.seeds, "base_seed": a.seed,
-        "config": {name: (v if not isinstance(v, float) or np.isfinite(v) else str(v))
-                   for name, v in method.hyperparameters.items()},
-        "runs": [{"seed": i, "quantization_error": float(res.quant_error[i]),
-                  "normalized_entropy": float(res.norm_entropy[i]), "n_units": int(res.units[i])}
-                 for i in range(a.seeds)],
-        "normalized_entropy_mean": float(np.mean(res.norm_entropy)),
-        "normalized_entropy_std": entropy_std(res.norm_entropy),
-        "quantization_error_mean": float(np.mean(res.quant_error)),
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    summary["input"] = str(a.input)
+    write_clustering(out, res, summary)
     return summary
 
 

@@ -4,10 +4,12 @@
 any field (``--config.sweep.seeds=8``). Before any work starts, :func:`experiment_config` converts it
 once, section by section, into the typed, hashable :class:`ExperimentConfig` (``Cls(**section)``, keys
 equal to field names) and checks every value: a bad one is a :class:`dng_jax.errors.ConfigError`
-naming the field. Library sections keep their classes beside the code that uses them
+naming the field. Sections keep their classes beside the code that uses them
 (:class:`~dng_jax.models.ModelConfig`, :class:`~dng_jax.data.augment.AugmentConfig`,
-:class:`~dng_jax.segmentation.postprocess.WatershedConfig`,
-:class:`~dng_jax.clustering.methods.ClusteringConfig`); the experiment's own sections are here.
+:class:`~dng_jax.segmentation.train_state.TrainConfig`, :class:`~dng_jax.segmentation.postprocess.WatershedConfig`,
+:class:`~dng_jax.segmentation.classical.ClassicalConfig`, :class:`~dng_jax.clustering.methods.ClusteringConfig`,
+:class:`~dng_jax.experiment.retrain.RetrainConfig`); the sections of the experiment as a whole (data,
+eval, cluster_data, sweep, report) are here.
 """
 
 from __future__ import annotations
@@ -17,20 +19,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dng_jax.clustering.methods import ClusteringConfig, resolve_method
+from dng_jax.clustering.methods import ClusteringConfig, build_method, resolve_method
 from dng_jax.data.augment import AugmentConfig
+from dng_jax.data.partition import PROTOCOLS
 from dng_jax.errors import ConfigError
 from dng_jax.models import STRIDE, ModelConfig
+from dng_jax.experiment.retrain import RetrainConfig
+from dng_jax.segmentation.classical import ClassicalConfig
 from dng_jax.segmentation.postprocess import WatershedConfig
+from dng_jax.segmentation.train_state import TrainConfig
 from dng_jax.typed_config import FieldError, TypedConfig, describe_fields, from_section, param, require
 
 __all__ = [
     "load_config",
     "DataConfig",
-    "TrainConfig",
     "EvalConfig",
     "ClusterDataConfig",
-    "RetrainConfig",
     "SweepConfig",
     "ReportConfig",
     "ExperimentConfig",
@@ -38,20 +42,45 @@ __all__ = [
     "check_sweep",
     "config_table",
     "comparable",
+    "differing_fields",
     "VOLATILE_FIELDS",
+    "TRAINING_FIELDS",
+    "TRAINING_VOLATILE",
+    "SPLIT_FIELDS",
 ]
 
 
 def load_config(path: str | os.PathLike):
     """``get_config()`` of a configs/*.py file (what ``--config`` does, without the overrides); also how
-    ``configs/default.py`` and ``configs/cpu_real.py`` start from ``configs/paper.py``."""
+    ``configs/default.py`` and ``configs/cpu_real.py`` start from ``configs/paper.py``.
+
+    Any failure (no such file, a folder, a file that is not Python, no ``get_config``, a result that is
+    not a ConfigDict) is a :class:`ConfigError` naming the file."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"{p}: config file not found")
+    if not p.is_file():
+        raise ConfigError(f"{p}: is a folder, not a config file")
     spec = importlib.util.spec_from_file_location(f"dng_config_{p.stem}", p)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{p}: not a Python file (a config file is a configs/*.py with get_config())")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    try:
+        spec.loader.exec_module(mod)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's file: say which and why
+        raise ConfigError(f"{p}: cannot load it ({type(e).__name__}: {e})") from None
+    if not callable(getattr(mod, "get_config", None)):
+        raise ConfigError(f"{p}: defines no get_config() (a config file returns its ConfigDict from get_config())")
+    try:
+        config = mod.get_config()
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{p}: get_config() failed ({type(e).__name__}: {e})") from None
+    if not hasattr(config, "to_dict"):
+        raise ConfigError(f"{p}: get_config() returned {type(config).__name__} {config!r:.40}, not an "
+                          f"ml_collections.ConfigDict")
+    return config
 
 
 def _multiple_of_stride(value: int, field: str) -> None:
@@ -65,56 +94,38 @@ class DataConfig(TypedConfig):
     path: str | None = param(None, "Kaggle-layout zip or folder; None = the bundled mini-set")
     crop_size: int = param(256, "random crops for segmentation training (px, multiple of 32)")
     border_width: int = param(2, "width of the cell-border class in the targets (px; not in the paper)")
-    n_test_per_type: int = param(2, "test images per cell type (paper: 2)")
-    seed: int = param(0, "seed of the test split")
+    protocol: str = param("paper", "test split: 'paper' (n_test_per_type per type) or 'wide' (a CT1 test and "
+                                   "validation set, every non-CT1 image)")
+    n_test_per_type: int = param(2, "paper protocol: test images per cell type (paper: 2)")
+    test_fraction: float = param(0.1, "wide protocol: share of CT1 in the test set")
+    val_fraction: float = param(0.05, "wide protocol: share of CT1 in the validation set (for choosing settings)")
+    seed: int = param(0, "seed of the test and validation split")
 
     def check(self) -> None:
         _multiple_of_stride(self.crop_size, "crop_size")
         require(self.border_width >= 0, "border_width", f"must be >= 0, got {self.border_width}")
+        require(self.protocol in PROTOCOLS, "protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
         require(self.n_test_per_type >= 0, "n_test_per_type", f"must be >= 0, got {self.n_test_per_type}")
-
-
-class TrainConfig(TypedConfig):
-    """The ``train`` section: segmentation training with LAMB (paper II-C)."""
-
-    epochs: int = param(50, "epochs; one epoch = one random crop of every CT1 training image")
-    batch_size: int = param(8, "crops per step (a multiple of the number of devices)")
-    lr: float = param(1e-3, "LAMB learning rate")
-    b1: float = param(0.9, "LAMB beta1")
-    b2: float = param(0.999, "LAMB beta2")
-    weight_decay: float = param(0.0, "LAMB weight decay")
-    seed: int = param(0, "initialisation, batch order and augmentation")
-    checkpoint_every: int = param(1000, "steps between checkpoints (0: only at the end)")
-    max_to_keep: int = param(3, "checkpoints kept")
-    log_every: int = param(20, "steps between metric rows")
-    eval_every_epochs: int = param(1, "epochs between pixel loss / accuracy on fixed test crops")
-    max_steps: int | None = param(None, "stop after this many steps, as if interrupted (tests)")
-    max_train_images: int | None = param(None, "use only the first N CT1 training images")
-    trainable: tuple[str, ...] | None = param(None, "parameter subtrees to train ('encoder', 'decoder'); None = all")
-
-    def check(self) -> None:
-        for f in ("epochs", "batch_size", "max_to_keep", "log_every", "eval_every_epochs"):
-            require(getattr(self, f) >= 1, f, f"must be >= 1, got {getattr(self, f)}")
-        require(self.lr >= 0, "lr", f"must be >= 0, got {self.lr}")
-        for f in ("b1", "b2"):
-            require(0 <= getattr(self, f) < 1, f, f"must lie in [0, 1), got {getattr(self, f)}")
-        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
-        for f in ("max_steps", "max_train_images"):
-            v = getattr(self, f)
-            require(v is None or v >= 1, f, f"must be >= 1 (or None), got {v}")
-        require(self.trainable is None or (len(self.trainable) > 0 and set(self.trainable) <= {"encoder", "decoder"}),
-                "trainable", f"must name 'encoder' and/or 'decoder' (or be None), got {self.trainable}")
+        require(0 < self.test_fraction < 1, "test_fraction", f"must lie in (0, 1), got {self.test_fraction}")
+        require(0 <= self.val_fraction and self.test_fraction + self.val_fraction < 1, "val_fraction",
+                f"must be >= 0 with test_fraction + val_fraction < 1, got {self.val_fraction}")
 
 
 class EvalConfig(TypedConfig):
-    """The ``eval`` section: MAP of the test images."""
+    """The ``eval`` section: MAP of the test images, its intervals and paired comparisons."""
 
     enabled: bool = param(True, "score the test images at the end of segmentation training")
     tile_size: int = param(1024, "larger images are predicted in overlapping tiles of this size (px)")
+    wide_unknown: bool = param(False, "paper protocol: also score every non-CT1 image (the wide unknown set)")
+    n_boot: int = param(2000, "bootstrap resamples for the intervals (images resampled within cell types)")
+    level: float = param(0.95, "confidence level of the intervals")
+    workers: int = param(0, "processes for the watershed and the metric (0 = one per CPU core)")
 
     def check(self) -> None:
         _multiple_of_stride(self.tile_size, "tile_size")
+        require(self.n_boot >= 100, "n_boot", f"must be >= 100, got {self.n_boot}")
+        require(0.5 <= self.level < 1, "level", f"must lie in [0.5, 1), got {self.level}")
+        require(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
 
 
 class ClusterDataConfig(TypedConfig):
@@ -134,32 +145,13 @@ class ClusterDataConfig(TypedConfig):
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
 
 
-class RetrainConfig(TypedConfig):
-    """The ``retrain`` section: the encoder + a dense head learn the pseudo-labels with SGD (paper II-C)."""
-
-    epochs: int = param(20, "epochs over the clustering images")
-    batch_size: int = param(32, "images per step (not given in the paper)")
-    crop_size: int = param(128, "random crop of each clustering image (px)")
-    learning_rate: float = param(0.01, "SGD learning rate")
-    momentum: float = param(0.5, "SGD momentum")
-    decay_every_epochs: int = param(10, "the learning rate is multiplied by decay_factor this often")
-    decay_factor: float = param(0.1, "learning-rate decay")
-
-    def check(self) -> None:
-        require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
-        for f in ("batch_size", "crop_size", "decay_every_epochs"):
-            require(getattr(self, f) >= 1, f, f"must be >= 1, got {getattr(self, f)}")
-        require(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
-        require(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum}")
-        require(self.decay_factor > 0, "decay_factor", f"must be > 0, got {self.decay_factor}")
-
-
 class SweepConfig(TypedConfig):
     """The ``sweep`` section: which configurations, how many runs."""
 
     checkpoint: str | None = param(None, "a trained baseline (train work dir or checkpoint); None = train one")
     methods: tuple[str, ...] = param(("kmc", "ng", "gng"), "clustering methods: kmc, ng, gng or file.py:factory")
-    ks: tuple[int, ...] = param((5, 50, 100, 500, 1000), "numbers of clusters (GNG: its start units instead)")
+    ks: tuple[int, ...] = param((5, 50, 100, 500, 1000), "numbers of clusters of kMC, NG and file-loaded methods "
+                                                         "(GNG runs once, at clustering.gng.start_units)")
     seeds: int = param(48, "runs per configuration (run i uses clustering seed i)")
     seed: int = param(0, "base PRNG seed of the runs (clustering keys, retraining heads and data order)")
     seeds_per_chunk: int = param(48, "runs retrained at once (vmapped); lower it when memory is short")
@@ -193,6 +185,7 @@ class ExperimentConfig(TypedConfig):
     train: TrainConfig = param(TrainConfig(), "")
     postprocess: WatershedConfig = param(WatershedConfig(), "")
     eval: EvalConfig = param(EvalConfig(), "")
+    classical: ClassicalConfig = param(ClassicalConfig(), "")
     cluster_data: ClusterDataConfig = param(ClusterDataConfig(), "")
     clustering: ClusteringConfig = param(ClusteringConfig(), "")
     retrain: RetrainConfig = param(RetrainConfig(), "")
@@ -204,17 +197,26 @@ def check_sweep(cfg: ExperimentConfig) -> None:
     """What a sweep needs beyond valid sections: methods that resolve, k's the clustering data can hold,
     crops that fit. Raises :class:`ConfigError` naming the field."""
     n = cfg.cluster_data.n_images
+    ids: dict[str, str] = {}
     for m in cfg.sweep.methods:
         try:
-            _, spec = resolve_method(m)
+            method_id, spec = resolve_method(m)
         except ConfigError as e:
             raise ConfigError(f"config field sweep.methods: {e}") from None
+        if method_id in ids:
+            raise ConfigError(f"config field sweep.methods: {ids[method_id]!r} and {m!r} are both called "
+                              f"{method_id!r} (their runs would share runs/{method_id}_k*); rename a factory")
+        ids[method_id] = m
         ks = tuple(spec.ks(cfg.sweep.ks, cfg.clustering))
         for k in ks:
             if not 1 <= k <= n:
                 where = "sweep.ks" if ks == cfg.sweep.ks else f"sweep.methods ({m} runs at k={k})"
                 raise ConfigError(f"config field {where}: {m} with k={k} needs 1 <= k <= "
                                   f"cluster_data.n_images={n}")
+        try:
+            build_method(m, ks[0], cfg.clustering)  # a factory that fails, fails now, not after training
+        except ConfigError as e:
+            raise ConfigError(f"config field sweep.methods: {e}") from None
     latent = cfg.model.width * 2 ** (len(cfg.model.stage_sizes) - 1) * cfg.model.expansion
     problems = [
         ("retrain.crop_size", cfg.retrain.crop_size <= cfg.cluster_data.crop_size,
@@ -239,12 +241,29 @@ def experiment_config(config: Any) -> ExperimentConfig:
 
 
 #: Fields that may change between a crash and the rerun of the same experiment.
-VOLATILE_FIELDS = frozenset({"sweep.seeds_per_chunk"})
+VOLATILE_FIELDS = frozenset({"sweep.seeds_per_chunk", "eval.workers", "eval.n_boot", "eval.level"})
 
 
 def comparable(cfg: ExperimentConfig) -> dict[str, Any]:
     """The fields that define an experiment's results, flattened (``{"sweep.seeds": 48, ...}``)."""
     return {name: value for name, value, _ in describe_fields(cfg) if name not in VOLATILE_FIELDS}
+
+
+#: What a trained segmentation network depends on (a resumed training, a sweep's ``sweep.checkpoint``).
+TRAINING_FIELDS = ("data.", "model.", "augment.", "train.")
+#: ... except these, which may differ (where the data lies, logging, when to stop or checkpoint).
+TRAINING_VOLATILE = frozenset({"data.path", "train.max_steps", "train.log_every", "train.checkpoint_every",
+                               "train.max_to_keep", "train.eval_every_epochs"})
+#: What the test split depends on: a network trained on another split may have seen the test images.
+SPLIT_FIELDS = ("data.protocol", "data.n_test_per_type", "data.test_fraction", "data.val_fraction", "data.seed")
+
+
+def differing_fields(a: ExperimentConfig, b: ExperimentConfig, prefixes: tuple[str, ...],
+                     ignore: frozenset[str] = frozenset()) -> list[str]:
+    """The dotted names of the fields starting with one of ``prefixes`` whose values differ."""
+    fa = {n: v for n, v, _ in describe_fields(a)}
+    fb = {n: v for n, v, _ in describe_fields(b)}
+    return sorted(n for n in fa if n.startswith(prefixes) and n not in ignore and fa[n] != fb.get(n))
 
 
 def config_table(cfg: ExperimentConfig) -> str:

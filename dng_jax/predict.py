@@ -54,7 +54,7 @@ from dng_jax.io.images import list_inputs
 from dng_jax.io.workdir import check_output_file, prepare_dir
 from dng_jax.models import STRIDE
 from dng_jax.segmentation.checkpointing import load_variables
-from dng_jax.segmentation.inference import predict_files
+from dng_jax.segmentation.inference import make_predictor, segment_files
 
 
 def _parser() -> cli.ArgumentParser:
@@ -94,16 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         inputs = list_inputs(args.input)
         variables, model, config = load_variables(args.checkpoint)
         prepare_dir(args.output, "--output")
-        bad = predict_files(variables, model, config.postprocess, inputs, args.output, fmt=args.format,
-                            csv=args.csv, progress=args.progress, verbose=not args.quiet,
-                            tile_size=args.tile_size, overlap=args.overlap, pad_mode=args.pad_mode)
-        for why in bad.values():
-            print(f"error: {why}", file=sys.stderr)
-        if bad:
-            print(f"{len(bad)} of {len(inputs)} images could not be read (listed above); the others are in "
-                  f"{args.output}", file=sys.stderr)
-            return cli.EXIT_PARTIAL
-        return cli.EXIT_OK
+        predict = make_predictor(variables, model, config.postprocess, tile_size=args.tile_size,
+                                 overlap=args.overlap, pad_mode=args.pad_mode)
+        bad = segment_files(predict, inputs, args.output, fmt=args.format, csv=args.csv, progress=args.progress,
+                            verbose=not args.quiet)
+        return cli.report_skipped(bad, len(inputs), args.output)
 
     return cli.run_command(run)
 

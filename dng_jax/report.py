@@ -7,7 +7,7 @@ Rewrites in --workdir: results.csv (from its own rows), table1.md (with the note
 sweep_config.json when present), fig6_map_known.png, fig7_map_unknown.png and fig8_entropy_std.png
 (the figures only when results.csv has rows). fig2_latent_tsne.png and fig5_panels.png need the model
 and the latent vectors: only the sweep (python -m dng_jax.sweep) makes them. Prints the paths; exit
-status 2 when results.csv or baseline/metrics.json cannot be read.
+status 2 when results.csv or baseline/map.json cannot be read.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p = cli.make_parser("python -m dng_jax.report", __doc__)
     p.add_argument("--workdir", required=True,
                    help="a sweep work dir (python -m dng_jax.sweep --workdir) holding results.csv and "
-                        "baseline/metrics.json")
+                        "baseline/map.json")
     args = p.parse_args(argv)
 
     def run() -> int:

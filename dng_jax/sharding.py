@@ -1,11 +1,12 @@
 """Device meshes and shardings: data parallel for segmentation training, a runs axis for seeds.
 
-Two 1-D meshes over the local devices:
+Two 1-D meshes:
 
-- ``make_mesh()`` (axis ``"data"``): the segmentation batch is split over devices, the train state is
-  replicated; :func:`jit_train_step` / :func:`jit_eval_step` jit a step with those shardings.
-- ``runs_mesh()`` (axis ``"runs"``): independent runs (clustering seeds, retrained encoders) are split
-  over devices; nothing is communicated.
+- ``make_mesh()`` (axis ``"data"``, this process's devices): the segmentation batch is split over
+  devices, the train state is replicated; :func:`jit_train_step` / :func:`jit_eval_step` jit a step with
+  those shardings.
+- ``runs_mesh()`` (axis ``"runs"``, every device JAX sees): independent runs (clustering seeds) are
+  split over devices; nothing is communicated.
 """
 
 from __future__ import annotations

@@ -21,12 +21,13 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
     p.add_argument("--n-test-per-type", type=int, default=2, help="test images per cell type (paper: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    cli.add_progress_flag(p)
     args = p.parse_args(argv)
 
     def run() -> int:
         if args.n_test_per_type < 0:
             raise InputError(f"--n-test-per-type must be >= 0, got {args.n_test_per_type}")
-        print(summarize(args.data, args.n_test_per_type, args.seed))
+        print(summarize(args.data, args.n_test_per_type, args.seed, args.progress))
         return cli.EXIT_OK
 
     return cli.run_command(run)

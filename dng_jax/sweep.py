@@ -3,6 +3,13 @@
 usage: python -m dng_jax.sweep [--config configs/<file>.py] [--workdir DIR] [--config.<section>.<field>=V]
                                [--no-progress] [--config.help]
 
+flags:
+  --config FILE            a configs/*.py file (default: configs/default.py, the embedded default)
+  --workdir DIR            the work dir (default: runs/sweep_default); rerun with it to resume
+  --config.S.F=VALUE       override any field, e.g. --config.sweep.seeds=8
+  --config.help            print every field with its value and meaning, then exit
+  --no-progress            no progress bars
+
 Trains the baseline U-Net on CT1 (or loads --config.sweep.checkpoint), draws and encodes the
 clustering images, clusters their latent with every configuration (kMC and NG at every k, GNG, and any
 file-loaded method of sweep.methods) over sweep.seeds seeds, retrains the encoder on each
@@ -29,13 +36,15 @@ Exit status:
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from pathlib import Path
 
 from dng_jax import cli
 from dng_jax.config import ExperimentConfig
 from dng_jax.experiment.sweep import run_sweep
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.py"
+# configs/ at the top of the repository, installed as the package dng_jax.configs
+DEFAULT_CONFIG = Path(str(resources.files("dng_jax.configs") / "default.py"))
 
 
 def sweep(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:

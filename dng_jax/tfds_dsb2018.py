@@ -1,9 +1,9 @@
 """Build the DSB2018 TFDS dataset (array_record files; no TensorFlow needed).
 
 example:
-  python -m dng_jax.tfds_dsb2018 --zip stage1_train.zip --data-dir ~/tensorflow_datasets
+  python -m dng_jax.tfds_dsb2018 --data stage1_train.zip --data-dir ~/tensorflow_datasets
 
-Reads the Kaggle stage1_train.zip (or its unpacked folder, or a folder holding it; default: the bundled
+Reads --data, the Kaggle stage1_train.zip (or its unpacked folder, or a folder holding it; default: the bundled
 mini-set) and writes the splits train / test / cluster / full with the cell types (docs/tfds.md).
 Exit status 2 on unreadable data or a bad flag (one line naming it).
 """
@@ -16,14 +16,15 @@ import time
 from dng_jax import cli
 from dng_jax.data.tfds_builder import ZIP_NAME, prepare_dsb2018
 from dng_jax.errors import InputError
+from dng_jax.io.workdir import prepare_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = cli.make_parser("python -m dng_jax.tfds_dsb2018", __doc__)
-    ap.add_argument("--zip", default=None,
+    ap.add_argument("--data", "--zip", dest="data", default=None,
                     help=f"Kaggle {ZIP_NAME}, its unpacked folder, or a folder holding it "
                          f"(default: the bundled 18-image mini-set)")
-    ap.add_argument("--data-dir", required=True, help="TFDS data dir to write into")
+    ap.add_argument("--data-dir", required=True, help="TFDS data dir to write into (TFDS's name for its output folder)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the test split")
     ap.add_argument("--n-test-per-type", type=int, default=2, help="test images per cell type (paper: 2)")
     ap.add_argument("--manifest", default=None, help="cell-type manifest cache (JSON) to read/write")
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers < 1:
             raise InputError(f"--workers must be >= 1, got {args.workers}")
         t0 = time.perf_counter()
-        builder = prepare_dsb2018(args.zip, args.data_dir, args.seed, args.n_test_per_type,
+        prepare_dir(args.data_dir, "--data-dir")
+        builder = prepare_dsb2018(args.data, args.data_dir, args.seed, args.n_test_per_type,
                                   manifest_path=args.manifest, overwrite=args.overwrite,
                                   skip_bad=args.skip_bad, workers=args.workers)
         sizes = {k: v.num_examples for k, v in builder.info.splits.items()}

@@ -3,6 +3,14 @@
 usage: python -m dng_jax.train --config configs/<file>.py --workdir DIR [--config.<section>.<field>=V]
                                [--no-progress] [--config.help]
 
+flags:
+  --config FILE            a configs/*.py file (required)
+  --workdir DIR            the work dir (required); rerun with it to resume (with the same config:
+                           another model, data, augmentation or optimizer setting is refused)
+  --config.S.F=VALUE       override any field, e.g. --config.train.epochs=3
+  --config.help            print every field with its value and meaning, then exit
+  --no-progress            no progress bars
+
 Trains the segmentation network of --config on the labelled CT1 (known cell type) training images and
 then reports its MAP on the known / unknown / all test images. Written to --workdir:
 

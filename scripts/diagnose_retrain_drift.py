@@ -48,7 +48,7 @@ def main() -> None:
     a = ap.parse_args()
 
     wd, cfg = Path(a.workdir), experiment_config(load_config(a.config))
-    source, _, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, wd)
+    source, _, splits = open_data(cfg.data, wd)
     test_cache = SampleCache(source, splits.test_all)
     evaluator = SegmentationEvaluator.from_config(cfg)
     variables, model, baseline = stage_baseline(cfg, wd, splits, test_cache, evaluator, False)

@@ -20,6 +20,7 @@ permutation of the patterns; it runs ``cfg.epochs`` epochs (the sweep's ``cluste
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -90,3 +91,8 @@ def minibatch_kmeans(k: int, cfg: ClusteringConfig = ClusteringConfig(), batch_s
         prototypes=prototypes,
         hyperparameters={"k": k, "epochs": epochs, "batch_size": batch_size},
     )
+
+
+# Your own hyperparameters: the sweep and the CLI call a factory with (k, config) only, so give every
+# setting you want to compare a name of its own (--method scripts/variant_example.py:minibatch_kmeans_b256).
+minibatch_kmeans_b256 = functools.partial(minibatch_kmeans, batch_size=256)

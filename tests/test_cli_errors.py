@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_config, tiny_sweep_config
+from conftest import ORBAX_LOOP_WARNING, ROOT, tiny_config, tiny_sweep_config
 from PIL import Image
 
 from dng_jax import cli, cluster, evaluate, export_labels, predict, report, summary
@@ -202,3 +202,89 @@ def test_rgba_mask_with_transparency_is_refused(tmp_path):
     _mask_png(tmp_path / sid / "masks" / "m1.png", np.full((8, 8), 255, np.uint8))
     with pytest.raises(DataError, match="covers every pixel"):
         Source(tmp_path).load(sid)
+
+
+# ----------------------------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("x\n", "not a Python file"), ("def get_config(:\n", "SyntaxError"), ("x = 1\n", "defines no get_config"),
+    ("def get_config():\n    return 5\n", "not an ml_collections.ConfigDict"), (None, "is a folder"),
+])
+def test_config_files_that_cannot_load(tmp_path, content, needle):
+    from dng_jax.config import load_config
+
+    path = tmp_path / ("cfg.py" if content is None or content != "x\n" else "cfg")
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path)
+    proc = run_module("dng_jax.sweep", "--config", str(path), "--workdir", str(tmp_path / "wd"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_path, capsys):
+    other = tmp_path / "v2"
+    other.mkdir()
+    (other / "variant_example.py").write_text((ROOT / "scripts" / "variant_example.py").read_text())
+    cfg = tiny_sweep_config()
+    cfg.sweep.methods = (f"{ROOT}/scripts/variant_example.py:minibatch_kmeans",
+                         f"{other}/variant_example.py:minibatch_kmeans")
+    with pytest.raises(ConfigError, match="are both called 'minibatch_kmeans'"):
+        run_sweep(cfg, tmp_path / "wd")
+    bad = tmp_path / "bad.py"
+    bad.write_text("def wrongsig(k):\n    return None\n\ndef notmethod(k, cfg):\n    return 3\n")
+    cfg.sweep.methods = (f"{bad}:wrongsig",)
+    with pytest.raises(ConfigError, match="its factory failed"):
+        run_sweep(cfg, tmp_path / "wd")
+    assert not (tmp_path / "wd").exists()
+    X = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    assert cluster.main(["--method", f"{bad}:notmethod", "--k", "3", "--input", str(tmp_path / "X.npy"),
+                         "--output", str(tmp_path / "o")]) == 2
+    one_line_error(capsys, "not a ClusteringMethod")
+
+
+def test_an_edited_method_file_is_noticed(tmp_path):
+    from dng_jax.config import experiment_config
+    from dng_jax.errors import ConfigMismatchError
+    from dng_jax.experiment.sweep import _check_workdir_config
+
+    f = tmp_path / "variant.py"
+    f.write_text((ROOT / "scripts" / "variant_example.py").read_text())
+    cfg = tiny_sweep_config()
+    cfg.sweep.methods = (f"{f}:minibatch_kmeans",)
+    typed = experiment_config(cfg)
+    _check_workdir_config(tmp_path, typed)
+    _check_workdir_config(tmp_path, typed)  # unchanged: fine
+    f.write_text(f.read_text() + "\n# edited\n")
+    with pytest.raises(ConfigMismatchError, match="changed since"):
+        _check_workdir_config(tmp_path, typed)
+
+
+@ORBAX_LOOP_WARNING
+def test_training_resumed_with_another_config_is_refused(tmp_path):
+    from conftest import synthetic_samples
+
+    from dng_jax.errors import ConfigMismatchError
+    from dng_jax.segmentation.trainer import train_and_evaluate
+
+    cfg = tiny_config()
+    cfg.train.max_steps = 2
+    train_and_evaluate(cfg, tmp_path, samples=synthetic_samples(), eval_samples=[], progress=False)
+    cfg.train.lr = 0.5
+    with pytest.raises(ConfigMismatchError, match=r"differs in: train\.lr"):
+        train_and_evaluate(cfg, tmp_path, samples=synthetic_samples(), eval_samples=[], progress=False)
+    assert '"lr": 0.001' in (tmp_path / "config.json").read_text()  # config.json still tells the truth
+
+
+def test_sweep_checkpoint_of_another_split_is_refused(checkpoint, tmp_path):
+    from dng_jax.errors import ConfigMismatchError
+
+    cfg = tiny_sweep_config()
+    cfg.sweep.checkpoint = str(checkpoint)  # trained with tiny_config(): the paper protocol
+    cfg.data.protocol = "wide"
+    with pytest.raises(ConfigMismatchError, match=r"differs in: data\.protocol"):
+        run_sweep(cfg, tmp_path)

@@ -27,7 +27,7 @@ def test_cli_ng_end_to_end_subprocess(tmp_path):
     C, lab = np.load(out / "centroids.npy"), np.load(out / "labels.npy")
     assert C.shape == (3, 4, 3) and lab.shape == (3, 30) and lab.dtype == np.int32
     s = json.loads((out / "summary.json").read_text())
-    assert len(s["runs"]) == 3 and s["config"]["R0"] == 8.0
+    assert len(s["runs"]) == 3 and s["config"]["r0"] == 8.0  # R0 = 2k
     assert all(run["n_units"] == 4 and 0 <= run["normalized_entropy"] <= 1 for run in s["runs"])
     assert not any(p.name.endswith(".tmp") for p in out.iterdir())
 

@@ -46,7 +46,8 @@ def test_main_scores_and_json(dirs, tmp_path, capsys):
     assert res["map"] == pytest.approx(2.2 / 3)
     assert res["n_images"] == 3
     text = capsys.readouterr().out
-    assert "a  0.200000" in text and "mAP 0.733333 over 3 images" in text
+    assert "a  0.200000" in text and "mAP 0.733333 [" in text and "over 3 images (95% bootstrap interval" in text
+    assert res["interval"][0] <= res["map"] <= res["interval"][1]
     assert [p.name for p in out.parent.iterdir()] == ["scores.json"]  # no temp file left
 
 
@@ -89,7 +90,7 @@ def test_missing_prediction(dirs, capsys):
     err = _error(capsys, ["--gt", str(gt_dir), "--pred", str(pred_dir)])
     assert "1 ground-truth image(s) have no prediction" in err and ": b" in err and "--allow-missing" in err
     assert main(["--gt", str(gt_dir), "--pred", str(pred_dir), "--allow-missing", "-q"]) == 0
-    assert "mAP 0.400000 over 3 images" in capsys.readouterr().out  # (0.2 + 0 + 1) / 3
+    assert "mAP 0.400000 [" in capsys.readouterr().out  # (0.2 + 0 + 1) / 3
 
 
 def test_extra_prediction(dirs, capsys):

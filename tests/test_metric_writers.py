@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from dng_jax.config import ExperimentConfig, RetrainConfig, SweepConfig, comparable, config_table, experiment_config
+from dng_jax.config import ExperimentConfig, SweepConfig, comparable, config_table, experiment_config
+from dng_jax.experiment.retrain import RetrainConfig
 from dng_jax.errors import ConfigError
 from dng_jax.metric_writers import CsvWriter, JsonlWriter, create_default_writer, tensorboard_available, up_to_step
 from dng_jax.typed_config import FieldError, from_section

@@ -7,11 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dng_jax.models import ResNetEncoder
 from dng_jax.experiment.report import read_results_csv, table1_markdown, write_report
-from dng_jax.config import RetrainConfig
-from dng_jax.experiment.retrain import EncoderClassifier, random_crops, retrain_runs
+from dng_jax.experiment.retrain import EncoderClassifier, RetrainConfig, random_crops, retrain_runs
 from dng_jax.experiment.tsne import tsne
+from dng_jax.models import ResNetEncoder
 
 
 @pytest.fixture(scope="module")

@@ -140,5 +140,7 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     # the retraining and the stages logged through the metrics writer
     losses = read_rows(tmp_path / "runs" / "minibatch_kmeans_k2" / "retrain_metrics.csv")
     assert [(r["step"], r["run"]) for r in losses] == [("0", "0"), ("0", "1")]
-    stages = [r["stage"] for r in read_rows(tmp_path / "timings.csv")]
-    assert stages == ["baseline", "cluster_data", "configuration", "configuration", "report"]
+    timings = read_rows(tmp_path / "timings.csv")
+    assert [r["stage"] for r in timings] == ["baseline", "classical", "cluster_data", "configuration",
+                                             "configuration", "report"]
+    assert [r["step"] for r in timings] == [str(i) for i in range(6)]

@@ -1,7 +1,6 @@
 """Training: loss decreases, frozen subtrees, eval step, checkpoints, exact resume, data parallelism."""
 
 import csv
-import json
 import os
 import subprocess
 import sys

@@ -49,6 +49,7 @@ __all__ = [
     "gng",
     "METHODS",
     "resolve_method",
+    "build_method",
     "load_factory",
     "method_keys",
     "run_method",
@@ -124,14 +125,12 @@ def _ng_family(cfg: NGConfig) -> ClusteringMethod:
         c = states.centroids
         return c, jnp.ones(c.shape[:2], bool)
 
-    hyper = as_dict(cfg)
-    hyper["R0"] = cfg.R0
     return ClusteringMethod(
         init=functools.partial(ng_lib.init, cfg=cfg),
         fit_many=functools.partial(ng_lib.fit_many, cfg=cfg),
         assign=functools.partial(_nearest, prototypes=prototypes),
         prototypes=prototypes,
-        hyperparameters=hyper,
+        hyperparameters=as_dict(cfg),
     )
 
 
@@ -187,7 +186,7 @@ def load_factory(spec: str) -> tuple[str, MethodSpec]:
     if not _ID.match(name):
         raise ConfigError(f"method {spec!r}: {name!r} is not a Python name")
     if name in METHODS:
-        raise ConfigError(f"method {spec!r}: {name!r} is a built-in method's name; call the factory otherwise")
+        raise ConfigError(f"method {spec!r}: {name!r} is a built-in method's name; name the factory otherwise")
     module_name = f"dng_jax_variant_{zlib.crc32(str(file.resolve()).encode()):08x}"
     module = sys.modules.get(module_name)
     if module is None:
@@ -213,6 +212,23 @@ def resolve_method(name: str) -> tuple[str, MethodSpec]:
     if name in METHODS:
         return name, METHODS[name]
     return load_factory(name)
+
+
+def build_method(name: str, k: int, cfg: ClusteringConfig) -> tuple[str, ClusteringMethod]:
+    """``(method id, method)`` of ``name`` at ``k``; a factory that raises or returns something else than
+    a :class:`ClusteringMethod` is a :class:`ConfigError` naming it (it only builds closures: cheap)."""
+    method_id, spec = resolve_method(name)
+    try:
+        method = spec.factory(k, cfg)
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a user's factory: say which and why
+        raise ConfigError(f"method {name!r}: its factory failed for k={k} ({type(e).__name__}: {e}); a factory "
+                          f"is called as factory(k, ClusteringConfig)") from None
+    if not isinstance(method, ClusteringMethod):
+        raise ConfigError(f"method {name!r}: its factory returned {type(method).__name__}, not a ClusteringMethod "
+                          f"(see docs/clustering_variants.md)")
+    return method_id, method
 
 
 # ----------------------------------------------------------------------------------------- running

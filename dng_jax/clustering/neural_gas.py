@@ -75,7 +75,6 @@ __all__ = [
     "epoch_orders",
     "epoch_orders_many",
     "ng_step",
-    "kmc_step",
     "update_epoch",
     "update_epochs",
     "update_epochs_many",
@@ -277,11 +276,6 @@ def _winner_step(w: jax.Array, wn: jax.Array, x: jax.Array, eps):
     w = lax.dynamic_update_index_in_dim(w, wi, i, axis=0)
     wn = lax.dynamic_update_index_in_dim(wn, jnp.sum(wi * wi), i, axis=0)
     return w, wn
-
-
-def kmc_step(w: jax.Array, x: jax.Array, eps) -> jax.Array:
-    """Winner-only update: ``w[i] += eps * (x - w[i])`` for ``i = argmin ||x - w||`` (lowest index on ties)."""
-    return _winner_step(w, jnp.sum(w * w, axis=-1), x, eps)[0]
 
 
 def _bitonic_ranks_lanes(d: jax.Array) -> jax.Array:

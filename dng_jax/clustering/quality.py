@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "sq_distances",
     "assign",
     "assign_many",
     "cluster_sizes",
@@ -29,14 +28,6 @@ __all__ = [
     "normalized_entropy_many",
     "entropy_std",
 ]
-
-
-def sq_distances(X, C) -> jax.Array:
-    """``(n, k)`` squared distances, ``||x||^2 - 2 x.c + ||c||^2`` clipped at 0."""
-    X = jnp.asarray(X, jnp.float32)
-    C = jnp.asarray(C, jnp.float32)
-    d = jnp.sum(X * X, -1)[:, None] - 2.0 * (X @ C.T) + jnp.sum(C * C, -1)[None, :]
-    return jnp.maximum(d, 0.0)
 
 
 def _exact_sq(X, C) -> jax.Array:

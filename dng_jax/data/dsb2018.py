@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -81,7 +82,8 @@ def decode_png(data: bytes, name: str) -> np.ndarray:
                 return np.array(im, dtype=np.uint16)
             return np.array(im)
     except Exception as e:  # PIL raises many types for broken files
-        raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {e})") from None
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the file", str(e))
+        raise DataError(f"{name}: cannot decode image ({type(e).__name__}: {why})") from None
 
 
 def mask_to_gray(m: np.ndarray, where: str) -> np.ndarray:
@@ -139,10 +141,14 @@ class Source:
     """
 
     def __init__(self, path: str | os.PathLike, overlap_tolerance: float = 0.05):
+        if not str(path).strip():
+            raise DataError("the data path is empty: give the Kaggle stage1_train.zip or its folder "
+                            "(--data / --config.data.path), or leave it out for the bundled mini-set")
         self.path = Path(path)
         self.overlap_tolerance = overlap_tolerance
         if not self.path.exists():
-            raise DataError(f"{self.path}: no such file or folder")
+            raise DataError(f"{self.path}: no such file or folder (the data: set --data or --config.data.path "
+                            f"to the Kaggle stage1_train.zip or its folder)")
         self._zip: zipfile.ZipFile | None = None
         self._index: dict[str, dict[str, list[str]]] = {}
         if self.path.is_dir():

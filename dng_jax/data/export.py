@@ -42,7 +42,7 @@ def export(out: str | os.PathLike, data: str | os.PathLike | None = None, split:
     """Write ``out/gt/<id>.png`` (and ``out/images/<id>.png``) for every image of ``split``; returns the ids."""
     out = Path(out)
     source = open_source(data)
-    manifest = manifest_for(source)
+    manifest = manifest_for(source, progress=progress)
     ids = split_ids(manifest, split, n_test_per_type, seed)
     for sid in tqdm(ids, desc=f"export {split}", disable=not progress, leave=False):
         sample = source.load(sid)

@@ -13,10 +13,11 @@ from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, make_splits, manifest
 __all__ = ["summarize"]
 
 
-def summarize(path: str | os.PathLike | None = None, n_test_per_type: int = 2, seed: int = 0) -> str:
+def summarize(path: str | os.PathLike | None = None, n_test_per_type: int = 2, seed: int = 0,
+              progress: bool = True) -> str:
     """A table of images, test images and nuclei per cell type, and the sizes of the splits."""
     src = open_source(path)
-    manifest = manifest_for(src)  # the training driver's manifest, so the splits match
+    manifest = manifest_for(src, progress=progress)  # the training driver's manifest, so the splits match
     splits = make_splits(manifest, n_test_per_type, seed)
     rows: dict[str, list] = defaultdict(list)
     for sid in src.ids():

@@ -4,7 +4,8 @@ Built from the config (big_vision's evaluator idea): :meth:`SegmentationEvaluato
 watershed thresholds (``postprocess``) and the tiling (``eval``); calling it with a network's variables
 scores every test image and returns :class:`SegmentationScores`, whose :meth:`~SegmentationScores.named_values`
 gives ``("map_known", v), ("map_unknown", v), ("map_all", v), ("map/<cell type>", v)``. Training, the
-sweep and the scripts all evaluate through this one object.
+sweep and the scripts score networks through this one object (the sweep's figure panels only draw a
+few predictions); :func:`score_predictions` scores any other segmenter (the classical reference).
 
 *known* = the CT1 (fluorescence) test images, *unknown* = those of every other type (paper: CT2-7).
 """
@@ -14,17 +15,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from dng_jax.config import ExperimentConfig
 from dng_jax.data.dsb2018 import Sample
 from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.evaluation.metrics import image_score
+from dng_jax.evaluation.scoring_pool import ScoringPool, default_workers
 from dng_jax.io.atomic import atomic_write_text
-from dng_jax.segmentation.inference import make_predictor
+from dng_jax.segmentation.inference import predict_probs
 from dng_jax.segmentation.postprocess import WatershedConfig
 
 __all__ = ["SampleLoader", "SegmentationScores", "SegmentationEvaluator", "score_predictions", "format_table"]
@@ -65,20 +67,13 @@ class SegmentationScores(NamedTuple):
         atomic_write_text(path, json.dumps(self.to_json(), indent=2, allow_nan=True) + "\n")
 
 
-def score_predictions(predict: Callable[[np.ndarray], np.ndarray], samples: SampleLoader,
-                      test: Mapping[str, Sequence[str]], *, known_type: str = KNOWN_TYPE,
-                      progress: bool = False) -> SegmentationScores:
-    """Score ``predict(image) -> labels`` on the test images ``test`` (cell type -> ids)."""
-    ids = [(t, i) for t in test for i in test[t] if t == known_type]
-    ids += [(t, i) for t in sorted(test) for i in test[t] if t != known_type]
-    per_image: dict[str, dict[str, Any]] = {}
-    for t, sid in tqdm(ids, desc="evaluate", disable=not progress, leave=False):
-        sample = samples.load(sid)
-        pred = predict(sample.image)
-        per_image[sid] = {"type": t, "known": t == known_type,
-                          "score": float(image_score(sample.labels, pred)),
-                          "n_true": int(len(np.unique(sample.labels)) - (sample.labels == 0).any()),
-                          "n_pred": int(len(np.unique(pred)) - (pred == 0).any())}
+def _ordered(test: Mapping[str, Sequence[str]], known_type: str) -> list[tuple[str, str]]:
+    """(type, id) of the test images: the known type first, then the others by type name."""
+    out = [(t, i) for t in test for i in test[t] if t == known_type]
+    return out + [(t, i) for t in sorted(test) for i in test[t] if t != known_type]
+
+
+def _summarize(per_image: dict[str, dict[str, Any]]) -> SegmentationScores:
     rows = per_image.values()
     return SegmentationScores(
         known=_mean(r["score"] for r in rows if r["known"]),
@@ -91,20 +86,68 @@ def score_predictions(predict: Callable[[np.ndarray], np.ndarray], samples: Samp
     )
 
 
+def score_predictions(predict: Callable[[np.ndarray], np.ndarray], samples: SampleLoader,
+                      test: Mapping[str, Sequence[str]], *, known_type: str = KNOWN_TYPE,
+                      progress: bool = False) -> SegmentationScores:
+    """Score ``predict(image) -> labels`` on the test images ``test`` (cell type -> ids), serially."""
+    per_image: dict[str, dict[str, Any]] = {}
+    for t, sid in tqdm(_ordered(test, known_type), desc="evaluate", disable=not progress, leave=False):
+        sample = samples.load(sid)
+        pred = predict(sample.image)
+        per_image[sid] = {"type": t, "known": t == known_type,
+                          "score": float(image_score(sample.labels, pred)),
+                          "n_true": int(len(np.unique(sample.labels)) - (sample.labels == 0).any()),
+                          "n_pred": int(len(np.unique(pred)) - (pred == 0).any())}
+    return _summarize(per_image)
+
+
 class SegmentationEvaluator(NamedTuple):
-    """Evaluates a network's variables on the test images (``postprocess`` and ``eval`` sections)."""
+    """Evaluates a network's variables on the test images (``postprocess`` and ``eval`` sections).
+
+    The forward passes run here, one image after the other; the watershed and the metric run in a
+    :class:`~dng_jax.evaluation.scoring_pool.ScoringPool` of ``workers`` processes meanwhile (0: in this
+    process). Scores are the same either way. For many networks on the same images, open one pool
+    (:meth:`pool`) and pass it to every call."""
 
     postprocess: WatershedConfig = WatershedConfig()
     tile_size: int = 1024
+    workers: int = 0
 
     @classmethod
-    def from_config(cls, cfg: ExperimentConfig) -> SegmentationEvaluator:
-        return cls(postprocess=cfg.postprocess, tile_size=cfg.eval.tile_size)
+    def from_config(cls, cfg) -> SegmentationEvaluator:
+        """From an :class:`~dng_jax.config.ExperimentConfig` (its ``postprocess`` and ``eval`` sections)."""
+        return cls(postprocess=cfg.postprocess, tile_size=cfg.eval.tile_size,
+                   workers=cfg.eval.workers or default_workers())
+
+    def pool(self, samples: SampleLoader, ids: Sequence[str]) -> ScoringPool:
+        """A pool that holds the ground truth of ``ids`` (use as a context manager)."""
+        return ScoringPool({i: samples.load(i).labels for i in ids}, self.postprocess, self.workers)
 
     def __call__(self, variables, model, samples: SampleLoader, test: Mapping[str, Sequence[str]], *,
-                 progress: bool = False) -> SegmentationScores:
-        predict = make_predictor(variables, model, self.postprocess, tile_size=self.tile_size)
-        return score_predictions(predict, samples, test, progress=progress)
+                 progress: bool = False, pool: ScoringPool | None = None,
+                 known_type: str = KNOWN_TYPE) -> SegmentationScores:
+        images = _ordered(test, known_type)
+        own = pool is None
+        if own:
+            pool = self.pool(samples, [i for _, i in images])
+        try:
+            futures: dict[str, Future] = {}
+            in_flight: list[Future] = []
+            for _, sid in tqdm(images, desc="evaluate", disable=not progress, leave=False):
+                probs = predict_probs(variables, model, samples.load(sid).image, tile_size=self.tile_size)
+                futures[sid] = pool.submit(sid, probs)
+                in_flight.append(futures[sid])
+                while len(in_flight) > 2 * max(pool.workers, 1):  # bound the softmaxes waiting in memory
+                    in_flight.pop(0).result()
+            per_image = {}
+            for t, sid in images:
+                score, n_true, n_pred = futures[sid].result()
+                per_image[sid] = {"type": t, "known": t == known_type, "score": score, "n_true": n_true,
+                                  "n_pred": n_pred}
+        finally:
+            if own:
+                pool.close()
+        return _summarize(per_image)
 
 
 def format_table(scores: SegmentationScores) -> str:

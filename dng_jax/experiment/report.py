@@ -3,7 +3,7 @@
 Pure functions from result rows (dicts, one per run) to text, and matplotlib figures written as PNG.
 Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 6-8 can be
 re-made from a finished sweep's work dir (``python -m dng_jax.report --workdir DIR``: its
-``results.csv``, ``baseline/metrics.json`` and, for the table's notes line, ``sweep_config.json``).
+``results.csv``, ``baseline/map.json`` and, for the table's notes line, ``sweep_config.json``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from dng_jax.clustering.methods import METHODS
-from dng_jax.errors import InputError
+from dng_jax.errors import DataError, InputError
+from dng_jax.evaluation.scores import read_scores
+from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown,
+                                            group_intervals, per_type_markdown, test_groups, write_differences_csv)
 from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "plot_panels",
     "write_report",
     "rebuild_report",
+    "read_sweep_scores",
+    "write_test_set",
 ]
 
 RESULT_FIELDS = ("method", "k", "seed", "units", "norm_entropy", "quant_error",
@@ -86,10 +91,14 @@ def _name(method: str, k: int) -> str:
     return f"{_label(method)}({k})"
 
 
-def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "") -> str:
-    """Mean +- std over seeds of the MAP per configuration, with the baseline first (Table I)."""
+def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
+                    classical: Mapping[str, float] | None = None) -> str:
+    """Mean +- std over seeds of the MAP per configuration, with the baseline (and the classical
+    reference) first (Table I)."""
     lines = ["| name | runs | units | CT1 | without CT1 | all |", "|---|---|---|---|---|---|"]
     lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+    if classical is not None:
+        lines.append(f"| {CLASSICAL} | 1 | - | " + " | ".join(f"{classical[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     for (method, k), rs in _group(rows).items():
         units = np.array([r["units"] for r in rs], float)
         cells = []
@@ -137,12 +146,16 @@ def _save(fig, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, path,
-                  title: str) -> None:
-    """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed."""
+def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, path, title: str,
+                  intervals: Mapping[object, tuple[float, float, float]] | None = None) -> None:
+    """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed.
+
+    ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` of the seeds averaged per image, drawn
+    as error bars; the keys ``"baseline"`` and ``"classical"`` give a shaded band and a dotted line."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rng = np.random.default_rng(0)
+    intervals = intervals or {}
     methods = _ordered_methods(rows)
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
     colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(METHOD_ORDER + tuple(methods)))}
@@ -156,20 +169,28 @@ def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column
             # GNG's k is where it starts; plot it at the units it ended with.
             kx = float(np.mean([r["units"] for r in rs])) if method == "gng" else float(k)
             v = np.array([r[column] for r in rs], float)
-            x = np.log10(max(kx, 1)) + offsets.get(method, 0.03) + rng.uniform(-0.02, 0.02, len(v))
-            ax.scatter(x, v, s=10, alpha=0.45, color=colours[method])
-            ks.append(np.log10(max(kx, 1)) + offsets.get(method, 0.03))
+            x0 = np.log10(max(kx, 1)) + offsets.get(method, 0.03)
+            ax.scatter(x0 + rng.uniform(-0.02, 0.02, len(v)), v, s=10, alpha=0.45, color=colours[method])
+            ks.append(x0)
             means.append(v.mean())
+            if (method, k) in intervals:
+                est, lo, hi = intervals[(method, k)]
+                ax.errorbar([x0], [est], yerr=[[est - lo], [hi - est]], color=colours[method], capsize=3, lw=1)
         label = f"{_label(method)} (start {min(groups)})" if method == "gng" else _label(method)
         ax.plot(ks, means, "-o", color=colours[method], label=label, ms=5)
     ax.axhline(baseline[column], color="k", ls="--", lw=1.2, label="baseline")
+    if "baseline" in intervals:
+        _, lo, hi = intervals["baseline"]
+        ax.axhspan(lo, hi, color="k", alpha=0.08, lw=0, label="baseline 95% interval")
+    if "classical" in intervals:
+        ax.axhline(intervals["classical"][0], color="tab:gray", ls=":", lw=1.5, label="classical (no learning)")
     ticks = sorted({int(r["k"]) for r in rows if r["method"] != "gng"})
     if ticks:
         ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xlabel("k (number of clusters; GNG at its final size)")
     ax.set_ylabel("MAP")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_title(title + ("\n(bars: 95% interval over the images, seeds averaged per image)" if intervals else ""))
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     _save(fig, path)
 
@@ -246,28 +267,88 @@ def plot_panels(panels: Sequence[Mapping], path) -> None:
     _save(fig, path)
 
 
-def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "") -> list[Path]:
-    """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths."""
+def _figure_intervals(scores: SweepScores, ids, *, n_boot: int, level: float) -> dict:
+    out = {"baseline": tuple(group_intervals(scores.baseline, ids, n_boot=n_boot, level=level))}
+    if scores.classical is not None:
+        out["classical"] = tuple(group_intervals(scores.classical, ids, n_boot=n_boot, level=level))
+    for key, table in scores.runs.items():
+        out[key] = tuple(group_intervals(table, ids, n_boot=n_boot, level=level))
+    return out
+
+
+def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
+                 scores: SweepScores | None = None, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
+    """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths.
+
+    With the per-image ``scores``: the classical row, the paired differences to the baseline
+    (``differences.csv`` too), the per-type MAPs, and intervals in Figs. 6 and 7."""
     workdir = Path(workdir)
     out = [workdir / "results.csv", workdir / "table1.md", workdir / "fig6_map_known.png",
            workdir / "fig7_map_unknown.png", workdir / "fig8_entropy_std.png"]
     write_results_csv(out[0], rows)
-    atomic_write_text(out[1], table1_markdown(rows, baseline, notes))
+    classical = None
+    text = ""
+    fig_intervals: dict[str, dict] = {"map_known": {}, "map_unknown": {}}
+    if scores is not None:
+        groups = test_groups(scores)
+        names = {key: _name(*key) for key in scores.runs}
+        if scores.classical is not None:
+            classical = {c: float(scores.classical.select(groups[g]).scores.mean()) if groups[g] else float("nan")
+                         for c, g in zip(("map_known", "map_unknown", "map_all"), ("CT1", "without CT1", "all"))}
+        comparisons = compare_all(scores, names, n_boot=n_boot, level=level)
+        text = "\n" + differences_markdown(comparisons, groups, n_boot=n_boot, level=level)
+        text += "\n" + per_type_markdown(scores, names, n_boot=n_boot, level=level)
+        write_differences_csv(workdir / "differences.csv", comparisons)
+        out.append(workdir / "differences.csv")
+        for column, g in (("map_known", "CT1"), ("map_unknown", "without CT1")):
+            if groups[g]:
+                fig_intervals[column] = _figure_intervals(scores, groups[g], n_boot=n_boot, level=level)
+    atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical) + text)
     if rows:
-        plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)")
-        plot_map_vs_k(rows, baseline, "map_unknown", out[3], "MAP on the unknown cell types (Fig. 7)")
+        plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)",
+                      fig_intervals["map_known"])
+        plot_map_vs_k(rows, baseline, "map_unknown", out[3], "MAP on the unknown cell types (Fig. 7)",
+                      fig_intervals["map_unknown"])
         plot_entropy_std(rows, out[4])
     return out
 
 
-def rebuild_report(workdir) -> list[Path]:
-    """Re-make ``results.csv``, ``table1.md`` and Figs. 6-8 of a finished (or partly finished) sweep from
-    its ``results.csv``, ``baseline/metrics.json`` and ``sweep_config.json``; returns the paths."""
+def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None) -> None:
+    """``test_set.json``: which scored images are the protocol's test set (for :func:`rebuild_report`)."""
+    atomic_write_text(Path(workdir) / "test_set.json", json.dumps(
+        {"test": {t: list(ids) for t, ids in test.items()},
+         "every_unknown": list(every_unknown) if every_unknown else None}, indent=1) + "\n")
+
+
+def read_sweep_scores(workdir) -> SweepScores | None:
+    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept)."""
+    wd = Path(workdir)
+    if not (wd / "test_set.json").exists() or not (wd / "baseline" / "scores.csv").exists():
+        return None
+    test_set = json.loads((wd / "test_set.json").read_text())
+    runs = {}
+    for path in sorted((wd / "runs").glob("*/scores.csv")):
+        method, _, k = path.parent.name.rpartition("_k")
+        if (path.parent / "results.json").exists():
+            runs[(method, int(k))] = read_scores(path)
+    runs = dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0] != "gng" else math.inf,
+                                                       _method_rank(kv[0][0]))))
+    classical = wd / "classical" / "scores.csv"
+    return SweepScores(baseline=read_scores(wd / "baseline" / "scores.csv"),
+                       classical=read_scores(classical) if classical.exists() else None, runs=runs,
+                       test=test_set["test"], every_unknown=test_set.get("every_unknown"))
+
+
+def rebuild_report(workdir, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
+    """Re-make ``results.csv``, ``table1.md`` (with its statistics) and Figs. 6-8 of a finished (or
+    partly finished) sweep from its ``results.csv``, ``baseline/map.json``, the per-image
+    ``scores.csv`` files and ``sweep_config.json``; returns the paths."""
     wd = Path(workdir)
     try:
         rows = read_results_csv(wd / "results.csv")
-        baseline = json.loads((wd / "baseline" / "metrics.json").read_text())
+        baseline = json.loads((wd / "baseline" / "map.json").read_text())
         base = {c: baseline[c] for c, _ in MAP_COLUMNS}
-    except (OSError, KeyError, ValueError, TypeError) as e:
+        scores = read_sweep_scores(wd)
+    except (OSError, KeyError, ValueError, TypeError, DataError) as e:
         raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
-    return write_report(wd, rows, base, _read_notes(wd))
+    return write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot, level=level)

@@ -24,12 +24,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from dng_jax.config import RetrainConfig
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.metric_writers import MetricWriter
 from dng_jax.models import ResNetEncoder
+from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = [
+    "RetrainConfig",
     "EncoderClassifier",
     "RetrainState",
     "make_optimizer",
@@ -38,6 +39,26 @@ __all__ = [
     "retrain_runs",
     "random_crops",
 ]
+
+
+class RetrainConfig(TypedConfig):
+    """The ``retrain`` section: the encoder + a dense head learn the pseudo-labels with SGD (paper II-C)."""
+
+    epochs: int = param(20, "epochs over the clustering images")
+    batch_size: int = param(32, "images per step (not given in the paper)")
+    crop_size: int = param(128, "random crop of each clustering image (px)")
+    learning_rate: float = param(0.01, "SGD learning rate")
+    momentum: float = param(0.5, "SGD momentum")
+    decay_every_epochs: int = param(10, "the learning rate is multiplied by decay_factor this often")
+    decay_factor: float = param(0.1, "learning-rate decay")
+
+    def check(self) -> None:
+        require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
+        for f in ("batch_size", "crop_size", "decay_every_epochs"):
+            require(getattr(self, f) >= 1, f, f"must be >= 1, got {getattr(self, f)}")
+        require(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
+        require(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum}")
+        require(self.decay_factor > 0, "decay_factor", f"must be > 0, got {self.decay_factor}")
 
 
 class EncoderClassifier(nn.Module):

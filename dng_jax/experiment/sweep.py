@@ -4,14 +4,19 @@ Stages (each saved atomically in the work dir, its done-marker written last; a r
 command skips what is finished):
 
 1. ``baseline/``       the segmentation U-Net trained on CT1 (or ``sweep.checkpoint``) and its MAP on
-                       the known / unknown / all test images (``metrics.json``).
+                       the known / unknown / all test images (``map.json``, per image ``scores.csv``;
+                       ``metrics.csv`` holds its training curves).
+   ``classical/``      the reference without learning (Otsu + distance-transform watershed) on the same
+                       images (``scores.csv``).
 2. ``cluster_data/``   the augmented clustering images, their pooled latent and its PCA
                        (:mod:`dng_jax.experiment.features`); ``latent.npy`` marks it done.
 3. ``runs/<m>_k<k>/``  per configuration: every seed clustered at once (pseudo-labels), then the
                        encoder retrained on them (seeds vmapped, in chunks of ``sweep.seeds_per_chunk``),
-                       each run scored with the baseline decoder. A chunk's results are saved as soon
-                       as it finishes; ``results.json`` marks the configuration done.
-4. ``results.csv``, ``table1.md``, ``fig2_latent_tsne.png``, ``fig5_panels.png``, ``fig6_map_known.png``,
+                       each run scored with the baseline decoder (every test image's score in
+                       ``scores.csv``). A chunk's results are saved as soon as it finishes;
+                       ``results.json`` marks the configuration done.
+4. ``results.csv``, ``table1.md`` (with the classical row, paired differences to the baseline with
+   bootstrap intervals, per-type MAPs), ``fig2_latent_tsne.png``, ``fig5_panels.png``, ``fig6_map_known.png``,
    ``fig7_map_unknown.png``, ``fig8_entropy_std.png``.
 
 One configuration that fails is reported in ``failures.json`` and does not stop the others. Stage
@@ -21,6 +26,8 @@ The work dir is locked while a sweep runs in it, and it holds one configuration 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import sys
@@ -32,15 +39,19 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from dng_jax.clustering.methods import method_keys, resolve_method, run_method
-from dng_jax.config import ExperimentConfig, check_sweep, comparable, experiment_config
-from dng_jax.data.dsb2018 import SampleCache
-from dng_jax.data.partition import CELL_TYPES, open_data
+from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
+from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
+                            experiment_config)
+from dng_jax.data.dsb2018 import SampleCache, open_source
+from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, open_data
 from dng_jax.errors import ConfigError, ConfigMismatchError
-from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.metrics import image_score
+from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
+from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment.features import extract_cluster_data
-from dng_jax.experiment.report import plot_latent, plot_panels, table1_notes, write_report
+from dng_jax.experiment.report import (plot_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
+                                       write_test_set)
 from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
 from dng_jax.experiment.tsne import tsne
 from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
@@ -48,6 +59,7 @@ from dng_jax.io.workdir import WorkdirLock, prepare_dir
 from dng_jax.metric_writers import MetricWriter, create_default_writer, keep_all
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.classical import classical_instances
 from dng_jax.segmentation.inference import predict_instances
 from dng_jax.segmentation.trainer import train_and_evaluate
 from dng_jax.sharding import runs_mesh
@@ -112,6 +124,8 @@ def _check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
     current = comparable(cfg)
     if not path.exists():
         _write_json(path, as_dict(cfg))
+        if _method_files(cfg):
+            _write_json(workdir / "method_files.json", _method_files(cfg))
         return
     try:
         saved = comparable(experiment_config(_read_json(path)))
@@ -122,17 +136,50 @@ def _check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
         raise ConfigMismatchError(
             f"{workdir} holds a sweep made with another configuration (differs in: {', '.join(diffs)}); "
             f"rerun with the same config or use a new --workdir")
+    files_path = workdir / "method_files.json"
+    files = _method_files(cfg)
+    saved_files = _read_json(files_path) if files_path.exists() else {}
+    changed = sorted(m for m in files if m in saved_files and saved_files[m] != files[m])
+    if changed:
+        raise ConfigMismatchError(
+            f"{', '.join(m.rpartition(':')[0] for m in changed)} changed since {workdir} was started (its runs "
+            f"used the earlier version); restore the file or use a new --workdir")
+    if files and files != saved_files:
+        _write_json(files_path, {**saved_files, **files})
+
+
+def _method_files(cfg: ExperimentConfig) -> dict[str, str]:
+    """SHA-256 of every file a file-loaded method of ``sweep.methods`` comes from."""
+    return {m: hashlib.sha256(Path(m.rpartition(":")[0]).read_bytes()).hexdigest()
+            for m in cfg.sweep.methods if m not in METHODS}
+
+
+class Scoring(NamedTuple):
+    """What every scoring stage shares: the evaluator, its worker pool, the test images in memory, the
+    images to score (``scored``: cell type -> ids) and the protocol's test set (``test``, a subset)."""
+
+    evaluator: SegmentationEvaluator
+    pool: ScoringPool
+    cache: SampleCache
+    scored: dict[str, list[str]]
+    test: dict[str, list[str]]
+    types: dict[str, str]  # image id -> cell type
 
 
 # ----------------------------------------------------------------------------------------- stage 1
 
 
-def stage_baseline(cfg: ExperimentConfig, workdir: Path, splits, test_cache, evaluator, progress: bool):
-    """Train (or load) the baseline U-Net; return (variables, model, metrics dict)."""
+def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool):
+    """Train (or load) the baseline U-Net and score it; return (variables, model, metrics dict)."""
     bdir = workdir / "baseline"
-    metrics_path = bdir / "metrics.json"
+    metrics_path, scores_path = bdir / "map.json", bdir / "scores.csv"
     if cfg.sweep.checkpoint:
-        variables, model, _ = load_variables(cfg.sweep.checkpoint)
+        variables, model, trained = load_variables(cfg.sweep.checkpoint)
+        diffs = differing_fields(trained, cfg, ("model.",) + SPLIT_FIELDS)
+        if diffs:
+            raise ConfigMismatchError(
+                f"sweep.checkpoint {cfg.sweep.checkpoint} was trained with another model or test split (differs "
+                f"in: {', '.join(diffs)}); a network trained on another split may have seen the test images")
     elif (bdir / "checkpoints").exists() and metrics_path.exists():
         variables, model, _ = load_variables(bdir)
     else:
@@ -140,17 +187,34 @@ def stage_baseline(cfg: ExperimentConfig, workdir: Path, splits, test_cache, eva
         state = train_and_evaluate(cfg, bdir, evaluate=False, progress=progress)
         variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
         model = make_model(cfg.model)
-    if metrics_path.exists():
+    if metrics_path.exists() and scores_path.exists():
         metrics = _read_json(metrics_path)
     else:
-        scores = evaluator(variables, model, test_cache, splits.test, progress=progress)
-        scores.write_json(bdir / "baseline.json")
-        metrics = {"map_known": scores.known, "map_unknown": scores.unknown, "map_all": scores.all,
-                   "per_image": {k: v["score"] for k, v in scores.per_image.items()}}
+        res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool)
+        res.write_json(bdir / "baseline.json")
+        per_image = {k: v["score"] for k, v in res.per_image.items()}
+        write_scores(scores_path, ScoreTable.from_per_image(["baseline"], [per_image], scoring.types))
+        metrics = {**view_maps(per_image, scoring.test), "per_image": per_image}
         _write_json(metrics_path, metrics)
     log.info(f"baseline MAP: known {metrics['map_known']:.3f}  unknown {metrics['map_unknown']:.3f}  "
              f"all {metrics['map_all']:.3f}")
     return variables, model, metrics
+
+
+def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool) -> dict[str, float]:
+    """The classical reference (no learning) on the same images; returns its MAPs."""
+    path = workdir / "classical" / "scores.csv"
+    if not path.exists():
+        log.info("classical reference (Otsu + distance-transform watershed) on the test images")
+        res = score_predictions(lambda image: classical_instances(image, cfg.classical), scoring.cache,
+                                scoring.scored, progress=progress)
+        per_image = {k: v["score"] for k, v in res.per_image.items()}
+        write_scores(path, ScoreTable.from_per_image(["classical"], [per_image], scoring.types))
+    table = read_scores(path)
+    maps = view_maps(dict(zip(table.ids, table.scores[0])), scoring.test)
+    log.info(f"classical MAP: known {maps['map_known']:.3f}  unknown {maps['map_unknown']:.3f}  "
+             f"all {maps['map_all']:.3f}")
+    return maps
 
 
 # ----------------------------------------------------------------------------------------- stage 2
@@ -179,8 +243,9 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
 
 
 def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuration, images, latent, variables,
-                        model, splits, test_cache, evaluator: SegmentationEvaluator, progress: bool) -> list[dict]:
-    """Cluster, retrain and evaluate every seed of one configuration; returns its result rows."""
+                        model, scoring: Scoring, progress: bool) -> list[dict]:
+    """Cluster, retrain and evaluate every seed of one configuration; returns its result rows (and
+    writes every run's per-image scores to ``scores.csv``)."""
     rdir = workdir / "runs" / conf.dirname
     final = rdir / "results.json"
     if final.exists():
@@ -191,10 +256,9 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
         labels, stats = np.load(labels_path), _read_json(rdir / "clustering.json")
     else:
         t0 = time.time()
-        _, spec = resolve_method(conf.name)
-        method = spec.factory(conf.k, cfg.clustering)
+        _, method = build_method(conf.name, conf.k, cfg.clustering)
         keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
-        mesh = runs_mesh() if jax.local_device_count() > 1 else None
+        mesh = runs_mesh() if jax.device_count() > 1 else None
         res = run_method(method, keys, latent, mesh=mesh, progress=progress)
         labels = res.labels
         stats = [{"seed": i, "units": int(res.units[i]), "norm_entropy": float(res.norm_entropy[i]),
@@ -230,18 +294,24 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                 "batch_stats": {**variables["batch_stats"],
                                 "encoder": jax.tree.map(lambda a: a[j], states.batch_stats["encoder"])},
             }
-            res = evaluator(run_vars, model, test_cache, splits.test)
+            res = scoring.evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
+            per_image = {k: v["score"] for k, v in res.per_image.items()}
             st = stats[seed]
             chunk_rows.append({"method": conf.method, "k": conf.k, "seed": seed, "units": int(st["units"]),
                                "norm_entropy": float(st["norm_entropy"]), "quant_error": float(st["quant_error"]),
-                               "map_known": res.known, "map_unknown": res.unknown, "map_all": res.all,
-                               "final_loss": float(losses[-1, j]) if len(losses) else float("nan")})
+                               **view_maps(per_image, scoring.test),
+                               "final_loss": float(losses[-1, j]) if len(losses) else float("nan"),
+                               "per_image": per_image})
             if seed == 0:  # keep one run's predictions for the Fig. 5 panels
-                preds = {sid: predict_instances(run_vars, model, test_cache.load(sid).image, evaluator.postprocess,
-                                                tile_size=evaluator.tile_size) for sid in splits.test_all}
+                ev = scoring.evaluator
+                preds = {sid: predict_instances(run_vars, model, scoring.cache.load(sid).image, ev.postprocess,
+                                                tile_size=ev.tile_size) for sid in _panel_ids(cfg, scoring)}
                 atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
+    write_scores(rdir / "scores.csv", ScoreTable.from_per_image([r["seed"] for r in rows],
+                                                                [r["per_image"] for r in rows], scoring.types))
+    rows = [{k: v for k, v in r.items() if k != "per_image"} for r in rows]
     _write_json(final, rows)
     return rows
 
@@ -249,9 +319,15 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
 # ----------------------------------------------------------------------------------------- stage 4
 
 
+def _panel_ids(cfg: ExperimentConfig, scoring: Scoring) -> list[str]:
+    """The Fig. 5 images: the first test image of each cell type."""
+    return [scoring.test[t][0] for t in CELL_TYPES if scoring.test.get(t)][: cfg.report.panels]
+
+
 def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, sources, variables, model,
-                 splits, test_cache, evaluator: SegmentationEvaluator) -> list[Path]:
-    paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)))
+                 scoring: Scoring) -> list[Path]:
+    paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)), read_sweep_scores(workdir),
+                         n_boot=cfg.eval.n_boot, level=cfg.eval.level)
     fig2 = workdir / "fig2_latent_tsne.png"
     if not fig2.exists():
         m = min(cfg.report.tsne_points, latent.shape[0])
@@ -272,13 +348,12 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
         if pred_path.exists():
             preds = np.load(pred_path)
             panels = []
-            type_of = {i: t for t, ids in splits.test.items() for i in ids}
-            ids = [splits.test[t][0] for t in CELL_TYPES if splits.test.get(t)][: cfg.report.panels]
-            for sid in ids:
-                s = test_cache.load(sid)
-                base = predict_instances(variables, model, s.image, evaluator.postprocess, tile_size=evaluator.tile_size)
+            ev = scoring.evaluator
+            for sid in [i for i in _panel_ids(cfg, scoring) if i in preds]:
+                s = scoring.cache.load(sid)
+                base = predict_instances(variables, model, s.image, ev.postprocess, tile_size=ev.tile_size)
                 after = preds[sid]
-                panels.append({"name": sid[:12], "cell_type": type_of[sid], "image": s.image, "gt": s.labels,
+                panels.append({"name": sid[:12], "cell_type": scoring.types[sid], "image": s.image, "gt": s.labels,
                                "baseline": base, "baseline_map": image_score(s.labels, base),
                                "clustered": after, "clustered_map": image_score(s.labels, after),
                                "run": f"{method}({k}) seed 0"})
@@ -290,9 +365,9 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
 # ----------------------------------------------------------------------------------------- driver
 
 
-def _timed(writer: MetricWriter, stage: int, name: str, configuration: str, t0: float) -> None:
-    writer.write_scalars(stage, {"stage": name, "configuration": configuration, "seconds": time.time() - t0,
-                                 "wall_time": time.time()})
+def _timed(writer: MetricWriter, step: int, name: str, configuration: str, t0: float) -> None:
+    writer.write_scalars(step, {"stage": name, "configuration": configuration, "seconds": time.time() - t0,
+                                "wall_time": time.time()})
 
 
 def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
@@ -302,6 +377,7 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
     is locked for the duration (:class:`~dng_jax.errors.WorkdirBusyError` if another run holds it)."""
     cfg = config if isinstance(config, ExperimentConfig) else experiment_config(config)
     check_sweep(cfg)
+    open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
     workdir = prepare_dir(workdir)
     with WorkdirLock(workdir, "--workdir"):
         _check_workdir_config(workdir, cfg)
@@ -312,37 +388,47 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
     t_start = time.time()
     timings = create_default_writer(workdir, "timings", ("step", "stage", "configuration", "seconds", "wall_time"),
                                     keep=keep_all, tensorboard=False)
+    with open(workdir / "timings.csv") as f:  # step: the event's number in the work dir, across reruns
+        event = itertools.count(sum(1 for _ in f) - 1)
     evaluator = SegmentationEvaluator.from_config(cfg)
-    source, manifest, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, workdir,
-                                       progress)
-    test_cache = SampleCache(source, splits.test_all)
-    t0 = time.time()
-    variables, model, baseline = stage_baseline(cfg, workdir, splits, test_cache, evaluator, progress)
-    _timed(timings, 1, "baseline", "", t0)
-    t0 = time.time()
-    images, latent, sources = stage_cluster_data(cfg, workdir, source, manifest, splits, variables, model, progress)
-    _timed(timings, 2, "cluster_data", "", t0)
-    rows: list[dict] = []
-    failures: dict[str, str] = {}
-    confs = sweep_configurations(cfg)
-    for i, conf in enumerate(confs):
-        log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
+    source, manifest, splits = open_data(cfg.data, workdir, progress)
+    scored = scored_test(splits.test, splits.cluster, manifest, cfg.eval.wide_unknown and splits.protocol == "paper")
+    ids = [i for t in scored for i in scored[t]]
+    write_test_set(workdir, splits.test, [i for t in sorted(scored) if t != KNOWN_TYPE for i in scored[t]]
+                   if scored != splits.test else None)
+    cache = SampleCache(source, ids)
+    with evaluator.pool(cache, ids) as pool:
+        scoring = Scoring(evaluator, pool, cache, scored, splits.test, {i: manifest[i] for i in ids})
         t0 = time.time()
-        try:
-            rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, splits, test_cache,
-                                        evaluator, progress)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # one failing configuration must not lose the others
-            failures[conf.dirname] = f"{type(e).__name__}: {e}"
-            log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
-            traceback.print_exc(file=sys.stderr)
-        _timed(timings, 3, "configuration", conf.dirname, t0)
-    _write_json(workdir / "failures.json", failures)
-    base = {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}
-    t0 = time.time()
-    paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, splits, test_cache, evaluator)
-    _timed(timings, 4, "report", "", t0)
+        variables, model, baseline = stage_baseline(cfg, workdir, scoring, progress)
+        _timed(timings, next(event), "baseline", "", t0)
+        t0 = time.time()
+        stage_classical(cfg, workdir, scoring, progress)
+        _timed(timings, next(event), "classical", "", t0)
+        t0 = time.time()
+        images, latent, sources = stage_cluster_data(cfg, workdir, source, manifest, splits, variables, model,
+                                                     progress)
+        _timed(timings, next(event), "cluster_data", "", t0)
+        rows: list[dict] = []
+        failures: dict[str, str] = {}
+        confs = sweep_configurations(cfg)
+        for i, conf in enumerate(confs):
+            log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
+            t0 = time.time()
+            try:
+                rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, scoring, progress)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one failing configuration must not lose the others
+                failures[conf.dirname] = f"{type(e).__name__}: {e}"
+                log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
+                traceback.print_exc(file=sys.stderr)
+            _timed(timings, next(event), "configuration", conf.dirname, t0)
+        _write_json(workdir / "failures.json", failures)
+        base = {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}
+        t0 = time.time()
+        paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, scoring)
+        _timed(timings, next(event), "report", "", t0)
     timings.close()
     log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations")
     return SweepResult(rows, base, paths, failures)

@@ -28,7 +28,7 @@ from dng_jax.models import STRIDE
 from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
 
 __all__ = ["pad_to_multiple", "tile_starts", "predict_probs", "predict_instances", "make_predictor",
-           "predict_files"]
+           "segment_files"]
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = STRIDE, mode: str = "constant",
@@ -120,23 +120,24 @@ def make_predictor(state_or_variables, model, post_cfg: WatershedConfig | None =
     return lambda image: predict_instances(state_or_variables, model, image, post_cfg, **kwargs)
 
 
-def predict_files(variables, model, post_cfg: WatershedConfig, inputs: Mapping[str, Path], output: str | os.PathLike,
+def segment_files(segment: Callable[[np.ndarray], np.ndarray], inputs: Mapping[str, Path], output: str | os.PathLike,
                   *, fmt: str = "png", csv: str | os.PathLike | None = None, progress: bool = True,
-                  verbose: bool = True, **kwargs) -> dict[str, str]:
-    """Predict every ``{name: image file}`` into ``output/<name>.<fmt>`` (16-bit labels) and optionally a
-    Kaggle run-length ``csv``. An image that cannot be read is skipped and the others go on; returns
-    ``{file: why}`` of the skipped ones. ``kwargs`` go to :func:`predict_probs` (tiling, padding)."""
+                  verbose: bool = True) -> dict[str, str]:
+    """``segment(image) -> labels`` for every ``{name: image file}`` into ``output/<name>.<fmt>`` (16-bit
+    labels) and optionally a Kaggle run-length ``csv``. An image that cannot be read is skipped and the
+    others go on; returns ``{file: why}`` of the skipped ones. (:func:`make_predictor` makes ``segment``
+    of a network; the classical reference is one too.)"""
     out_dir = Path(output)
     labels_by_id: dict[str, np.ndarray] = {}
     bad: dict[str, str] = {}
-    for name, path in tqdm(inputs.items(), desc="predict", disable=not progress):
+    for name, path in tqdm(inputs.items(), desc="segment", disable=not progress):
         try:
             image = read_image(path)
         except DataError as e:
             bad[str(path)] = str(e)
             tqdm.write(f"skipped {e}")
             continue
-        labels = predict_instances(variables, model, image, post_cfg, **kwargs)
+        labels = segment(image)
         write_labels(out_dir / f"{name}.{fmt}", labels)
         if csv:
             labels_by_id[name] = labels

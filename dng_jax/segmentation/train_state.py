@@ -17,9 +17,43 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from dng_jax.config import TrainConfig
+from dng_jax.typed_config import TypedConfig, param, require
 
-__all__ = ["TrainState", "trainable_mask", "make_optimizer", "create_train_state"]
+__all__ = ["TrainConfig", "TrainState", "trainable_mask", "make_optimizer", "create_train_state"]
+
+
+class TrainConfig(TypedConfig):
+    """The ``train`` section: segmentation training with LAMB (paper II-C)."""
+
+    epochs: int = param(50, "epochs; one epoch = one random crop of every CT1 training image")
+    batch_size: int = param(8, "crops per step (a multiple of the number of devices)")
+    lr: float = param(1e-3, "LAMB learning rate")
+    b1: float = param(0.9, "LAMB beta1")
+    b2: float = param(0.999, "LAMB beta2")
+    weight_decay: float = param(0.0, "LAMB weight decay")
+    seed: int = param(0, "initialisation, batch order and augmentation")
+    checkpoint_every: int = param(1000, "steps between checkpoints (0: only at the end)")
+    max_to_keep: int = param(3, "checkpoints kept")
+    log_every: int = param(20, "steps between metric rows")
+    eval_every_epochs: int = param(1, "epochs between pixel loss / accuracy on fixed test crops")
+    max_steps: int | None = param(None, "stop after this many steps, as if interrupted (tests)")
+    max_train_images: int | None = param(None, "use only the first N CT1 training images")
+    trainable: tuple[str, ...] | None = param(None, "parameter subtrees to train ('encoder', 'decoder'); None = all")
+
+    def check(self) -> None:
+        for f in ("epochs", "batch_size", "max_to_keep", "log_every", "eval_every_epochs"):
+            require(getattr(self, f) >= 1, f, f"must be >= 1, got {getattr(self, f)}")
+        require(self.lr >= 0, "lr", f"must be >= 0, got {self.lr}")
+        for f in ("b1", "b2"):
+            require(0 <= getattr(self, f) < 1, f, f"must lie in [0, 1), got {getattr(self, f)}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
+        for f in ("max_steps", "max_train_images"):
+            v = getattr(self, f)
+            require(v is None or v >= 1, f, f"must be >= 1 (or None), got {v}")
+        require(self.trainable is None or (len(self.trainable) > 0 and set(self.trainable) <= {"encoder", "decoder"}),
+                "trainable", f"must name 'encoder' and/or 'decoder' (or be None), got {self.trainable}")
+
 
 
 class TrainState(train_state.TrainState):

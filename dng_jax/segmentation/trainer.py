@@ -27,11 +27,12 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from dng_jax.config import ExperimentConfig, experiment_config
-from dng_jax.data.dsb2018 import Sample, load_samples
+from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig, differing_fields,
+                            experiment_config)
+from dng_jax.data.dsb2018 import Sample, load_samples, open_source
 from dng_jax.data.partition import open_data
 from dng_jax.data.pipeline import prefetch, segmentation_batches
-from dng_jax.errors import ConfigError
+from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.io.atomic import atomic_write_text
 from dng_jax.io.workdir import WorkdirLock, prepare_dir
@@ -63,17 +64,31 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Samp
     (default ``eval.enabled``) scores the test images into ``baseline.json``. Returns the final state.
     """
     cfg = _typed(config)
+    if samples is None:
+        open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
     workdir = prepare_dir(workdir)
     with WorkdirLock(workdir, "--workdir"):
         return _train(cfg, workdir, samples, eval_samples, evaluate, progress)
+
+
+def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path) -> None:
+    """Refuse to resume a training with another model, data, augmentation or optimizer setting."""
+    meta = ckpt.restore_meta()
+    try:
+        stored = experiment_config(meta.get("config", {}))
+    except ConfigError as e:
+        raise CheckpointError(f"{ckpt.directory}: the stored config is not valid ({e})") from None
+    diffs = differing_fields(stored, cfg, TRAINING_FIELDS, TRAINING_VOLATILE)
+    if diffs:
+        raise ConfigMismatchError(f"{workdir} holds a training made with another configuration (differs in: "
+                                  f"{', '.join(diffs)}); resume it with the same config or use a new --workdir")
 
 
 def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate, progress) -> TrainState:
     tcfg = cfg.train
     source = splits = None
     if samples is None:
-        source, _, splits = open_data(cfg.data.path, cfg.data.n_test_per_type, cfg.data.seed, workdir,
-                                     progress)
+        source, _, splits = open_data(cfg.data, workdir, progress)
         ids = list(splits.train_ct1)
         if tcfg.max_train_images:
             ids = ids[: tcfg.max_train_images]
@@ -107,10 +122,12 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
     p_eval = jit_eval_step(make_eval_step(segmentation_loss), mesh)
 
     cfg_dict = json.loads(json.dumps(as_dict(cfg)))
-    atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
 
     with Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.max_to_keep) as ckpt:
+        if ckpt.latest_step() is not None:  # resuming: the run must go on with the config it started with
+            _check_resumed_config(ckpt, cfg, workdir)
         state, meta = ckpt.restore_or_init(lambda: init_fn(init_key), sharding=NamedSharding(mesh, P()))
+        atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
         start_step = int(state.step)
         if meta is not None and "rng" in meta:  # the key the run started with (same seed -> same key)
             aug_key = jax.random.wrap_key_data(jnp.asarray(np.asarray(meta["rng"], np.uint32)))
