@@ -206,7 +206,11 @@ def _run_absl(argv, show_fields, command, default_config, default_workdir, workd
         if not flag_values.workdir:
             return _error("--workdir is required")
         if not flag_values["verbosity"].present:
-            absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint step at INFO
+            # orbax logs every checkpoint step at INFO, and a failed write as pages of ERROR lines from its
+            # threads; the failure reaches us as an exception and is printed as one line (--verbosity=0
+            # shows orbax's own log again)
+            absl_logging.set_verbosity(absl_logging.FATAL)
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's unretrieved task errors
         return run_command(lambda: command(cfg, flag_values.workdir, flag_values.progress))
 
     asked_for_help = any(a in _HELP_FLAGS or a.startswith("--help") for a in argv[1:])

@@ -1,14 +1,15 @@
 """Ground truth (and inputs) of a split as label images, for dng_jax.evaluate and for viewers.
 
 example:
-  python -m dng_jax.export_labels --data stage1_train.zip --split test --output test_set
+  python -m dng_jax.export_labels --data stage1_train.zip --split test --protocol wide --output test_set
   python -m dng_jax.predict --checkpoint runs/cpu_real --input test_set/images --output test_set/pred
   python -m dng_jax.evaluate --gt test_set/gt --pred test_set/pred
 
 Kaggle ships one mask PNG per nucleus; this writes, for every image of a split, OUTPUT/gt/<id>.png
 (16-bit instance labels, 0 = background) and OUTPUT/images/<id>.png (the RGB input), plus
-OUTPUT/cell_types.json (id -> type). Splits are the training driver's (--n-test-per-type and --seed as
-in config.data). Exit status 2 on unreadable data, a bad flag or an unusable output folder.
+OUTPUT/cell_types.json (id -> type; evaluate reads it to resample within cell types). Splits are the
+training driver's (--protocol, --n-test-per-type, --test-fraction, --val-fraction and --seed as in
+config.data; --split val is the wide protocol's validation set). Exit status 2 on unreadable data, a bad flag or an unusable output folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ def main(argv=None) -> int:
     cli.add_output_flag(p, "output folder (gets gt/, images/, cell_types.json)")
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which images")
-    p.add_argument("--n-test-per-type", type=int, default=2, help="test images per cell type (paper: 2)")
+    p.add_argument("--protocol", choices=("paper", "wide"), default="paper",
+                   help="paper: n test images per type; wide: a CT1 test and validation set, every non-CT1 image")
+    p.add_argument("--n-test-per-type", type=int, default=2, help="paper protocol: test images per cell type")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="wide protocol: share of CT1 tested")
+    p.add_argument("--val-fraction", type=float, default=0.05, help="wide protocol: share of CT1 for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
     p.add_argument("--no-images", action="store_true", help="write only the label images")
     cli.add_progress_flag(p)
@@ -38,7 +43,8 @@ def main(argv=None) -> int:
             raise InputError(f"--n-test-per-type must be >= 0, got {args.n_test_per_type}")
         prepare_dir(args.output, "--output")
         ids = export(args.output, args.data, args.split, args.n_test_per_type, args.seed,
-                     images=not args.no_images, progress=args.progress)
+                     images=not args.no_images, progress=args.progress, protocol=args.protocol,
+                     test_fraction=args.test_fraction, val_fraction=args.val_fraction)
         print(f"wrote {len(ids)} label images to {Path(args.output) / 'gt'}"
               + ("" if args.no_images else f" and their inputs to {Path(args.output) / 'images'}"))
         return cli.EXIT_OK

@@ -19,7 +19,8 @@ from dng_jax.errors import InputError
 def main(argv=None) -> int:
     p = cli.make_parser("python -m dng_jax.summary", __doc__)
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
-    p.add_argument("--n-test-per-type", type=int, default=2, help="test images per cell type (paper: 2)")
+    p.add_argument("--protocol", choices=("paper", "wide"), default="paper", help="the test split to show")
+    p.add_argument("--n-test-per-type", type=int, default=2, help="paper protocol: test images per cell type")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
     cli.add_progress_flag(p)
     args = p.parse_args(argv)
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     def run() -> int:
         if args.n_test_per_type < 0:
             raise InputError(f"--n-test-per-type must be >= 0, got {args.n_test_per_type}")
-        print(summarize(args.data, args.n_test_per_type, args.seed, args.progress))
+        print(summarize(args.data, args.n_test_per_type, args.seed, args.progress, args.protocol))
         return cli.EXIT_OK
 
     return cli.run_command(run)

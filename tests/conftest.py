@@ -17,6 +17,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 from dng_jax.config import load_config  # noqa: E402
 from dng_jax.data.dsb2018 import Sample  # noqa: E402
+from dng_jax.experiment.sweep import run_sweep  # noqa: E402
 from dng_jax.models import make_model  # noqa: E402
 from dng_jax.segmentation.train_state import create_train_state  # noqa: E402
 
@@ -82,6 +83,13 @@ def synthetic_samples(n=5, seed=0):
         image = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8) + rng.integers(0, 30, (h, w, 3)).astype(np.uint8)
         out.append(Sample(f"s{i}", image, labels))
     return out
+
+
+@pytest.fixture(scope="session")
+def finished_sweep(tmp_path_factory):
+    """``(work dir, result)`` of the tiny sweep run once for the session (tests copy it to change it)."""
+    workdir = tmp_path_factory.mktemp("sweep")
+    return workdir, run_sweep(tiny_sweep_config(), workdir, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ORBAX_LOOP_WARNING, ROOT, tiny_config, tiny_sweep_config
+from conftest import ORBAX_LOOP_WARNING, ROOT, synthetic_samples, tiny_config, tiny_sweep_config
 from PIL import Image
 
 from dng_jax import cli, cluster, evaluate, export_labels, predict, report, summary
+from dng_jax.config import experiment_config, load_config
 from dng_jax.data.dsb2018 import Source
-from dng_jax.errors import ConfigError, DataError, WorkdirBusyError
-from dng_jax.experiment.sweep import run_sweep
-from dng_jax.io.workdir import WorkdirLock
+from dng_jax.errors import ConfigError, ConfigMismatchError, DataError, WorkdirBusyError
+from dng_jax.experiment.sweep import _check_workdir_config, run_sweep
+from dng_jax.io.workdir import WorkdirLock, remove_stale_temp_files
 from dng_jax.segmentation.checkpointing import Checkpointer
+from dng_jax.segmentation.trainer import train_and_evaluate
+from dng_jax.typed_config import describe_fields
 
 
 def one_line_error(capsys, *needles) -> str:
@@ -78,9 +81,6 @@ def test_help_exits_zero_and_fields_are_listed():
 
 def test_every_typed_field_is_in_the_paper_config():
     """--config.help lists the typed fields; each must also be a --config.<field> override."""
-    from dng_jax.config import experiment_config, load_config
-    from dng_jax.typed_config import describe_fields
-
     raw = load_config(ROOT / "configs" / "paper.py").to_dict()
     for name, _, _ in describe_fields(experiment_config(raw)):
         node = raw
@@ -212,8 +212,6 @@ def test_rgba_mask_with_transparency_is_refused(tmp_path):
     ("def get_config():\n    return 5\n", "not an ml_collections.ConfigDict"), (None, "is a folder"),
 ])
 def test_config_files_that_cannot_load(tmp_path, content, needle):
-    from dng_jax.config import load_config
-
     path = tmp_path / ("cfg.py" if content is None or content != "x\n" else "cfg")
     if content is None:
         path.mkdir()
@@ -248,10 +246,6 @@ def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_pat
 
 
 def test_an_edited_method_file_is_noticed(tmp_path):
-    from dng_jax.config import experiment_config
-    from dng_jax.errors import ConfigMismatchError
-    from dng_jax.experiment.sweep import _check_workdir_config
-
     f = tmp_path / "variant.py"
     f.write_text((ROOT / "scripts" / "variant_example.py").read_text())
     cfg = tiny_sweep_config()
@@ -266,10 +260,6 @@ def test_an_edited_method_file_is_noticed(tmp_path):
 
 @ORBAX_LOOP_WARNING
 def test_training_resumed_with_another_config_is_refused(tmp_path):
-    from conftest import synthetic_samples
-
-    from dng_jax.errors import ConfigMismatchError
-    from dng_jax.segmentation.trainer import train_and_evaluate
 
     cfg = tiny_config()
     cfg.train.max_steps = 2
@@ -281,10 +271,19 @@ def test_training_resumed_with_another_config_is_refused(tmp_path):
 
 
 def test_sweep_checkpoint_of_another_split_is_refused(checkpoint, tmp_path):
-    from dng_jax.errors import ConfigMismatchError
-
     cfg = tiny_sweep_config()
     cfg.sweep.checkpoint = str(checkpoint)  # trained with tiny_config(): the paper protocol
     cfg.data.protocol = "wide"
     with pytest.raises(ConfigMismatchError, match=r"differs in: data\.protocol"):
         run_sweep(cfg, tmp_path)
+
+
+def test_stale_temp_files_of_a_killed_run_are_removed(tmp_path):
+    (tmp_path / "runs" / "kmc_k5").mkdir(parents=True)
+    stale = [tmp_path / ".images.npy.abc123.tmp", tmp_path / "runs" / "kmc_k5" / ".chunk_0000.json.x.tmp"]
+    for p in stale:
+        p.write_bytes(b"half written")
+    keep = tmp_path / "runs" / "kmc_k5" / "results.json"
+    keep.write_text("[]")
+    assert sorted(remove_stale_temp_files(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and keep.exists()

@@ -15,6 +15,7 @@ from dng_jax import evaluate
 from dng_jax.data.dsb2018 import Sample
 from dng_jax.data.partition import KNOWN_TYPE, make_splits
 from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
 from dng_jax.experiment.comparisons import SweepScores
 from dng_jax.experiment.report import rebuild_report, write_report, write_test_set
@@ -79,8 +80,6 @@ def _discs(bright_background=False):
 
 
 def test_classical_reference_separates_touching_nuclei():
-    from dng_jax.evaluation.metrics import image_score
-
     for bright in (False, True):
         image, gt = _discs(bright)
         pred = classical_instances(image, ClassicalConfig(sigma=0, min_distance=5, min_size=5))

@@ -45,3 +45,11 @@ def test_export_cli_errors(tmp_path, capsys):
 def test_export_cli_labels_only(tmp_path):
     assert export_labels.main(["--out", str(tmp_path), "--split", "test_known", "--no-images"]) == 0
     assert len(list((tmp_path / "gt").glob("*.png"))) == 2 and not (tmp_path / "images").exists()
+
+
+def test_export_the_wide_validation_split(tmp_path):
+    assert export_labels.main(["--output", str(tmp_path), "--split", "val", "--protocol", "wide", "--no-images",
+                               "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "cell_types.json").read_text())
+    assert doc["protocol"] == "wide" and set(doc["cell_types"].values()) == {"fluorescence"}
+    assert len(list((tmp_path / "gt").glob("*.png"))) == len(doc["cell_types"]) == 1

@@ -25,11 +25,9 @@ def read_rows(path):
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sweep")
-    out = sweep.run_sweep(tiny_sweep_config(), workdir, progress=False)
-    return workdir, out
+@pytest.fixture
+def finished(finished_sweep):
+    return finished_sweep
 
 
 def test_sweep_writes_every_output(finished):

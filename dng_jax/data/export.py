@@ -23,27 +23,32 @@ from dng_jax.io.labels import write_labels
 
 __all__ = ["SPLITS", "split_ids", "export"]
 
-SPLITS = ("test", "test_known", "test_unknown", "train", "cluster", "all")
+SPLITS = ("test", "test_known", "test_unknown", "val", "train", "cluster", "all")
 
 
-def split_ids(manifest: dict[str, str], split: str, n_test_per_type: int = 2, seed: int = 0) -> list[str]:
+def split_ids(manifest: dict[str, str], split: str, n_test_per_type: int = 2, seed: int = 0,
+              protocol: str = "paper", test_fraction: float = 0.1, val_fraction: float = 0.05) -> list[str]:
     """The ids of ``split`` (one of :data:`SPLITS`), as the training driver draws them."""
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split == "all":
         return sorted(manifest)
-    s = make_splits(manifest, n_test_per_type, seed)
-    return {"test": s.test_all, "test_known": s.test_known, "test_unknown": s.test_unknown,
+    try:
+        s = make_splits(manifest, n_test_per_type, seed, protocol, test_fraction, val_fraction)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return {"test": s.test_all, "test_known": s.test_known, "test_unknown": s.test_unknown, "val": s.val,
             "train": s.train_ct1, "cluster": s.cluster}[split]
 
 
 def export(out: str | os.PathLike, data: str | os.PathLike | None = None, split: str = "test",
-           n_test_per_type: int = 2, seed: int = 0, images: bool = True, progress: bool = True) -> list[str]:
+           n_test_per_type: int = 2, seed: int = 0, images: bool = True, progress: bool = True,
+           protocol: str = "paper", test_fraction: float = 0.1, val_fraction: float = 0.05) -> list[str]:
     """Write ``out/gt/<id>.png`` (and ``out/images/<id>.png``) for every image of ``split``; returns the ids."""
     out = Path(out)
     source = open_source(data)
     manifest = manifest_for(source, progress=progress)
-    ids = split_ids(manifest, split, n_test_per_type, seed)
+    ids = split_ids(manifest, split, n_test_per_type, seed, protocol, test_fraction, val_fraction)
     for sid in tqdm(ids, desc=f"export {split}", disable=not progress, leave=False):
         sample = source.load(sid)
         write_labels(out / "gt" / f"{sid}.png", sample.labels)
@@ -51,5 +56,5 @@ def export(out: str | os.PathLike, data: str | os.PathLike | None = None, split:
             atomic_write(out / "images" / f"{sid}.png",
                          lambda f, im=np.ascontiguousarray(sample.image): Image.fromarray(im).save(f, format="PNG"))
     atomic_write_text(out / "cell_types.json", json.dumps(
-        {"known_type": KNOWN_TYPE, "split": split, "cell_types": {i: manifest[i] for i in ids}}, indent=1) + "\n")
+        {"known_type": KNOWN_TYPE, "split": split, "protocol": protocol, "cell_types": {i: manifest[i] for i in ids}}, indent=1) + "\n")
     return ids

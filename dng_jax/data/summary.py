@@ -14,11 +14,11 @@ __all__ = ["summarize"]
 
 
 def summarize(path: str | os.PathLike | None = None, n_test_per_type: int = 2, seed: int = 0,
-              progress: bool = True) -> str:
+              progress: bool = True, protocol: str = "paper") -> str:
     """A table of images, test images and nuclei per cell type, and the sizes of the splits."""
     src = open_source(path)
     manifest = manifest_for(src, progress=progress)  # the training driver's manifest, so the splits match
-    splits = make_splits(manifest, n_test_per_type, seed)
+    splits = make_splits(manifest, n_test_per_type, seed, protocol)
     rows: dict[str, list] = defaultdict(list)
     for sid in src.ids():
         sample = src.load(sid)
@@ -33,6 +33,7 @@ def summarize(path: str | os.PathLike | None = None, n_test_per_type: int = 2, s
         tag = " (CT1, known)" if ctype == KNOWN_TYPE else ""
         lines.append(f"{ctype:16s} {len(r):6d} {len(splits.test.get(ctype, [])):5d} {nuc.sum():7d} "
                      f"{nuc.mean():10.1f} {px.mean():9.0f}{tag}")
-    lines += ["", f"CT1 training images: {len(splits.train_ct1)}   unlabeled clustering images: "
-              f"{len(splits.cluster)}   test images: {len(splits.test_all)} (seed {seed})"]
+    lines += ["", f"{protocol} protocol: CT1 training images {len(splits.train_ct1)}, CT1 validation images "
+              f"{len(splits.val)}, test images {len(splits.test_all)}, unlabeled clustering images "
+              f"{len(splits.cluster)} (seed {seed})"]
     return "\n".join(lines)

@@ -36,12 +36,13 @@ class ScoreTable(NamedTuple):
 
     @classmethod
     def from_per_image(cls, runs: Sequence[str], per_image: Sequence[Mapping[str, float]],
-                       types: Mapping[str, str]) -> ScoreTable:
-        """From one ``{image id: score}`` per run (the same images for every run)."""
-        ids = tuple(per_image[0]) if per_image else ()
+                       types: Mapping[str, str], ids: Sequence[str] | None = None) -> ScoreTable:
+        """From one ``{image id: score}`` per run (the same images for every run), columns in the order of
+        ``ids`` (default: the first run's)."""
+        ids = tuple(ids) if ids is not None else (tuple(per_image[0]) if per_image else ())
         for p in per_image:
-            if tuple(p) != ids:
-                raise ValueError("every run must score the same images in the same order")
+            if set(p) != set(ids):
+                raise ValueError("every run must score the same images")
         return cls(tuple(str(r) for r in runs), ids, tuple(types[i] for i in ids),
                    np.asarray([[p[i] for i in ids] for p in per_image], np.float64).reshape(len(per_image), len(ids)))
 

@@ -26,10 +26,12 @@ The work dir is locked while a sweep runs in it, and it holds one configuration 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -38,13 +40,14 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from PIL import Image
 
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
 from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
                             experiment_config)
 from dng_jax.data.dsb2018 import SampleCache, open_source
 from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, open_data
-from dng_jax.errors import ConfigError, ConfigMismatchError
+from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
@@ -54,8 +57,9 @@ from dng_jax.experiment.report import (plot_latent, plot_panels, read_sweep_scor
                                        write_test_set)
 from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
 from dng_jax.experiment.tsne import tsne
+from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
-from dng_jax.io.workdir import WorkdirLock, prepare_dir
+from dng_jax.io.workdir import WorkdirLock, prepare_dir, remove_stale_temp_files
 from dng_jax.metric_writers import MetricWriter, create_default_writer, keep_all
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
@@ -69,6 +73,10 @@ __all__ = ["SweepResult", "Configuration", "sweep_configurations", "run_sweep", 
 
 #: The sweep's progress lines; the command line shows them (``[sweep HH:MM:SS] ...``).
 log = logging.getLogger("dng_jax.sweep")
+
+#: Errors of the disk, not of a configuration: they stop the sweep (one line, exit 2) instead of failing
+#: every configuration in turn.
+FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM})
 
 
 def _read_json(path: Path) -> Any:
@@ -163,16 +171,46 @@ class Scoring(NamedTuple):
     cache: SampleCache
     scored: dict[str, list[str]]
     test: dict[str, list[str]]
-    types: dict[str, str]  # image id -> cell type
+    types: dict[str, str]  # image id -> cell type, in the order the images are scored
+
+    def table(self, runs, per_image) -> ScoreTable:
+        """A score table with the images in the scoring order, however the per-image dicts were stored."""
+        return ScoreTable.from_per_image(runs, per_image, self.types, ids=list(self.types))
 
 
 # ----------------------------------------------------------------------------------------- stage 1
 
 
+def _damaged(stage_dir: Path, legacy: tuple[str, ...] = (), **extra) -> list[str] | None:
+    """``None``: the stage is not done; ``[]``: done and intact; else what is wrong (logged, one line each).
+
+    ``legacy``: the files a stage made before done-markers existed (the last one was its marker); a work
+    dir of that version is adopted as it is: its checksums are recorded now."""
+    if stage.read_done(stage_dir) is None:
+        if legacy and all((stage_dir / f).is_file() for f in legacy):
+            stage.write_done(stage_dir, legacy, **extra)
+            log.info(f"{stage_dir}: recorded the checksums of a stage made before done-markers")
+            return []
+        return None
+    problems = stage.check(stage_dir)
+    for p in problems:
+        log.warning(f"{p}: computing {stage_dir.name} again")
+    return problems
+
+
 def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool):
-    """Train (or load) the baseline U-Net and score it; return (variables, model, metrics dict)."""
+    """Train (or load) the baseline U-Net and score it; return (variables, model, MAP dict).
+
+    The scores record the checkpoint step they came from: a rerun loads exactly that step, and when it is
+    gone the sweep stops (its results could not be recomputed without changing them)."""
     bdir = workdir / "baseline"
-    metrics_path, scores_path = bdir / "map.json", bdir / "scores.csv"
+    legacy_step = None
+    if stage.read_done(bdir) is None and (bdir / "map.json").exists() and (bdir / "checkpoints").is_dir():
+        steps = sorted(int(p.name) for p in (bdir / "checkpoints").iterdir() if p.name.isdigit())
+        legacy_step = steps[-1] if steps else None
+    damaged = _damaged(bdir, ("map.json", "scores.csv", "baseline.json"), checkpoint_step=legacy_step,
+                       checkpoint=cfg.sweep.checkpoint)
+    done = stage.read_done(bdir)
     if cfg.sweep.checkpoint:
         variables, model, trained = load_variables(cfg.sweep.checkpoint)
         diffs = differing_fields(trained, cfg, ("model.",) + SPLIT_FIELDS)
@@ -180,22 +218,33 @@ def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progr
             raise ConfigMismatchError(
                 f"sweep.checkpoint {cfg.sweep.checkpoint} was trained with another model or test split (differs "
                 f"in: {', '.join(diffs)}); a network trained on another split may have seen the test images")
-    elif (bdir / "checkpoints").exists() and metrics_path.exists():
-        variables, model, _ = load_variables(bdir)
+        step = None
+    elif done is not None and done.get("checkpoint_step") is not None:
+        step = int(done["checkpoint_step"])
+        step_dir = bdir / "checkpoints" / str(step)
+        if not step_dir.is_dir():
+            raise CheckpointError(f"{step_dir} is missing: the baseline this work dir's results come from; restore "
+                                  f"it, or use a new --workdir (another step would silently change the results)")
+        variables, model, _ = load_variables(step_dir)
     else:
-        log.info("stage 1: training the baseline segmentation network on CT1")
+        resuming = (bdir / "checkpoints").exists()
+        log.info("stage 1: " + ("resuming the baseline training from its checkpoints" if resuming else
+                                "training the baseline segmentation network on CT1"))
         state = train_and_evaluate(cfg, bdir, evaluate=False, progress=progress)
         variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
         model = make_model(cfg.model)
-    if metrics_path.exists() and scores_path.exists():
-        metrics = _read_json(metrics_path)
+        step = int(state.step)
+    if damaged == []:
+        metrics = _read_json(bdir / "map.json")
     else:
         res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool)
         res.write_json(bdir / "baseline.json")
         per_image = {k: v["score"] for k, v in res.per_image.items()}
-        write_scores(scores_path, ScoreTable.from_per_image(["baseline"], [per_image], scoring.types))
+        write_scores(bdir / "scores.csv", scoring.table(["baseline"], [per_image]))
         metrics = {**view_maps(per_image, scoring.test), "per_image": per_image}
-        _write_json(metrics_path, metrics)
+        _write_json(bdir / "map.json", metrics)
+        stage.write_done(bdir, ["map.json", "scores.csv", "baseline.json"], checkpoint_step=step,
+                         checkpoint=cfg.sweep.checkpoint)
     log.info(f"baseline MAP: known {metrics['map_known']:.3f}  unknown {metrics['map_unknown']:.3f}  "
              f"all {metrics['map_all']:.3f}")
     return variables, model, metrics
@@ -203,14 +252,15 @@ def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progr
 
 def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool) -> dict[str, float]:
     """The classical reference (no learning) on the same images; returns its MAPs."""
-    path = workdir / "classical" / "scores.csv"
-    if not path.exists():
+    cdir = workdir / "classical"
+    if _damaged(cdir, ("scores.csv",)) != []:
         log.info("classical reference (Otsu + distance-transform watershed) on the test images")
         res = score_predictions(lambda image: classical_instances(image, cfg.classical), scoring.cache,
                                 scoring.scored, progress=progress)
         per_image = {k: v["score"] for k, v in res.per_image.items()}
-        write_scores(path, ScoreTable.from_per_image(["classical"], [per_image], scoring.types))
-    table = read_scores(path)
+        write_scores(cdir / "scores.csv", scoring.table(["classical"], [per_image]))
+        stage.write_done(cdir, ["scores.csv"])
+    table = read_scores(cdir / "scores.csv")
     maps = view_maps(dict(zip(table.ids, table.scores[0])), scoring.test)
     log.info(f"classical MAP: known {maps['map_known']:.3f}  unknown {maps['map_unknown']:.3f}  "
              f"all {maps['map_all']:.3f}")
@@ -220,12 +270,19 @@ def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, prog
 # ----------------------------------------------------------------------------------------- stage 2
 
 
+CLUSTER_DATA_FILES = ("images.npy", "features.npy", "pca_mean.npy", "pca_components.npy", "sources.json",
+                      "latent.npy")
+
+
 def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, splits, variables, model,
                        progress: bool):
-    """``(images (memory-mapped), latent, sources)`` of the clustering images, computed once."""
+    """``(images (memory-mapped), latent, sources)`` of the clustering images, computed once.
+
+    Computed again when a file is damaged; when that gives other bytes than before (it should not: the
+    stage is seeded), every configuration is computed again too, since it was made from the old ones."""
     cdir = workdir / "cluster_data"
-    done = cdir / "latent.npy"
-    if not done.exists():
+    before = stage.read_done(cdir)
+    if _damaged(cdir, CLUSTER_DATA_FILES) != []:
         cc = cfg.cluster_data
         log.info(f"stage 2: drawing {cc.n_images} augmented {cc.crop_size}x{cc.crop_size} crops from "
                  f"{len(splits.cluster)} unlabeled images")
@@ -235,8 +292,13 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
         atomic_save_npy(cdir / "pca_mean.npy", np.asarray(data.pca.mean))
         atomic_save_npy(cdir / "pca_components.npy", np.asarray(data.pca.components))
         _write_json(cdir / "sources.json", data.sources)
-        atomic_save_npy(done, data.latent)  # written last: its presence marks the stage done
-    return np.load(cdir / "images.npy", mmap_mode="r"), np.load(done), _read_json(cdir / "sources.json")
+        atomic_save_npy(cdir / "latent.npy", data.latent)
+        stage.write_done(cdir, CLUSTER_DATA_FILES)  # written last: marks the stage done
+        if before is not None and not stage.same_files(before, stage.read_done(cdir), ("images.npy", "latent.npy")):
+            log.warning("the clustering data came out different from before: every configuration is computed again")
+            shutil.rmtree(workdir / "runs", ignore_errors=True)
+    return (np.load(cdir / "images.npy", mmap_mode="r"), np.load(cdir / "latent.npy"),
+            _read_json(cdir / "sources.json"))
 
 
 # ----------------------------------------------------------------------------------------- stage 3
@@ -247,14 +309,30 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
     """Cluster, retrain and evaluate every seed of one configuration; returns its result rows (and
     writes every run's per-image scores to ``scores.csv``)."""
     rdir = workdir / "runs" / conf.dirname
-    final = rdir / "results.json"
-    if final.exists():
-        return _read_json(final)
+    legacy = ("clustering.json", "pseudo_labels.npy", "scores.csv", "results.json")
+    before = stage.read_done(rdir)
+    damaged = _damaged(rdir, legacy + tuple(sorted(p.name for p in rdir.glob("chunk_*.json"))))
+    if damaged == []:
+        return _read_json(rdir / "results.json")
+    if damaged:  # keep what is intact, drop the damaged files and the summaries made from them
+        for name in [p.split(": ", 1)[0] for p in damaged] + [str(rdir / "results.json"), str(rdir / "scores.csv")]:
+            Path(name).unlink(missing_ok=True)
+        if not (rdir / "seed0_predictions.npz").exists():
+            (rdir / "chunk_0000.json").unlink(missing_ok=True)  # the chunk that draws seed 0's predictions
+        stage.remove_done(rdir)
     n_seeds = cfg.sweep.seeds
     labels_path = rdir / "pseudo_labels.npy"
+    labels = stats = None
     if labels_path.exists():
-        labels, stats = np.load(labels_path), _read_json(rdir / "clustering.json")
-    else:
+        try:
+            labels, stats = np.load(labels_path), _read_json(rdir / "clustering.json")
+        except (OSError, ValueError, EOFError) as e:
+            log.warning(f"{labels_path} or clustering.json cannot be read ({type(e).__name__}): clustering "
+                        f"{conf.dirname} again, and its runs")
+            for f in [labels_path, rdir / "clustering.json", *rdir.glob("chunk_*.json")]:
+                f.unlink(missing_ok=True)
+            labels = None
+    if labels is None:
         t0 = time.time()
         _, method = build_method(conf.name, conf.k, cfg.clustering)
         keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
@@ -265,6 +343,11 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                   "quant_error": float(res.quant_error[i])} for i in range(n_seeds)]
         _write_json(rdir / "clustering.json", stats)
         atomic_save_npy(labels_path, labels)
+        recorded = (before or {}).get("files", {}).get("pseudo_labels.npy")
+        if recorded is not None and recorded != stage.file_record(labels_path):
+            log.warning(f"{conf.dirname}: the clustering came out different from before: its runs are computed again")
+            for f in rdir.glob("chunk_*.json"):
+                f.unlink()
         log.info(f"{conf.method}({conf.k}): clustered {n_seeds} seeds in {time.time() - t0:.1f}s")
     n_classes = max(int(s["units"]) for s in stats)
     clf = EncoderClassifier(model.encoder, n_classes)
@@ -275,8 +358,16 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
         seeds = list(range(c0, min(c0 + chunk, n_seeds)))
         cpath = rdir / f"chunk_{c0:04d}.json"
         if cpath.exists():
-            rows += _read_json(cpath)
-            continue
+            try:
+                chunk_rows = _read_json(cpath)
+                if not (isinstance(chunk_rows, list) and [r["seed"] for r in chunk_rows] == seeds
+                        and all("per_image" in r for r in chunk_rows)):
+                    raise ValueError("not this chunk's rows")
+                rows += chunk_rows
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning(f"{cpath} cannot be read ({type(e).__name__}: {e}): computing its runs again")
+                cpath.unlink(missing_ok=True)
         writer = create_default_writer(rdir, "retrain_metrics", ("step", "run", "loss"), tensorboard=False,
                                        keep=lambda row, s=frozenset(seeds): int(row["run"]) not in s)
         key = jax.random.key(cfg.sweep.seed + 1)  # run i's randomness: fold_in(key, i), any chunking
@@ -309,14 +400,27 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                 atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
-    write_scores(rdir / "scores.csv", ScoreTable.from_per_image([r["seed"] for r in rows],
-                                                                [r["per_image"] for r in rows], scoring.types))
+    write_scores(rdir / "scores.csv", scoring.table([r["seed"] for r in rows], [r["per_image"] for r in rows]))
     rows = [{k: v for k, v in r.items() if k != "per_image"} for r in rows]
-    _write_json(final, rows)
+    _write_json(rdir / "results.json", rows)
+    files = ["clustering.json", "pseudo_labels.npy", "scores.csv", "results.json"]
+    files += sorted(p.name for p in rdir.glob("chunk_*.json"))
+    files += ["seed0_predictions.npz"] if (rdir / "seed0_predictions.npz").exists() else []
+    stage.write_done(rdir, files)
     return rows
 
 
 # ----------------------------------------------------------------------------------------- stage 4
+
+
+def _png_ok(path: Path) -> bool:
+    """A PNG that exists and decodes (a truncated figure is drawn again)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _panel_ids(cfg: ExperimentConfig, scoring: Scoring) -> list[str]:
@@ -329,7 +433,7 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
     paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)), read_sweep_scores(workdir),
                          n_boot=cfg.eval.n_boot, level=cfg.eval.level)
     fig2 = workdir / "fig2_latent_tsne.png"
-    if not fig2.exists():
+    if not _png_ok(fig2):
         m = min(cfg.report.tsne_points, latent.shape[0])
         sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
         emb = tsne(latent[sel], jax.random.key(0))
@@ -346,7 +450,7 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
         method, k = max(cands, key=lambda c: np.mean(by_cfg[c]))
         pred_path = workdir / "runs" / f"{method}_k{k}" / "seed0_predictions.npz"
         if pred_path.exists():
-            preds = np.load(pred_path)
+            preds = dict(np.load(pred_path))
             panels = []
             ev = scoring.evaluator
             for sid in [i for i in _panel_ids(cfg, scoring) if i in preds]:
@@ -381,6 +485,8 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
     workdir = prepare_dir(workdir)
     with WorkdirLock(workdir, "--workdir"):
         _check_workdir_config(workdir, cfg)
+        for path in remove_stale_temp_files(workdir):
+            log.info(f"removed {path}, left by an interrupted run")
         return _run(cfg, workdir, progress)
 
 
@@ -393,7 +499,7 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
     evaluator = SegmentationEvaluator.from_config(cfg)
     source, manifest, splits = open_data(cfg.data, workdir, progress)
     scored = scored_test(splits.test, splits.cluster, manifest, cfg.eval.wide_unknown and splits.protocol == "paper")
-    ids = [i for t in scored for i in scored[t]]
+    ids = list(scored.get(KNOWN_TYPE, [])) + [i for t in sorted(scored) if t != KNOWN_TYPE for i in scored[t]]
     write_test_set(workdir, splits.test, [i for t in sorted(scored) if t != KNOWN_TYPE for i in scored[t]]
                    if scored != splits.test else None)
     cache = SampleCache(source, ids)
@@ -419,12 +525,21 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
                 rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, scoring, progress)
             except KeyboardInterrupt:
                 raise
+            except OSError as e:
+                if e.errno in FATAL_ERRNOS:  # the disk, not the configuration: the others would fail too
+                    raise
+                failures[conf.dirname] = f"{type(e).__name__}: {e}"
+                log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
             except Exception as e:  # one failing configuration must not lose the others
                 failures[conf.dirname] = f"{type(e).__name__}: {e}"
                 log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
                 traceback.print_exc(file=sys.stderr)
             _timed(timings, next(event), "configuration", conf.dirname, t0)
-        _write_json(workdir / "failures.json", failures)
+        try:
+            _write_json(workdir / "failures.json", failures)
+        except OSError as e:
+            log.error(f"{workdir / 'failures.json'} could not be written ({e.strerror}); failed: "
+                      f"{', '.join(failures) or 'none'}")
         base = {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}
         t0 = time.time()
         paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, scoring)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dng_jax.errors import WorkdirBusyError, WorkdirError
 
-__all__ = ["prepare_dir", "check_output_file", "WorkdirLock"]
+__all__ = ["prepare_dir", "check_output_file", "WorkdirLock", "remove_stale_temp_files"]
 
 
 def _reason(e: OSError) -> str:
@@ -101,3 +101,17 @@ class WorkdirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files a killed run left behind (:mod:`dng_jax.io.atomic` writes
+    through them). Call it holding the work dir's lock: then no other process is writing one."""
+    removed = []
+    for p in Path(workdir).rglob(".*.tmp"):
+        if p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,22 @@ def _quiet_absl(enabled: bool = True):
         logger.setLevel(level)
 
 
+def _write_error(path: Path, e: BaseException) -> BaseException:
+    """A failed checkpoint write as one line naming the path; an OS error (disk full, read-only) keeps its
+    errno, also when orbax / TensorStore report it inside another exception's text (``os_error_code``)."""
+    cause = e
+    while cause.__cause__ is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__
+    code = cause.errno if isinstance(cause, OSError) else None
+    if code is None:
+        m = re.search(r"os_error_code='?(\d+)", str(e))
+        code = int(m.group(1)) if m else None
+    if code is not None:
+        return OSError(code, f"{os.strerror(code)} (writing a checkpoint; free space and rerun: it resumes from the last complete checkpoint)",
+                       str(path))
+    return CheckpointError(f"{path}: writing the checkpoint failed ({type(e).__name__}: {e})")
+
+
 class Checkpointer:
     """Thin wrapper around ``orbax.checkpoint.CheckpointManager`` for (state, meta) checkpoints."""
 
@@ -66,7 +83,11 @@ class Checkpointer:
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"no checkpoint directory at {self.directory}")
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                               read_only=read_only, save_interval_steps=0 if read_only else 1)
+                                               read_only=read_only, save_interval_steps=0 if read_only else 1,
+                                               cleanup_tmp_directories=not read_only,
+                                               # synchronous: a failed write (disk full) is one exception here,
+                                               # not pages of errors from orbax's background threads
+                                               enable_async_checkpointing=False)
         try:
             with _quiet_absl(read_only):  # orbax warns that a read-only manager is read-only
                 self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
@@ -90,10 +111,16 @@ class Checkpointer:
         if step in self.manager.all_steps():
             return False  # already saved (e.g. final save right after a periodic one)
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {}))
-        return self.manager.save(int(step), args=args, force=force)
+        try:
+            return self.manager.save(int(step), args=args, force=force)
+        except Exception as e:  # noqa: BLE001 - a full or read-only disk surfaces here (or in wait)
+            raise _write_error(self.step_path(step), e) from e
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise _write_error(self.directory, e) from e
 
     def close(self) -> None:
         self.manager.close()

@@ -1,0 +1,80 @@
+"""Stage outputs that can be trusted on resume: a done-marker records what a stage wrote.
+
+A stage writes its files (atomically), then ``done.json`` last: the size and SHA-256 of every file, plus
+whatever the stage wants to remember (e.g. the checkpoint step its results came from). A rerun calls
+:func:`check` before reusing the stage: a file that is missing, truncated or changed is named, and the
+stage is computed again; a stage that is deterministic writes the same bytes again, so the stages that
+depend on it stay valid (:func:`same_files` tells).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dng_jax.io.atomic import atomic_write_text
+
+__all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "same_files", "remove_done"]
+
+MARKER = "done.json"
+
+
+def file_record(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": hex}`` of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+
+def write_done(stage_dir: str | os.PathLike, files: Iterable[str | os.PathLike], **extra: Any) -> None:
+    """Record ``files`` (inside ``stage_dir``) and ``extra`` in ``stage_dir/done.json``; call it last."""
+    d = Path(stage_dir)
+    records = {str(Path(f).relative_to(d) if Path(f).is_absolute() else f): file_record(d / f) for f in files}
+    atomic_write_text(d / MARKER, json.dumps({"files": records, **extra}, indent=1, sort_keys=True) + "\n")
+
+
+def read_done(stage_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The marker's content, or None when there is none or it cannot be read (then: not done)."""
+    try:
+        doc = json.loads((Path(stage_dir) / MARKER).read_text())
+        return doc if isinstance(doc, dict) and isinstance(doc.get("files"), dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def check(stage_dir: str | os.PathLike) -> list[str]:
+    """What is wrong with a done stage's files (``[]``: every file as recorded). A missing or unreadable
+    marker is one problem: the stage is not done."""
+    d = Path(stage_dir)
+    doc = read_done(d)
+    if doc is None:
+        return [f"{d / MARKER}: missing or unreadable (the stage did not finish)"]
+    problems = []
+    for name, rec in doc["files"].items():
+        p = d / name
+        if not p.is_file():
+            problems.append(f"{p}: missing")
+            continue
+        size = p.stat().st_size
+        if size != rec.get("size"):
+            problems.append(f"{p}: {size} bytes, {rec.get('size')} were written (truncated or replaced)")
+        elif file_record(p)["sha256"] != rec.get("sha256"):
+            problems.append(f"{p}: its content changed since it was written")
+    return problems
+
+
+def same_files(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, names: Iterable[str]) -> bool:
+    """Whether two markers record the same bytes for ``names`` (a recomputed stage gave the same result)."""
+    if old is None or new is None:
+        return False
+    return all(old["files"].get(n) == new["files"].get(n) and n in new["files"] for n in names)
+
+
+def remove_done(stage_dir: str | os.PathLike) -> None:
+    (Path(stage_dir) / MARKER).unlink(missing_ok=True)
