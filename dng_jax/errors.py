@@ -15,6 +15,7 @@ __all__ = [
     "InputError",
     "WorkdirError",
     "WorkdirBusyError",
+    "WorkerError",
     "USER_ERRORS",
 ]
 
@@ -51,6 +52,10 @@ class WorkdirBusyError(WorkdirError):
     """Another process holds the work dir's lock."""
 
 
+class WorkerError(RuntimeError):
+    """A worker process died (killed, out of memory); the message says what to do."""
+
+
 #: Printed as one line, exit status 2, by every command.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, ConfigError, EvaluationError,
-                                                 InputError, WorkdirError)
+                                                 InputError, WorkdirError, WorkerError)

@@ -33,7 +33,7 @@ import numpy as np
 from dng_jax import cli
 from dng_jax.errors import InputError
 from dng_jax.evaluation.folders import evaluate_dirs
-from dng_jax.evaluation.statistics import MIN_N, bootstrap_mean, paired_comparison
+from dng_jax.evaluation.statistics import MIN_N, MIN_PER_STRATUM, bootstrap_mean, paired_comparison
 from dng_jax.io.atomic import atomic_write_text
 from dng_jax.io.workdir import check_output_file
 
@@ -42,7 +42,8 @@ def _parser() -> cli.ArgumentParser:
     ap = cli.make_parser("python -m dng_jax.evaluate", __doc__)
     ap.add_argument("--gt", required=True, help="folder of ground-truth label images (16-bit PNG/TIFF)")
     ap.add_argument("--pred", required=True, help="folder of predicted label images (16-bit PNG/TIFF)")
-    ap.add_argument("--json", metavar="OUT", help="write {map, n_images, per_image} to this file (atomically)")
+    ap.add_argument("--json", metavar="OUT", help="write {map, interval, n_images, per_image} (and compare, with --compare) to this file "
+                         "(atomically)")
     ap.add_argument("--allow-missing", action="store_true",
                     help="score a ground-truth image without a prediction as an empty prediction")
     ap.add_argument("--ignore-extra", action="store_true",
@@ -101,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   ignore_extra=args.ignore_extra, progress=None if args.progress else False)
             pc = paired_comparison(values, np.array([other[n] for n in names]), strata, n_boot=args.n_boot)
             verdict = ("better" if pc.better else "worse" if pc.worse_than else
-                       "no difference shown" if pc.n >= MIN_N else f"too few images (< {MIN_N}) to tell")
+                       "no difference shown" if pc.decisive else
+                       f"too few images to tell (< {MIN_N}, or < {MIN_PER_STRATUM} of a cell type)")
             print(f"{args.compare} - {args.pred}: {pc.diff.estimate:+.4f} [{pc.diff.low:+.4f}, {pc.diff.high:+.4f}] "
                   f"(mAP {pc.mean_b:.4f} vs {pc.mean_a:.4f}); improved on {pc.improved:.0%} of the images, worse on "
                   f"{pc.worse:.0%}; Wilcoxon p = {pc.p_wilcoxon:.3g}: {verdict}")

@@ -8,7 +8,7 @@ example:
 Kaggle ships one mask PNG per nucleus; this writes, for every image of a split, OUTPUT/gt/<id>.png
 (16-bit instance labels, 0 = background) and OUTPUT/images/<id>.png (the RGB input), plus
 OUTPUT/cell_types.json (id -> type; evaluate reads it to resample within cell types). Splits are the
-training driver's (--protocol, --n-test-per-type, --test-fraction, --val-fraction and --seed as in
+training driver's (--protocol, default wide as in configs/default.py and cpu_real.py; --n-test-per-type, --test-fraction, --val-fraction and --seed as in
 config.data; --split val is the wide protocol's validation set). Exit status 2 on unreadable data, a bad flag or an unusable output folder.
 """
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     cli.add_output_flag(p, "output folder (gets gt/, images/, cell_types.json)")
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which images")
-    p.add_argument("--protocol", choices=("paper", "wide"), default="paper",
+    p.add_argument("--protocol", choices=("paper", "wide"), default="wide",
                    help="paper: n test images per type; wide: a CT1 test and validation set, every non-CT1 image")
     p.add_argument("--n-test-per-type", type=int, default=2, help="paper protocol: test images per cell type")
     p.add_argument("--test-fraction", type=float, default=0.1, help="wide protocol: share of CT1 tested")

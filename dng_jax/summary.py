@@ -19,7 +19,8 @@ from dng_jax.errors import InputError
 def main(argv=None) -> int:
     p = cli.make_parser("python -m dng_jax.summary", __doc__)
     p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
-    p.add_argument("--protocol", choices=("paper", "wide"), default="paper", help="the test split to show")
+    p.add_argument("--protocol", choices=("paper", "wide"), default="wide",
+                   help="the test split to show (wide: the default of configs/default.py and cpu_real.py)")
     p.add_argument("--n-test-per-type", type=int, default=2, help="paper protocol: test images per cell type")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split")
     cli.add_progress_flag(p)

@@ -43,7 +43,7 @@ def test_export_cli_errors(tmp_path, capsys):
 
 
 def test_export_cli_labels_only(tmp_path):
-    assert export_labels.main(["--out", str(tmp_path), "--split", "test_known", "--no-images"]) == 0
+    assert export_labels.main(["--out", str(tmp_path), "--split", "test_known", "--protocol", "paper", "--no-images"]) == 0
     assert len(list((tmp_path / "gt").glob("*.png"))) == 2 and not (tmp_path / "images").exists()
 
 

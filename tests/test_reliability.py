@@ -9,14 +9,16 @@ faults and outcomes is docs/reliability.md.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from conftest import tiny_sweep_config
 
 from dng_jax import cli
-from dng_jax.errors import CheckpointError, ConfigMismatchError
+from dng_jax.errors import CheckpointError, ConfigMismatchError, WorkerError
 from dng_jax.experiment import sweep
 from dng_jax.segmentation.checkpointing import Checkpointer
 
@@ -63,6 +65,93 @@ def test_deleted_files_are_recomputed_too(damaged, caplog):
     with caplog.at_level(logging.WARNING, logger="dng_jax.sweep"):
         rerun()
     assert any("clustering.json: missing" in r.getMessage() for r in caplog.records)
+
+
+def _no_retraining(monkeypatch):
+    """Make retraining fail loudly: the rerun must reuse every run."""
+    def forbidden(*_, **__):
+        raise AssertionError("a run was retrained")
+
+    monkeypatch.setattr(sweep, "retrain_runs", forbidden)
+
+
+def test_an_intact_work_dir_recomputes_nothing(damaged, monkeypatch, caplog):
+    """The baseline restored from its checkpoint is the network the later stages recorded."""
+    wd, rerun = damaged
+    _no_retraining(monkeypatch)
+    monkeypatch.setattr(sweep, "extract_cluster_data", lambda *_: pytest.fail("cluster data recomputed"))
+    with caplog.at_level(logging.WARNING, logger="dng_jax.sweep"):
+        rerun()
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_lost_clustering_stats_keep_the_runs(damaged, monkeypatch):
+    """clustering.json deleted: the seeded clustering gives the same labels, so no run is retrained."""
+    wd, rerun = damaged
+    (wd / "runs" / "ng_k2" / "clustering.json").unlink()
+    _no_retraining(monkeypatch)
+    rerun()
+
+
+def test_killed_while_clustering_again_keeps_the_record(damaged, monkeypatch):
+    """The old marker stays until the configuration is done again, so a second rerun can still compare the
+    new labels with the old ones and keep the runs."""
+    wd, rerun = damaged
+    (wd / "runs" / "ng_k2" / "clustering.json").unlink()
+    real = sweep.run_method
+
+    def killed(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_method", killed)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
+    monkeypatch.setattr(sweep, "run_method", real)
+    _no_retraining(monkeypatch)
+    rerun()
+
+
+@pytest.mark.parametrize("marker,field,what", [("cluster_data", "baseline", "another baseline network"),
+                                               ("runs/kmc_k2", "upstream", "other clustering data")])
+def test_a_stage_made_from_other_inputs_is_computed_again(damaged, caplog, marker, field, what):
+    """A marker that names another baseline (or other clustering data) than the one at hand."""
+    wd, rerun = damaged
+    path = wd / marker / "done.json"
+    doc = json.loads(path.read_text())
+    assert doc[field]
+    path.write_text(json.dumps({**doc, field: "0" * 64}))
+    with caplog.at_level(logging.WARNING, logger="dng_jax.sweep"):
+        rerun()
+    assert any(what in r.getMessage() for r in caplog.records)
+
+
+def test_an_old_stage_with_an_unreadable_file_is_not_adopted(damaged):
+    """A stage without a marker (made before markers existed) is adopted only when its files load."""
+    wd, rerun = damaged
+    (wd / "runs" / "kmc_k2" / "done.json").unlink()
+    _truncate(wd / "runs" / "kmc_k2" / "results.json")
+    rerun()
+
+
+def test_an_unreadable_method_files_record_is_named(damaged):
+    wd, _ = damaged
+    (wd / "method_files.json").write_text("{")
+    with pytest.raises(ConfigMismatchError, match="method_files.json cannot be read"):
+        sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
+
+
+def test_a_dead_scoring_worker_stops_the_sweep_with_one_line(damaged, monkeypatch, capsys):
+    wd, _ = damaged
+    shutil.rmtree(wd / "runs" / "ng_k2")
+
+    def broken(*_, **__):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(sweep, "stage_configuration", broken)
+    with pytest.raises(WorkerError, match="rerun the same command"):
+        sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
+    rc = cli.run_command(lambda: sweep.run_sweep(tiny_sweep_config(), wd, progress=False))
+    assert rc == 2 and capsys.readouterr().err.count("\n") == 1
 
 
 def test_a_truncated_figure_is_drawn_again(damaged):

@@ -73,5 +73,21 @@ def test_no_verdict_from_few_images():
     few = paired_comparison(a, a + 0.5)
     assert few.diff.low == pytest.approx(0.5) and not few.better  # degenerate interval, no verdict
     assert paired_comparison(np.zeros(MIN_N), np.full(MIN_N, 0.5)).better
+    # 20 images, but 10 strata of 2 (the paper protocol): resampling 2 images halves a stratum's variance
+    pairs = np.repeat(np.arange(10), 2)
+    thin = paired_comparison(np.zeros(20), np.full(20, 0.5), pairs)
+    assert thin.smallest == 2 and not thin.decisive and not thin.better
+    assert paired_comparison(np.zeros(20), np.full(20, 0.5), pairs // 5).better  # 2 strata of 10
     with pytest.raises(ValueError, match="one length"):
         paired_comparison(np.zeros(3), np.zeros(4))
+
+
+def test_rounding_of_seed_means_is_a_tie():
+    """The same scores averaged over seeds in another order differ in the last bit: not an improvement."""
+    rng = np.random.default_rng(1)
+    seeds = rng.uniform(0, 1, (3, 50))
+    base = seeds.mean(axis=0)
+    runs = (seeds[2] + seeds[0] + seeds[1]) / 3
+    assert np.any(runs != base)  # float rounding: the premise of the test
+    pc = paired_comparison(base, runs)
+    assert pc.improved == pc.worse == 0.0 and pc.p_wilcoxon == 1.0 and pc.diff.estimate == 0.0

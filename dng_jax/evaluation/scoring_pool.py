@@ -5,8 +5,10 @@ instances (:func:`~dng_jax.segmentation.postprocess.probs_to_instances`) and sco
 (:func:`~dng_jax.evaluation.metrics.image_score`) is NumPy / scikit-image work that a pool of worker
 processes does meanwhile. Every worker gets the ground truth of the test images once, when it starts;
 a task is ``(image id, softmax)``. Results are exactly the serial path's (the same functions on the same
-arrays). This module imports no JAX, so the workers start quickly ("spawn": no fork of a multithreaded
-JAX process).
+arrays). Workers are started with "spawn" (no fork of a multithreaded JAX process). This module imports
+no JAX itself, but spawn imports the parent's ``__main__`` module again in each worker, so under
+``python -m dng_jax.sweep`` a worker does import JAX once when it starts (a few seconds): the sweep
+makes one pool for all its scoring stages; the training driver makes one per validation pass.
 """
 
 from __future__ import annotations

@@ -10,8 +10,12 @@ methods on the same images, the difference taken per image.
   (the same resampled images for both), the share of images that improved / got worse, and the
   Wilcoxon signed-rank p-value (two-sided; zero differences dropped, scipy's default).
 
-No verdict is drawn from fewer than :data:`MIN_N` images: a bootstrap of one or two images is degenerate
-(a single image's interval is the point itself), so ``better`` / ``worse_than`` stay False there.
+No verdict is drawn from fewer than :data:`MIN_N` images, nor when a stratum has fewer than
+:data:`MIN_PER_STRATUM`: a bootstrap of one or two images is degenerate (a single image's interval is the
+point itself), and resampling a stratum of 2 halves its variance, so the interval would be too narrow
+(the paper protocol's 2 images per type); ``better`` / ``worse_than`` stay False there. Differences
+smaller than :data:`TIE` (float rounding of seed averages) count as ties: not improved, not worse, and
+dropped by the Wilcoxon test.
 
 Resampling is vectorised: for every stratum ``rng.integers(0, n_s, (n_boot, n_s))`` in sorted stratum
 order from one ``np.random.default_rng(seed)``, so a result is reproducible from its seed.
@@ -26,11 +30,13 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["Interval", "PairedComparison", "bootstrap_indices", "bootstrap_mean", "paired_comparison",
-           "N_BOOT", "LEVEL", "MIN_N"]
+           "N_BOOT", "LEVEL", "MIN_N", "MIN_PER_STRATUM", "TIE"]
 
 N_BOOT = 2000
 LEVEL = 0.95
 MIN_N = 10  # fewest images a "better" / "worse" verdict is drawn from
+MIN_PER_STRATUM = 5  # ... and fewest images in any one stratum (cell type)
+TIE = 1e-9  # |b - a| below this is a tie (scores are in [0, 1]; seed means round differently)
 
 
 class Interval(NamedTuple):
@@ -52,16 +58,22 @@ class PairedComparison(NamedTuple):
     improved: float  # share of images with b > a
     worse: float  # share of images with b < a
     p_wilcoxon: float
+    smallest: int = 0  # images in the smallest stratum (``n`` without strata)
+
+    @property
+    def decisive(self) -> bool:
+        """Enough images for a verdict: ``n >= MIN_N`` and every stratum ``>= MIN_PER_STRATUM``."""
+        return self.n >= MIN_N and self.smallest >= MIN_PER_STRATUM
 
     @property
     def better(self) -> bool:
-        """``b`` beats ``a``: the whole interval of the difference lies above 0 (and n >= MIN_N)."""
-        return self.n >= MIN_N and self.diff.low > 0
+        """``b`` beats ``a``: the whole interval of the difference lies above 0 (and :attr:`decisive`)."""
+        return self.decisive and self.diff.low > 0
 
     @property
     def worse_than(self) -> bool:
-        """``b`` loses to ``a``: the whole interval lies below 0 (and n >= MIN_N)."""
-        return self.n >= MIN_N and self.diff.high < 0
+        """``b`` loses to ``a``: the whole interval lies below 0 (and :attr:`decisive`)."""
+        return self.decisive and self.diff.high < 0
 
 
 def bootstrap_indices(strata: Sequence, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
@@ -110,6 +122,9 @@ def paired_comparison(a, b, strata=None, *, n_boot: int = N_BOOT, seed: int = 0,
         nan = float("nan")
         return PairedComparison(0, nan, nan, Interval(nan, nan, nan), nan, nan, nan)
     d = b - a
+    d[np.abs(d) < TIE] = 0.0
+    smallest = int(a.size) if strata is None else int(np.unique(np.asarray(strata), return_counts=True)[1].min())
     return PairedComparison(n=int(a.size), mean_a=float(a.mean()), mean_b=float(b.mean()),
                             diff=bootstrap_mean(d, strata, n_boot=n_boot, seed=seed, level=level),
-                            improved=float(np.mean(d > 0)), worse=float(np.mean(d < 0)), p_wilcoxon=_wilcoxon(d))
+                            improved=float(np.mean(d > 0)), worse=float(np.mean(d < 0)), p_wilcoxon=_wilcoxon(d),
+                            smallest=smallest)

@@ -19,7 +19,7 @@ import numpy as np
 
 from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.evaluation.scores import ScoreTable
-from dng_jax.evaluation.statistics import MIN_N, Interval, PairedComparison, bootstrap_mean, paired_comparison
+from dng_jax.evaluation.statistics import MIN_N, MIN_PER_STRATUM, Interval, PairedComparison, bootstrap_mean, paired_comparison
 from dng_jax.io.atomic import atomic_write_text
 
 __all__ = ["SweepScores", "Comparison", "test_groups", "compare_all", "group_intervals", "differences_markdown",
@@ -118,7 +118,7 @@ def differences_markdown(comparisons: Sequence[Comparison], groups: Mapping[str,
             f"over the images with its {level:.0%} bootstrap interval ({n_boot} resamples of the images within "
             f"cell types); improved = share of images with a higher score; p = Wilcoxon signed-rank test. "
             f"✓ = the interval lies above 0 (beats the baseline), ✗ = below; no mark with fewer than {MIN_N} "
-            f"images.\n\n"
+            f"images or fewer than {MIN_PER_STRATUM} of a cell type.\n\n"
             + "\n".join(lines) + f"\n\n{summary}\n")
 
 

@@ -339,11 +339,22 @@ def read_sweep_scores(workdir) -> SweepScores | None:
                        test=test_set["test"], every_unknown=test_set.get("every_unknown"))
 
 
-def rebuild_report(workdir, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
+def _saved_statistics(workdir: Path) -> tuple[int, float]:
+    """``(eval.n_boot, eval.level)`` the sweep in ``workdir`` used (its ``sweep_config.json``), else 2000, 0.95."""
+    try:
+        ev = json.loads((workdir / "sweep_config.json").read_text())["eval"]
+        return int(ev["n_boot"]), float(ev["level"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 2000, 0.95
+
+
+def rebuild_report(workdir, *, n_boot: int | None = None, level: float | None = None) -> list[Path]:
     """Re-make ``results.csv``, ``table1.md`` (with its statistics) and Figs. 6-8 of a finished (or
     partly finished) sweep from its ``results.csv``, ``baseline/map.json``, the per-image
-    ``scores.csv`` files and ``sweep_config.json``; returns the paths."""
+    ``scores.csv`` files and ``sweep_config.json``; returns the paths. ``n_boot`` / ``level`` default to
+    the sweep's own (``eval.n_boot``, ``eval.level``), so the rebuilt table is the sweep's."""
     wd = Path(workdir)
+    saved_n_boot, saved_level = _saved_statistics(wd)
     try:
         rows = read_results_csv(wd / "results.csv")
         baseline = json.loads((wd / "baseline" / "map.json").read_text())
@@ -351,4 +362,5 @@ def rebuild_report(workdir, *, n_boot: int = 2000, level: float = 0.95) -> list[
         scores = read_sweep_scores(wd)
     except (OSError, KeyError, ValueError, TypeError, DataError) as e:
         raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
-    return write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot, level=level)
+    return write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot or saved_n_boot,
+                        level=level or saved_level)

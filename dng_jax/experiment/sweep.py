@@ -35,6 +35,7 @@ import shutil
 import sys
 import time
 import traceback
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,7 +48,7 @@ from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, compara
                             experiment_config)
 from dng_jax.data.dsb2018 import SampleCache, open_source
 from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, open_data
-from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
+from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError, WorkerError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
@@ -136,7 +137,8 @@ def _check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
             _write_json(workdir / "method_files.json", _method_files(cfg))
         return
     try:
-        saved = comparable(experiment_config(_read_json(path)))
+        raw = _read_json(path)
+        saved = comparable(experiment_config(raw))
     except (ValueError, ConfigError) as e:
         raise ConfigMismatchError(f"{path} is not a readable sweep configuration ({e}); use a new --workdir") from None
     diffs = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -144,9 +146,15 @@ def _check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
         raise ConfigMismatchError(
             f"{workdir} holds a sweep made with another configuration (differs in: {', '.join(diffs)}); "
             f"rerun with the same config or use a new --workdir")
+    if raw != json.loads(json.dumps(as_dict(cfg), default=_json_default)):  # a volatile field changed
+        _write_json(path, as_dict(cfg))  # the latest values (e.g. eval.n_boot, which `report` reuses)
     files_path = workdir / "method_files.json"
     files = _method_files(cfg)
-    saved_files = _read_json(files_path) if files_path.exists() else {}
+    try:
+        saved_files = _read_json(files_path) if files_path.exists() else {}
+    except (OSError, ValueError) as e:
+        raise ConfigMismatchError(f"{files_path} cannot be read ({e}); it records which method files the runs "
+                                  f"came from: restore it or use a new --workdir") from None
     changed = sorted(m for m in files if m in saved_files and saved_files[m] != files[m])
     if changed:
         raise ConfigMismatchError(
@@ -185,9 +193,9 @@ def _damaged(stage_dir: Path, legacy: tuple[str, ...] = (), **extra) -> list[str
     """``None``: the stage is not done; ``[]``: done and intact; else what is wrong (logged, one line each).
 
     ``legacy``: the files a stage made before done-markers existed (the last one was its marker); a work
-    dir of that version is adopted as it is: its checksums are recorded now."""
+    dir of that version is adopted when every such file loads whole: its checksums are recorded now."""
     if stage.read_done(stage_dir) is None:
-        if legacy and all((stage_dir / f).is_file() for f in legacy):
+        if legacy and all(stage.readable(stage_dir / f) for f in legacy):
             stage.write_done(stage_dir, legacy, **extra)
             log.info(f"{stage_dir}: recorded the checksums of a stage made before done-markers")
             return []
@@ -275,14 +283,21 @@ CLUSTER_DATA_FILES = ("images.npy", "features.npy", "pca_mean.npy", "pca_compone
 
 
 def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, splits, variables, model,
-                       progress: bool):
-    """``(images (memory-mapped), latent, sources)`` of the clustering images, computed once.
+                       progress: bool, baseline_id: str):
+    """``(images (memory-mapped), latent, sources, upstream)`` of the clustering images, computed once.
 
-    Computed again when a file is damaged; when that gives other bytes than before (it should not: the
-    stage is seeded), every configuration is computed again too, since it was made from the old ones."""
+    ``baseline_id`` names the baseline network (:func:`~dng_jax.io.stage.array_digest` of its variables);
+    the marker records it, so data made from another baseline (one trained again after its checkpoints
+    were lost) is computed again. Computed again when a file is damaged; when that gives other bytes than
+    before (it should not: the stage is seeded), every configuration is computed again too, since it was
+    made from the old ones. ``upstream`` names these bytes for the configurations' markers."""
     cdir = workdir / "cluster_data"
     before = stage.read_done(cdir)
-    if _damaged(cdir, CLUSTER_DATA_FILES) != []:
+    damaged = _damaged(cdir, CLUSTER_DATA_FILES, baseline=baseline_id)
+    if damaged == [] and stage.read_done(cdir).get("baseline", baseline_id) != baseline_id:
+        log.warning(f"{cdir} was made from another baseline network: computing it again")
+        damaged = ["baseline"]
+    if damaged != []:
         cc = cfg.cluster_data
         log.info(f"stage 2: drawing {cc.n_images} augmented {cc.crop_size}x{cc.crop_size} crops from "
                  f"{len(splits.cluster)} unlabeled images")
@@ -293,25 +308,37 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
         atomic_save_npy(cdir / "pca_components.npy", np.asarray(data.pca.components))
         _write_json(cdir / "sources.json", data.sources)
         atomic_save_npy(cdir / "latent.npy", data.latent)
-        stage.write_done(cdir, CLUSTER_DATA_FILES)  # written last: marks the stage done
-        if before is not None and not stage.same_files(before, stage.read_done(cdir), ("images.npy", "latent.npy")):
+        if before is not None and any(before["files"].get(n) != stage.file_record(cdir / n)
+                                      for n in ("images.npy", "latent.npy")):
             log.warning("the clustering data came out different from before: every configuration is computed again")
-            shutil.rmtree(workdir / "runs", ignore_errors=True)
+            shutil.rmtree(workdir / "runs", ignore_errors=True)  # before the marker: a kill here is redone
+        stage.write_done(cdir, CLUSTER_DATA_FILES, baseline=baseline_id)  # written last: marks the stage done
+    done = stage.read_done(cdir)
+    upstream = hashlib.sha256(json.dumps([done["files"][n] for n in ("images.npy", "latent.npy")],
+                                         sort_keys=True).encode()).hexdigest()
     return (np.load(cdir / "images.npy", mmap_mode="r"), np.load(cdir / "latent.npy"),
-            _read_json(cdir / "sources.json"))
+            _read_json(cdir / "sources.json"), upstream)
 
 
 # ----------------------------------------------------------------------------------------- stage 3
 
 
 def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuration, images, latent, variables,
-                        model, scoring: Scoring, progress: bool) -> list[dict]:
+                        model, scoring: Scoring, progress: bool, upstream: str | None = None) -> list[dict]:
     """Cluster, retrain and evaluate every seed of one configuration; returns its result rows (and
-    writes every run's per-image scores to ``scores.csv``)."""
+    writes every run's per-image scores to ``scores.csv``).
+
+    ``upstream`` names the clustering data (and through it the baseline) the runs are made from; a
+    configuration whose marker names other data is computed again. On damage the old marker stays until
+    the stage is done again, so a rerun interrupted half-way still knows what the old runs were made of."""
     rdir = workdir / "runs" / conf.dirname
     legacy = ("clustering.json", "pseudo_labels.npy", "scores.csv", "results.json")
     before = stage.read_done(rdir)
-    damaged = _damaged(rdir, legacy + tuple(sorted(p.name for p in rdir.glob("chunk_*.json"))))
+    if before is not None and before.get("upstream", upstream) != upstream:
+        log.warning(f"{rdir} was made from other clustering data: computing it again")
+        shutil.rmtree(rdir)
+        before = None
+    damaged = _damaged(rdir, legacy + tuple(sorted(p.name for p in rdir.glob("chunk_*.json"))), upstream=upstream)
     if damaged == []:
         return _read_json(rdir / "results.json")
     if damaged:  # keep what is intact, drop the damaged files and the summaries made from them
@@ -319,7 +346,6 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             Path(name).unlink(missing_ok=True)
         if not (rdir / "seed0_predictions.npz").exists():
             (rdir / "chunk_0000.json").unlink(missing_ok=True)  # the chunk that draws seed 0's predictions
-        stage.remove_done(rdir)
     n_seeds = cfg.sweep.seeds
     labels_path = rdir / "pseudo_labels.npy"
     labels = stats = None
@@ -328,8 +354,8 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             labels, stats = np.load(labels_path), _read_json(rdir / "clustering.json")
         except (OSError, ValueError, EOFError) as e:
             log.warning(f"{labels_path} or clustering.json cannot be read ({type(e).__name__}): clustering "
-                        f"{conf.dirname} again, and its runs")
-            for f in [labels_path, rdir / "clustering.json", *rdir.glob("chunk_*.json")]:
+                        f"{conf.dirname} again (its runs are kept if the labels come out the same)")
+            for f in [labels_path, rdir / "clustering.json"]:
                 f.unlink(missing_ok=True)
             labels = None
     if labels is None:
@@ -344,9 +370,11 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
         _write_json(rdir / "clustering.json", stats)
         atomic_save_npy(labels_path, labels)
         recorded = (before or {}).get("files", {}).get("pseudo_labels.npy")
-        if recorded is not None and recorded != stage.file_record(labels_path):
-            log.warning(f"{conf.dirname}: the clustering came out different from before: its runs are computed again")
-            for f in rdir.glob("chunk_*.json"):
+        stale = sorted(rdir.glob("chunk_*.json"))
+        if stale and recorded != stage.file_record(labels_path):  # other labels, or none recorded to compare
+            log.warning(f"{conf.dirname}: the clustering came out different from before (or its record is lost): "
+                        f"its runs are computed again")
+            for f in stale:
                 f.unlink()
         log.info(f"{conf.method}({conf.k}): clustered {n_seeds} seeds in {time.time() - t0:.1f}s")
     n_classes = max(int(s["units"]) for s in stats)
@@ -406,7 +434,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
     files = ["clustering.json", "pseudo_labels.npy", "scores.csv", "results.json"]
     files += sorted(p.name for p in rdir.glob("chunk_*.json"))
     files += ["seed0_predictions.npz"] if (rdir / "seed0_predictions.npz").exists() else []
-    stage.write_done(rdir, files)
+    stage.write_done(rdir, files, upstream=upstream)
     return rows
 
 
@@ -512,8 +540,9 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
         stage_classical(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "classical", "", t0)
         t0 = time.time()
-        images, latent, sources = stage_cluster_data(cfg, workdir, source, manifest, splits, variables, model,
-                                                     progress)
+        baseline_id = stage.array_digest(jax.tree.leaves(variables))
+        images, latent, sources, upstream = stage_cluster_data(cfg, workdir, source, manifest, splits, variables,
+                                                               model, progress, baseline_id)
         _timed(timings, next(event), "cluster_data", "", t0)
         rows: list[dict] = []
         failures: dict[str, str] = {}
@@ -522,9 +551,14 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
             log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
             t0 = time.time()
             try:
-                rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, scoring, progress)
+                rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, scoring, progress,
+                                            upstream)
             except KeyboardInterrupt:
                 raise
+            except BrokenExecutor as e:  # a scoring worker died (killed, out of memory): the rest would fail too
+                raise WorkerError(f"a scoring worker process died during {conf.method}({conf.k}) ({e}); rerun the "
+                                  f"same command to resume, with fewer workers (--config.eval.workers) if memory "
+                                  f"is short") from None
             except OSError as e:
                 if e.errno in FATAL_ERRNOS:  # the disk, not the configuration: the others would fail too
                     raise

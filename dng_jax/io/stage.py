@@ -12,13 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dng_jax.io.atomic import atomic_write_text
 
-__all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "same_files", "remove_done"]
+__all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "same_files", "remove_done", "readable",
+           "array_digest"]
 
 MARKER = "done.json"
 
@@ -78,3 +82,33 @@ def same_files(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, nam
 
 def remove_done(stage_dir: str | os.PathLike) -> None:
     (Path(stage_dir) / MARKER).unlink(missing_ok=True)
+
+
+def readable(path: str | os.PathLike) -> bool:
+    """Whether a file made before done-markers existed loads whole (JSON parses, ``.npy`` / ``.npz``
+    arrays load, a CSV has a header line); used before such a file is adopted."""
+    p = Path(path)
+    try:
+        if p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".npy":
+            np.load(p, mmap_mode="r")
+        elif p.suffix == ".npz":
+            with np.load(p) as z:
+                for k in z.files:
+                    z[k]
+        elif p.suffix == ".csv":
+            return "\n" in p.read_text()
+        return p.is_file()
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def array_digest(arrays: Iterable[np.ndarray]) -> str:
+    """SHA-256 of arrays' shapes, dtypes and bytes: names the network a later stage was computed from."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
