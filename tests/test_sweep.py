@@ -142,3 +142,19 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     assert [r["stage"] for r in timings] == ["baseline", "classical", "cluster_data", "configuration",
                                              "configuration", "report"]
     assert [r["step"] for r in timings] == [str(i) for i in range(6)]
+
+
+def test_compare_configurations_script_matches_the_table(finished_sweep):
+    """scripts/compare_configurations.py reads the saved scores: baseline -> kMC(2) is differences.csv's row."""
+    workdir, _ = finished_sweep
+    script = ROOT / "scripts" / "compare_configurations.py"
+    run = subprocess.run([sys.executable, str(script), "--workdir", str(workdir), "--group", "all",
+                          "--pair", "baseline", "kmc:2", "--pair", "ng:2", "ng:2"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    row = next(r for r in csv.DictReader(open(workdir / "differences.csv")) if r["name"] == "kMC(2)" and r["group"] == "all")
+    assert lines[1].split()[:4] == ["kmc:2", "-", "baseline:", f"{float(row['diff']):+.3f}"]
+    assert lines[2].split()[3] == "+0.000" and lines[2].endswith("no difference shown")
+    bad = subprocess.run([sys.executable, str(script), "--workdir", str(workdir), "--pair", "kmc:7", "ng:2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no configuration 'kmc:7'" in bad.stderr
