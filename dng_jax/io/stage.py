@@ -4,7 +4,7 @@ A stage writes its files (atomically), then ``done.json`` last: the size and SHA
 whatever the stage wants to remember (e.g. the checkpoint step its results came from). A rerun calls
 :func:`check` before reusing the stage: a file that is missing, truncated or changed is named, and the
 stage is computed again; a stage that is deterministic writes the same bytes again, so the stages that
-depend on it stay valid (:func:`same_files` tells).
+depend on it stay valid (the caller compares the old marker's records with the new files).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,7 @@ import numpy as np
 
 from dng_jax.io.atomic import atomic_write_text
 
-__all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "same_files", "remove_done", "readable",
-           "array_digest"]
+__all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "readable", "array_digest"]
 
 MARKER = "done.json"
 
@@ -71,17 +70,6 @@ def check(stage_dir: str | os.PathLike) -> list[str]:
         elif file_record(p)["sha256"] != rec.get("sha256"):
             problems.append(f"{p}: its content changed since it was written")
     return problems
-
-
-def same_files(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, names: Iterable[str]) -> bool:
-    """Whether two markers record the same bytes for ``names`` (a recomputed stage gave the same result)."""
-    if old is None or new is None:
-        return False
-    return all(old["files"].get(n) == new["files"].get(n) and n in new["files"] for n in names)
-
-
-def remove_done(stage_dir: str | os.PathLike) -> None:
-    (Path(stage_dir) / MARKER).unlink(missing_ok=True)
 
 
 def readable(path: str | os.PathLike) -> bool:
