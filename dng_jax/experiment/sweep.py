@@ -41,7 +41,6 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
-from PIL import Image
 
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
 from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
@@ -294,7 +293,7 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
     cdir = workdir / "cluster_data"
     before = stage.read_done(cdir)
     damaged = _damaged(cdir, CLUSTER_DATA_FILES, baseline=baseline_id)
-    if damaged == [] and stage.read_done(cdir).get("baseline", baseline_id) != baseline_id:
+    if damaged == [] and (before or {}).get("baseline", baseline_id) != baseline_id:  # (adopted: no record)
         log.warning(f"{cdir} was made from another baseline network: computing it again")
         damaged = ["baseline"]
     if damaged != []:
@@ -441,16 +440,6 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
 # ----------------------------------------------------------------------------------------- stage 4
 
 
-def _png_ok(path: Path) -> bool:
-    """A PNG that exists and decodes (a truncated figure is drawn again)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return True
-    except (OSError, ValueError):
-        return False
-
-
 def _panel_ids(cfg: ExperimentConfig, scoring: Scoring) -> list[str]:
     """The Fig. 5 images: the first test image of each cell type."""
     return [scoring.test[t][0] for t in CELL_TYPES if scoring.test.get(t)][: cfg.report.panels]
@@ -461,7 +450,7 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
     paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)), read_sweep_scores(workdir),
                          n_boot=cfg.eval.n_boot, level=cfg.eval.level)
     fig2 = workdir / "fig2_latent_tsne.png"
-    if not _png_ok(fig2):
+    if not stage.readable(fig2):  # a truncated figure is drawn again
         m = min(cfg.report.tsne_points, latent.shape[0])
         sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
         emb = tsne(latent[sel], jax.random.key(0))

@@ -10,14 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
+           "TEMP_PREFIX", "TEMP_SUFFIX", "TEMP_GLOB"]
+
+#: A write goes through ``<dir>/.<name><random>.tmp``; ``TEMP_GLOB`` finds those a killed process left.
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".tmp"
+TEMP_GLOB = f"{TEMP_PREFIX}*{TEMP_SUFFIX}"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=TEMP_SUFFIX)
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from dng_jax.io.atomic import atomic_write_text
 
@@ -73,8 +74,9 @@ def check(stage_dir: str | os.PathLike) -> list[str]:
 
 
 def readable(path: str | os.PathLike) -> bool:
-    """Whether a file made before done-markers existed loads whole (JSON parses, ``.npy`` / ``.npz``
-    arrays load, a CSV has a header line); used before such a file is adopted."""
+    """Whether a file loads whole (JSON parses, ``.npy`` / ``.npz`` arrays load, a PNG decodes, a CSV has
+    a header line): checked before a file made before done-markers existed is adopted, and before a
+    figure is kept."""
     p = Path(path)
     try:
         if p.suffix == ".json":
@@ -85,6 +87,9 @@ def readable(path: str | os.PathLike) -> bool:
             with np.load(p) as z:
                 for k in z.files:
                     z[k]
+        elif p.suffix == ".png":
+            with Image.open(p) as im:
+                im.load()
         elif p.suffix == ".csv":
             return "\n" in p.read_text()
         return p.is_file()

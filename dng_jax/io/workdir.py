@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from dng_jax.errors import WorkdirBusyError, WorkdirError
+from dng_jax.io.atomic import TEMP_GLOB
 
 __all__ = ["prepare_dir", "check_output_file", "WorkdirLock", "remove_stale_temp_files"]
 
@@ -104,10 +105,10 @@ class WorkdirLock:
 
 
 def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files a killed run left behind (:mod:`dng_jax.io.atomic` writes
-    through them). Call it holding the work dir's lock: then no other process is writing one."""
+    """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
+    (:mod:`dng_jax.io.atomic` writes through them). Call it holding the work dir's lock: then no other process is writing one."""
     removed = []
-    for p in Path(workdir).rglob(".*.tmp"):
+    for p in Path(workdir).rglob(TEMP_GLOB):
         if p.is_file():
             try:
                 p.unlink()
