@@ -14,6 +14,7 @@ eval, cluster_data, sweep, report) are here.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
@@ -47,6 +48,8 @@ __all__ = [
     "TRAINING_FIELDS",
     "TRAINING_VOLATILE",
     "SPLIT_FIELDS",
+    "parse_overrides",
+    "apply_overrides",
 ]
 
 
@@ -83,6 +86,44 @@ def load_config(path: str | os.PathLike):
     return config
 
 
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"a.b=1,c.d=(1, 2),e.f=cosine"`` -> ``{"a.b": 1, "c.d": (1, 2), "e.f": "cosine"}``: values are Python
+    literals where they parse as one, else strings; commas inside brackets stay (what the scripts'
+    ``--set`` / ``--row`` flags take; the entry points use ``--config.a.b=1`` instead)."""
+    out: dict[str, Any] = {}
+    depth, cur = 0, ""
+    for ch in text + ",":
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch != "," or depth:
+            cur += ch
+            continue
+        if cur.strip():
+            key, eq, value = cur.partition("=")
+            if not eq or not key.strip():
+                raise ConfigError(f"{cur.strip()!r} is not FIELD=VALUE")
+            try:
+                out[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                out[key.strip()] = value.strip()
+        cur = ""
+    return out
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+    """Set the dotted fields of a ConfigDict in place (an unknown field is a :class:`ConfigError`); returns it."""
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if part not in node:
+                raise ConfigError(f"no config field {key}")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"no config field {key}")
+        node[leaf] = value
+    return config
+
+
 def _multiple_of_stride(value: int, field: str) -> None:
     require(value >= STRIDE and value % STRIDE == 0, field,
             f"must be a positive multiple of {STRIDE} (the U-Net's stride), got {value}")
@@ -94,6 +135,8 @@ class DataConfig(TypedConfig):
     path: str | None = param(None, "Kaggle-layout zip or folder; None = the bundled mini-set")
     crop_size: int = param(256, "random crops for segmentation training (px, multiple of 32)")
     border_width: int = param(2, "width of the cell-border class in the targets (px; not in the paper)")
+    border: str = param("all", "where the border class is: 'all' object edges (paper, Fig. 1) or only where "
+                        "nuclei 'touching' each other")
     protocol: str = param("paper", "test split: 'paper' (n_test_per_type per type) or 'wide' (a CT1 test and "
                                    "validation set, every non-CT1 image)")
     n_test_per_type: int = param(2, "paper protocol: test images per cell type (paper: 2)")
@@ -104,6 +147,7 @@ class DataConfig(TypedConfig):
     def check(self) -> None:
         _multiple_of_stride(self.crop_size, "crop_size")
         require(self.border_width >= 0, "border_width", f"must be >= 0, got {self.border_width}")
+        require(self.border in ("all", "touching"), "border", f"must be 'all' or 'touching', got {self.border!r}")
         require(self.protocol in PROTOCOLS, "protocol", f"must be one of {PROTOCOLS}, got {self.protocol!r}")
         require(self.n_test_per_type >= 0, "n_test_per_type", f"must be >= 0, got {self.n_test_per_type}")
         require(0 < self.test_fraction < 1, "test_fraction", f"must lie in (0, 1), got {self.test_fraction}")
@@ -116,6 +160,8 @@ class EvalConfig(TypedConfig):
 
     enabled: bool = param(True, "score the test images at the end of segmentation training")
     tile_size: int = param(1024, "larger images are predicted in overlapping tiles of this size (px)")
+    tta: bool = param(False, "test-time augmentation: mean softmax over the 8 flips / 90-degree rotations "
+                      "(not in the paper)")
     wide_unknown: bool = param(False, "paper protocol: also score every non-CT1 image (the wide unknown set)")
     n_boot: int = param(2000, "bootstrap resamples for the intervals (images resampled within cell types)")
     level: float = param(0.95, "confidence level of the intervals")

@@ -1,10 +1,15 @@
 """Instance segmentation of images with a trained network: softmax -> the paper's watershed -> labels.
 
 example:
+  python -m dng_jax.predict --input images/ b.png --output labels/
   python -m dng_jax.predict --checkpoint runs/default --input images/ b.png \\
       --output labels/ --csv submission.csv
 
-checkpoint:
+model:
+  Without --checkpoint the model shipped in the package is used (the CPU-scale
+  baseline of configs/cpu_real.py, trained on the DSB2018 stage-1 fluorescence
+  images; which data, config and commit made it, and its MAP, are in
+  dng_jax/segmentation/weights/cpu_real.json; --model-info prints them).
   --checkpoint is a training work dir (python -m dng_jax.train --workdir DIR, or
   a sweep's WORKDIR/baseline/), its checkpoints/ folder (latest step) or one
   checkpoints/<step>/ folder. The sweep does not keep its retrained encoders
@@ -39,12 +44,19 @@ padding and tiling:
   overlapping tiles of --tile-size; overlapping softmax outputs are blended with
   a window that fades out over --overlap px towards the tile edges.
 
+test-time augmentation:
+  --tta averages the softmax over the 8 flips and 90-degree rotations of each
+  image (8x the forward passes); --no-tta turns it off. Default: the model's
+  config (eval.tta), on for the bundled model.
+
 exit status: 0 done; 1 some images could not be read (listed); 2 bad flags,
 checkpoint or output folder (one line naming it).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -53,18 +65,23 @@ from dng_jax.errors import InputError
 from dng_jax.io.images import list_inputs
 from dng_jax.io.workdir import check_output_file, prepare_dir
 from dng_jax.models import STRIDE
+from dng_jax.segmentation.bundled import bundled_info, load_bundled
 from dng_jax.segmentation.checkpointing import load_variables
 from dng_jax.segmentation.inference import make_predictor, segment_files
 
 
 def _parser() -> cli.ArgumentParser:
     ap = cli.make_parser("python -m dng_jax.predict", __doc__)
-    ap.add_argument("--checkpoint", required=True,
+    ap.add_argument("--checkpoint", default=None,
                     help="training work dir (latest step), its checkpoints/ folder, or one step folder "
-                         "checkpoints/<step> (see below)")
-    ap.add_argument("--input", required=True, nargs="+",
-                    help="image files, folders of images and/or Kaggle-layout folders")
-    cli.add_output_flag(ap, "folder for the label images")
+                         "checkpoints/<step> (see below); default: the model shipped in the package")
+    ap.add_argument("--input", nargs="+", help="image files, folders of images and/or Kaggle-layout folders")
+    ap.add_argument("--output", "--out", dest="output", help="folder for the label images")
+    ap.add_argument("--model-info", action="store_true",
+                    help="print where the bundled model came from (data, config, commit, MAP) and exit")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="test-time augmentation: mean softmax over 8 flips / rotations (default: the "
+                         "model's eval.tta)")
     ap.add_argument("--csv", default=None, help="also write a Kaggle run-length submission CSV here")
     ap.add_argument("--format", choices=("png", "tif"), default="png", help="label image format (16-bit)")
     ap.add_argument("--tile-size", type=int, default=1024,
@@ -85,6 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def run() -> int:
+        if args.model_info:
+            print(json.dumps(bundled_info()["provenance"], indent=1))
+            return 0
+        if not args.input or not args.output:
+            raise InputError("--input and --output are required (unless --model-info)")
         if args.tile_size < STRIDE or args.tile_size % STRIDE:
             raise InputError(f"--tile-size must be a positive multiple of {STRIDE}, got {args.tile_size}")
         if not 0 <= args.overlap < args.tile_size:
@@ -92,10 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.csv:
             check_output_file(args.csv, "--csv")
         inputs = list_inputs(args.input)
-        variables, model, config = load_variables(args.checkpoint)
+        if args.checkpoint is None:
+            variables, model, config = load_bundled()
+        else:
+            variables, model, config = load_variables(args.checkpoint)
+        tta = config.eval.tta if args.tta is None else args.tta
         prepare_dir(args.output, "--output")
         predict = make_predictor(variables, model, config.postprocess, tile_size=args.tile_size,
-                                 overlap=args.overlap, pad_mode=args.pad_mode)
+                                 overlap=args.overlap, pad_mode=args.pad_mode, tta=tta)
         bad = segment_files(predict, inputs, args.output, fmt=args.format, csv=args.csv, progress=args.progress,
                             verbose=not args.quiet)
         return cli.report_skipped(bad, len(inputs), args.output)

@@ -8,6 +8,9 @@ subprocess so that peak-memory figures do not carry over.
     python scripts/bench_train.py                           # paper model, 256x256, batches 8, 16, 32
     python scripts/bench_train.py --batch-sizes 8 --steps 3 # quick CPU run
     python scripts/bench_train.py --dtype bfloat16 --json bench.json
+    python scripts/bench_train.py --config configs/cpu_real.py --batch-sizes 8 --loop   # a config's model, crop,
+        # loss and optimizer, and the trainer's whole loop (host crops + targets, prefetched or not)
+    python scripts/bench_train.py --config configs/cpu_real.py --set train.dice_weight=0.0 --batch-sizes 8
 
 Reports per batch size: compile time, seconds per step, training images per second, and memory:
 ``peak`` from the device allocator (``device.memory_stats()['peak_bytes_in_use']``, GPU/TPU) or the
@@ -36,13 +39,35 @@ def _model_cfg(args) -> dict:
     return dict(stage_sizes=(3, 4, 6, 3), width=64, decoder_features=(256, 128, 64, 32, 16), dtype=args.dtype)
 
 
+def _synthetic_samples(n: int, seed: int = 0):
+    """Fluorescence-like images (256x256 to 520x696) with disk nuclei, as the host pipeline sees them."""
+    import numpy as np
+
+    from dng_jax.data.dsb2018 import Sample
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = (256, 256) if i % 2 else (520, 696)
+        labels = np.zeros((h, w), np.uint16)
+        yy, xx = np.mgrid[:h, :w]
+        for k in range(1, 40):
+            cy, cx, r = rng.integers(0, h), rng.integers(0, w), rng.integers(4, 14)
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k
+        image = np.where(labels[..., None] > 0, 180, 10).astype(np.uint8) + rng.integers(0, 20, (h, w, 3), np.uint8)
+        out.append(Sample(f"s{i}", image, labels))
+    return out
+
+
 def run_single(args) -> dict:
     import jax
     import numpy as np
 
+    from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides
+    from dng_jax.data.pipeline import prefetch, segmentation_batches
     from dng_jax.models import count_params, make_model
-    from dng_jax.segmentation.steps import make_augment_fn, make_train_step
-    from dng_jax.segmentation.train_state import create_train_state
+    from dng_jax.segmentation.steps import make_augment_fn, make_segmentation_loss, make_train_step
+    from dng_jax.segmentation.train_state import create_train_state, make_optimizer
     from dng_jax.sharding import jit_train_step, make_mesh, replicate, shard_batch
 
     bs, size = args.batch_size, args.size
@@ -50,9 +75,20 @@ def run_single(args) -> dict:
     n_dev = mesh.devices.size
     if bs % n_dev:
         return {"batch_size": bs, "error": f"batch {bs} does not split over {n_dev} devices"}
-    model = make_model(_model_cfg(args))
-    state = replicate(create_train_state(jax.random.key(0), model, None, (1, size, size, 3)), mesh)
-    step = jit_train_step(make_train_step(augment_fn=None if args.no_augment else make_augment_fn()), mesh)
+    if args.config:
+        cfg = experiment_config(apply_overrides(load_config(args.config), parse_overrides(args.set)))
+        size, args.dtype = cfg.data.crop_size, cfg.model.dtype
+        model = make_model(cfg.model)
+        tx = make_optimizer(cfg.train, steps_per_epoch=100)
+        loss = make_segmentation_loss(cfg.train.class_weights, cfg.train.dice_weight)
+        augment = make_augment_fn(cfg.augment)
+        border = cfg.data.border_width
+    else:
+        model, tx, loss, augment, border = make_model(_model_cfg(args)), None, None, make_augment_fn(), 2
+    if args.no_augment:
+        augment = None
+    state = replicate(create_train_state(jax.random.key(0), model, None, (1, size, size, 3), tx=tx), mesh)
+    step = jit_train_step(make_train_step(loss or make_segmentation_loss(), augment_fn=augment), mesh)
     rng = np.random.default_rng(0)
     batch = shard_batch((rng.integers(0, 256, (bs, size, size, 3), dtype=np.uint8),
                          rng.integers(0, 3, (bs, size, size), dtype=np.uint8)), mesh)
@@ -81,6 +117,24 @@ def run_single(args) -> dict:
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
 
+    loop = {}
+    if args.loop:  # the trainer's loop: host crops + 3-class targets, then the step; prefetched or inline
+        batches = segmentation_batches(_synthetic_samples(4 * bs), bs, size, border, seed=0)
+        for name, wrap in (("serial", iter), ("prefetch", prefetch)):
+            n, t = 0, time.perf_counter()
+            while n < args.steps:
+                for b in wrap(batches.epoch(n)):
+                    state, metrics = compiled(state, shard_batch(b, mesh), key)
+                    n += 1
+                    if n >= args.steps:
+                        break
+            jax.block_until_ready(metrics)
+            loop[f"loop_{name}_images_per_s"] = n * bs / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for i, _ in enumerate(batches.epoch(0)):
+            pass
+        loop["host_s_per_batch"] = (time.perf_counter() - t) / (i + 1)
+
     dev = jax.local_devices()[0]
     peak = None
     try:
@@ -97,7 +151,7 @@ def run_single(args) -> dict:
         "device_kind": dev.device_kind, "platform": dev.platform,
         "params": count_params(state.params), "compile_s": compile_s, "step_s": step_s,
         "step_s_all": times, "images_per_s": bs / step_s, "peak_bytes": int(peak), "peak_kind": peak_kind,
-        "xla_step_bytes": xla_bytes, "loss": float(metrics["loss"]),
+        "xla_step_bytes": xla_bytes, "loss": float(metrics["loss"]), **loop,
     }
 
 
@@ -110,6 +164,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--no-augment", action="store_true", help="time the step without on-device augmentation")
     ap.add_argument("--tiny", action="store_true", help="tiny model instead of the ResNet-50 U-Net (smoke test)")
+    ap.add_argument("--config", default=None, help="a config file: its model, crop size, loss and optimizer")
+    ap.add_argument("--set", default="", help="with --config: overrides FIELD=VALUE,...")
+    ap.add_argument("--loop", action="store_true", help="also time the training loop with host batches, "
+                    "inline and prefetched in a thread")
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)  # internal: one run
     args = ap.parse_args(argv)
@@ -122,7 +180,8 @@ def main(argv=None) -> int:
     for bs in [int(b) for b in args.batch_sizes.split(",") if b.strip()]:
         cmd = [sys.executable, __file__, "--batch-size", str(bs), "--size", str(args.size), "--steps",
                str(args.steps), "--warmup", str(args.warmup), "--dtype", args.dtype]
-        cmd += ["--no-augment"] * args.no_augment + ["--tiny"] * args.tiny
+        cmd += ["--no-augment"] * args.no_augment + ["--tiny"] * args.tiny + ["--loop"] * args.loop
+        cmd += ["--config", args.config, "--set", args.set] if args.config else []
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
         if r.returncode != 0 or not line:
@@ -137,12 +196,17 @@ def main(argv=None) -> int:
             print(f"batch {bs}: {res['images_per_s']:.2f} img/s ({res['step_s']:.3f} s/step, compile "
                   f"{res['compile_s']:.1f} s), peak {res['peak_bytes'] / 2**30:.2f} GiB ({res['peak_kind']}), "
                   f"XLA step estimate {((res['xla_step_bytes'] or 0) / 2**30):.2f} GiB", flush=True)
+            if args.loop:
+                print(f"  loop: {res['loop_serial_images_per_s']:.2f} img/s with host batches inline, "
+                      f"{res['loop_prefetch_images_per_s']:.2f} prefetched; host {res['host_s_per_batch'] * 1e3:.1f} "
+                      f"ms per batch", flush=True)
 
     ok = [r for r in results if "error" not in r]
     if ok:
         r0 = ok[0]
         print(f"\n{r0['devices']} x {r0['device_kind']} ({r0['platform']}), {r0['params']:,} params, "
-              f"{args.size}x{args.size}, {args.dtype}, augment={'off' if args.no_augment else 'on'}")
+              f"{r0['size']}x{r0['size']}, {args.dtype}, augment={'off' if args.no_augment else 'on'}"
+              + (f", {args.config} {args.set}" if args.config else ""))
         print("| batch | images/s | s/step | compile s | peak memory | XLA step estimate |")
         print("|---:|---:|---:|---:|---:|---:|")
         for r in ok:

@@ -14,7 +14,9 @@ from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.io.labels import read_labels
 from dng_jax.predict import main
 from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
-from dng_jax.segmentation.inference import pad_to_multiple, predict_instances, predict_probs, tile_starts
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info, load_bundled, save_bundled
+from dng_jax.segmentation.inference import (dihedral, pad_to_multiple, predict_instances, predict_probs, tile_starts,
+                                            undo_dihedral)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,45 @@ def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
         load_checkpoint(tmp_path / "nope")
 
 
+def test_tta_is_the_mean_over_the_eight_views(model_and_state):
+    model, state = model_and_state
+    image = random_image(37, 53, seed=3)
+    for k in range(4):
+        for flip in (False, True):
+            assert np.array_equal(undo_dihedral(dihedral(image, k, flip), k, flip), image)
+    views = [undo_dihedral(predict_probs(state, model, np.ascontiguousarray(dihedral(image, k, f))), k, f)
+             for k in range(4) for f in (False, True)]
+    tta = predict_probs(state, model, image, tta=True)
+    assert tta.shape == (37, 53, 3)
+    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-6)
+    assert not np.allclose(tta, views[0], atol=1e-4)  # the views differ: averaging does something
+    # a rotation of the image rotates the TTA softmax (up to float rounding)
+    np.testing.assert_allclose(predict_probs(state, model, np.ascontiguousarray(np.rot90(image)), tta=True),
+                               np.rot90(tta), atol=1e-5)
+
+
+def test_bundled_model_round_trip_and_cli(model_and_state, tmp_path, monkeypatch):
+    model, state = model_and_state
+    cfg = tiny_config()
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    save_bundled(variables, cfg.to_dict(), {"commit": "abc"}, name="tiny", directory=tmp_path / "w")
+    loaded, model2, config = load_bundled("tiny", tmp_path / "w")
+    assert config.model.width == cfg.model.width
+    image = random_image(32, 32, seed=4)
+    a = predict_probs(variables, model, image)
+    b = predict_probs(loaded, model2, image)
+    np.testing.assert_allclose(a, b, atol=2e-3)  # float16 parameters
+    # the CLI uses the bundled model when no --checkpoint is given
+    monkeypatch.setattr("dng_jax.predict.load_bundled", lambda: (loaded, model2, config))
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(image).save(inp / "a.png")
+    assert main(["--input", str(inp), "--output", str(tmp_path / "out"), "--quiet", "--tta"]) == 0
+    assert read_labels(tmp_path / "out" / "a.png").shape == (32, 32)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_bundled("nope", tmp_path / "w")
+
+
 class _FakeSource:
     def __init__(self, samples):
         self.samples = {s.id: s for s in samples}
@@ -116,3 +157,26 @@ def test_evaluator_scores_by_type_and_writes_json(model_and_state, tmp_path):
     res.write_json(tmp_path / "b.json")
     assert json.loads((tmp_path / "b.json").read_text())["per_image"]["id1"]["type"] == "brightfield"
     assert "known (CT1)" in format_table(res)
+
+
+SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.npz"
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no model is shipped in this checkout")
+def test_shipped_model_segments_a_bundled_image(tmp_path):
+    """The model in the package finds the nuclei of a real CT1 image it was not trained on (one of the
+    wide protocol's test images, bundled in the mini-set), through the CLI without --checkpoint."""
+    from dng_jax.data.dsb2018 import open_source
+
+    info = bundled_info()
+    assert {"commit", "data", "map", "config_file"} <= set(info["provenance"])
+    source = open_source(None)
+    sample = source.load("1a75de9e11303142864efed27e69ea1960dbd82ca910de221a777ed2caf35a6b")
+    n_true = int(sample.labels.max())
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(sample.image).save(inp / "ct1.png")
+    assert main(["--input", str(inp), "--output", str(tmp_path / "out"), "--quiet", "--no-progress"]) == 0
+    labels = read_labels(tmp_path / "out" / "ct1.png")
+    n_pred = len(np.unique(labels)) - 1
+    assert abs(n_pred - n_true) <= max(2, 0.25 * n_true), (n_pred, n_true)

@@ -121,3 +121,42 @@ def test_onehot():
     np.testing.assert_array_equal(oh.sum(-1), 1)
     with pytest.raises(ValueError):
         classes_to_onehot(np.array([3]))
+
+
+def _touching_border_reference(labels, width):
+    """Plain loops: an object pixel is border iff another object's pixel lies within ``width`` (disk),
+    the frame replicated (as the filters' mode='nearest')."""
+    h, w = labels.shape
+    out = np.zeros(labels.shape, bool)
+    r = int(width)
+    for y in range(h):
+        for x in range(w):
+            if labels[y, x] == 0:
+                continue
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    if dy * dy + dx * dx > r * r:
+                        continue
+                    v = labels[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)]
+                    if v != 0 and v != labels[y, x]:
+                        out[y, x] = True
+    return out
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_touching_only_border_matches_reference_and_still_separates(width):
+    from skimage.segmentation import watershed
+
+    rng = np.random.default_rng(1)
+    seeds = np.zeros((40, 40), np.int32)
+    pts = rng.integers(0, 40, (12, 2))
+    seeds[pts[:, 0], pts[:, 1]] = np.arange(1, 13)
+    labels = watershed(np.zeros((40, 40)), seeds).astype(np.uint16)
+    labels[_disk((40, 40), (20, 20), 6)] = 0  # some background, so some edges are free
+    classes = labels_to_classes(labels, border_width=width, touching_only=True, ensure_interior=False)
+    np.testing.assert_array_equal(classes == BORDER, _touching_border_reference(labels, width))
+    assert _cross_object_cell_contacts(classes, labels) == 0
+    # an isolated nucleus has no border at all: its whole extent is cell
+    lone = _disk((20, 20), (10, 10), 5).astype(np.uint8)
+    assert not (labels_to_classes(lone, 2, touching_only=True) == BORDER).any()
+    assert (labels_to_classes(lone, 2, touching_only=True) == CELL).sum() == lone.sum()

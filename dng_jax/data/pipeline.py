@@ -91,10 +91,11 @@ class CropBatches:
 
 
 def segmentation_batches(samples: Sequence[Sample], batch_size: int, crop_size: int, border_width: int,
-                         seed: int) -> CropBatches:
-    """Crop batches with the paper's 3-class targets (background / cell / border, Fig. 1)."""
+                         seed: int, touching_only: bool = False) -> CropBatches:
+    """Crop batches with the paper's 3-class targets (background / cell / border, Fig. 1); with
+    ``touching_only`` the border class marks only where nuclei touch (``data.border = "touching"``)."""
     return CropBatches(samples, batch_size, crop_size=crop_size, seed=seed,
-                       transform=partial(labels_to_classes, border_width=border_width))
+                       transform=partial(labels_to_classes, border_width=border_width, touching_only=touching_only))
 
 
 def prefetch(iterator: Iterable, size: int = 2) -> Iterator:

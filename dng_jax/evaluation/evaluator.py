@@ -112,12 +112,13 @@ class SegmentationEvaluator(NamedTuple):
     postprocess: WatershedConfig = WatershedConfig()
     tile_size: int = 1024
     workers: int = 0
+    tta: bool = False  # mean softmax over the 8 flips / 90-degree rotations (eval.tta)
 
     @classmethod
     def from_config(cls, cfg) -> SegmentationEvaluator:
         """From an :class:`~dng_jax.config.ExperimentConfig` (its ``postprocess`` and ``eval`` sections)."""
         return cls(postprocess=cfg.postprocess, tile_size=cfg.eval.tile_size,
-                   workers=cfg.eval.workers or default_workers())
+                   workers=cfg.eval.workers or default_workers(), tta=cfg.eval.tta)
 
     def pool(self, samples: SampleLoader, ids: Sequence[str]) -> ScoringPool:
         """A pool that holds the ground truth of ``ids`` (use as a context manager)."""
@@ -134,7 +135,8 @@ class SegmentationEvaluator(NamedTuple):
             futures: dict[str, Future] = {}
             in_flight: list[Future] = []
             for _, sid in tqdm(images, desc="evaluate", disable=not progress, leave=False):
-                probs = predict_probs(variables, model, samples.load(sid).image, tile_size=self.tile_size)
+                probs = predict_probs(variables, model, samples.load(sid).image, tile_size=self.tile_size,
+                                      tta=self.tta)
                 futures[sid] = pool.submit(sid, probs)
                 in_flight.append(futures[sid])
                 while len(in_flight) > 2 * max(pool.workers, 1):  # bound the softmaxes waiting in memory

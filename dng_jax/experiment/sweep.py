@@ -423,7 +423,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             if seed == 0:  # keep one run's predictions for the Fig. 5 panels
                 ev = scoring.evaluator
                 preds = {sid: predict_instances(run_vars, model, scoring.cache.load(sid).image, ev.postprocess,
-                                                tile_size=ev.tile_size) for sid in _panel_ids(cfg, scoring)}
+                                                tile_size=ev.tile_size, tta=ev.tta) for sid in _panel_ids(cfg, scoring)}
                 atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
@@ -472,7 +472,8 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
             ev = scoring.evaluator
             for sid in [i for i in _panel_ids(cfg, scoring) if i in preds]:
                 s = scoring.cache.load(sid)
-                base = predict_instances(variables, model, s.image, ev.postprocess, tile_size=ev.tile_size)
+                base = predict_instances(variables, model, s.image, ev.postprocess, tile_size=ev.tile_size,
+                                         tta=ev.tta)
                 after = preds[sid]
                 panels.append({"name": sid[:12], "cell_type": scoring.types[sid], "image": s.image, "gt": s.labels,
                                "baseline": base, "baseline_map": image_score(s.labels, base),

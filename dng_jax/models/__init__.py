@@ -9,12 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dng_jax.models.resnet import BottleneckBlock, ResNetEncoder
+from dng_jax.models.resnet import INPUT_NORMS, BottleneckBlock, ResNetEncoder, normalize_input
 from dng_jax.models.unet import DecoderBlock, UNet, UNetDecoder
 from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = ["BottleneckBlock", "DecoderBlock", "ResNetEncoder", "UNet", "UNetDecoder", "ModelConfig", "make_model",
-           "resolve_dtype", "count_params", "STRIDE"]
+           "resolve_dtype", "count_params", "normalize_input", "STRIDE"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 STRIDE = 32  # total stride of the U-Net: inputs must be multiples of it (prediction pads)
@@ -29,6 +29,7 @@ class ModelConfig(TypedConfig):
     decoder_features: tuple[int, ...] = param((256, 128, 64, 32, 16), "channels of the 5 U-Net decoder blocks")
     num_classes: int = param(3, "output classes: background, cell, cell border")
     dtype: str = param("float32", "compute dtype: float32, bfloat16 or float16 (parameters stay float32)")
+    input_norm: str = param("none", "encoder input: 'none' = x - 0.5 (paper), 'per_image' = standardised per image")
 
     def check(self) -> None:
         require(len(self.stage_sizes) == 4 and min(self.stage_sizes) >= 1, "stage_sizes",
@@ -39,6 +40,7 @@ class ModelConfig(TypedConfig):
         require(self.expansion >= 1, "expansion", f"must be >= 1, got {self.expansion}")
         require(self.num_classes == 3, "num_classes", f"the targets have 3 classes, got {self.num_classes}")
         require(self.dtype in _DTYPES, "dtype", f"use one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        require(self.input_norm in INPUT_NORMS, "input_norm", f"use one of {INPUT_NORMS}, got {self.input_norm!r}")
 
 
 def resolve_dtype(name: Any):
@@ -59,7 +61,8 @@ def make_model(cfg: ModelConfig | Mapping[str, Any] | None = None) -> UNet:
     elif not isinstance(cfg, ModelConfig):
         cfg = ModelConfig(**(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)))
     dtype = resolve_dtype(cfg.dtype)
-    encoder = ResNetEncoder(stage_sizes=cfg.stage_sizes, width=cfg.width, expansion=cfg.expansion, dtype=dtype)
+    encoder = ResNetEncoder(stage_sizes=cfg.stage_sizes, width=cfg.width, expansion=cfg.expansion, dtype=dtype,
+                            input_norm=cfg.input_norm)
     decoder = UNetDecoder(features=cfg.decoder_features, num_classes=cfg.num_classes, dtype=dtype)
     return UNet(encoder=encoder, decoder=decoder)
 

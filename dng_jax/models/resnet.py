@@ -53,6 +53,26 @@ class BottleneckBlock(nn.Module):
         return nn.relu(residual + y)
 
 
+INPUT_NORMS = ("none", "per_image")
+
+
+def normalize_input(x, mode: str = "none"):
+    """Float images ``[B, H, W, C]`` in [0, 1] -> the encoder's input, in float32.
+
+    ``"none"`` (paper): centred, ``x - 0.5``; the stem BatchNorm does the scaling, with one scale for every
+    image. ``"per_image"`` (extension): each image standardised over its pixels and channels, so a dim
+    fluorescence image and a bright one reach the first convolution at the same contrast (the statistics
+    a single batch-wide BatchNorm cannot give each image)."""
+    x = jnp.asarray(x, jnp.float32)
+    if mode == "none":
+        return x - 0.5
+    if mode == "per_image":
+        mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+        std = jnp.std(x, axis=(1, 2, 3), keepdims=True)
+        return (x - mean) / (std + 1e-2)
+    raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {mode!r}")
+
+
 class ResNetEncoder(nn.Module):
     """ResNet trunk without pooling/classifier. Input: float images [B, H, W, C] in [0, 1]."""
 
@@ -60,6 +80,7 @@ class ResNetEncoder(nn.Module):
     width: int = 64
     expansion: int = 4
     dtype: Dtype = jnp.float32
+    input_norm: str = "none"  # "none": x - 0.5 (paper); "per_image": zero mean, unit variance per image
 
     @property
     def latent_features(self) -> int:
@@ -67,7 +88,7 @@ class ResNetEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = jnp.asarray(x, self.dtype) - 0.5  # centre [0, 1] inputs; the stem BN does the scaling
+        x = normalize_input(x, self.input_norm).astype(self.dtype)
         skips = []
         x = nn.Conv(self.width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
                     dtype=self.dtype, kernel_init=conv_init, name="stem_conv")(x)

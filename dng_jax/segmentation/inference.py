@@ -4,7 +4,8 @@ Images of any size are padded at the bottom/right to a multiple of 32 (the netwo
 padding is cut off the result. Padded images larger than ``tile_size`` in either dimension are predicted
 in overlapping tiles; overlapping softmax outputs are blended with a window that fades out over
 ``overlap`` px towards the tile edges, so no tile seams reach the watershed. Each distinct padded/tile
-shape compiles once (``jax.jit`` cache).
+shape compiles once (``jax.jit`` cache). ``tta=True`` (test-time augmentation, not in the paper) averages
+the softmax over the 8 flips and 90-degree rotations of the image.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dng_jax.io.rle import write_submission_csv
 from dng_jax.models import STRIDE
 from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
 
-__all__ = ["pad_to_multiple", "tile_starts", "predict_probs", "predict_instances", "make_predictor",
+__all__ = ["pad_to_multiple", "tile_starts", "dihedral", "undo_dihedral", "predict_probs", "predict_instances", "make_predictor",
            "segment_files"]
 
 
@@ -77,10 +78,30 @@ def _as_variables(state_or_variables) -> dict:
     return {k: v[k] for k in ("params", "batch_stats") if k in v}
 
 
+def dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """``array`` (first two axes) rotated by ``k`` x 90 degrees, then mirrored left-right if ``flip``."""
+    out = np.rot90(array, k)
+    return out[:, ::-1] if flip else out
+
+
+def undo_dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """The inverse of :func:`dihedral`."""
+    return np.rot90(array[:, ::-1] if flip else array, -k)
+
+
 def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: int = 1024, overlap: int = 64,
-                  pad_mode: str = "constant") -> np.ndarray:
-    """Softmax ``float32 H x W x 3`` (background, cell, border) for one ``uint8 H x W x 3`` image."""
+                  pad_mode: str = "constant", tta: bool = False) -> np.ndarray:
+    """Softmax ``float32 H x W x 3`` (background, cell, border) for one ``uint8 H x W x 3`` image; with
+    ``tta`` the mean softmax of the 8 flipped / rotated copies, each mapped back."""
     image = to_rgb_uint8(np.asarray(image), "image")
+    if tta:
+        acc = np.zeros(image.shape[:2] + (3,), np.float32)
+        for k in range(4):
+            for flip in (False, True):
+                view = np.ascontiguousarray(dihedral(image, k, flip))
+                acc += undo_dihedral(predict_probs(state_or_variables, model, view, tile_size=tile_size,
+                                                   overlap=overlap, pad_mode=pad_mode), k, flip)
+        return acc / 8.0
     if tile_size < STRIDE or tile_size % STRIDE:
         raise ValueError(f"tile_size must be a positive multiple of {STRIDE}, got {tile_size}")
     if not 0 <= overlap < tile_size:

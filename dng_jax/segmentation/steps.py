@@ -1,6 +1,7 @@
 """Pure train and eval steps (jitted by the caller, see :mod:`dng_jax.sharding`).
 
-- :func:`segmentation_loss` -- pixel-wise softmax cross-entropy and pixel accuracy.
+- :func:`segmentation_loss` -- pixel-wise softmax cross-entropy and pixel accuracy (paper).
+- :func:`make_segmentation_loss` -- the same with class weights and a soft Dice term (extensions).
 - :func:`make_train_step` -- ``train_step(state, batch, key) -> (state, metrics)``; loss function,
   trainable subtrees and augmentation are arguments.
 - :func:`make_eval_step` -- ``eval_step(state, batch) -> metrics`` (BatchNorm in eval mode).
@@ -22,7 +23,7 @@ import optax
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.segmentation.train_state import TrainState
 
-__all__ = ["segmentation_loss", "to_float_images", "make_augment_fn", "make_train_step", "make_eval_step",
+__all__ = ["segmentation_loss", "make_segmentation_loss", "soft_dice_loss", "to_float_images", "make_augment_fn", "make_train_step", "make_eval_step",
            "train_step", "eval_step"]
 
 Batch = tuple[Any, Any]
@@ -38,6 +39,42 @@ def segmentation_loss(logits, targets) -> tuple[jax.Array, dict[str, jax.Array]]
     loss = -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1))
     accuracy = (jnp.argmax(logits, -1) == targets).mean()
     return loss, {"loss": loss, "accuracy": accuracy}
+
+
+def soft_dice_loss(logits, targets, classes: Sequence[int] = (1, 2), eps: float = 1.0) -> jax.Array:
+    """Mean over ``classes`` of ``1 - (2 sum p t + eps) / (sum p + sum t + eps)``, sums over the whole
+    batch (so a crop without nuclei does not count as a perfect or a failed one on its own)."""
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    onehot = jax.nn.one_hot(targets.astype(jnp.int32), logits.shape[-1], dtype=jnp.float32)
+    idx = jnp.asarray(classes)
+    p, t = probs[..., idx], onehot[..., idx]
+    axes = tuple(range(p.ndim - 1))
+    dice = (2.0 * jnp.sum(p * t, axes) + eps) / (jnp.sum(p, axes) + jnp.sum(t, axes) + eps)
+    return 1.0 - jnp.mean(dice)
+
+
+def make_segmentation_loss(class_weights: Sequence[float] = (1.0, 1.0, 1.0), dice_weight: float = 0.0) -> LossFn:
+    """The loss of a train step: cross-entropy with per-class weights (``sum w_t CE / sum w_t`` over the
+    pixels) plus ``dice_weight`` x :func:`soft_dice_loss` on the cell and border classes. With equal
+    weights and no Dice term it is :func:`segmentation_loss` itself (the paper's loss, bit for bit)."""
+    weights = tuple(float(w) for w in class_weights)
+    if len(set(weights)) == 1 and dice_weight == 0:
+        return segmentation_loss
+    w = jnp.asarray(weights, jnp.float32)
+
+    def loss_fn(logits, targets):
+        logits = logits.astype(jnp.float32)
+        targets = targets.astype(jnp.int32)
+        onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=jnp.float32)
+        ce = -jnp.sum(onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+        pw = jnp.sum(onehot * w, axis=-1)
+        loss = jnp.sum(pw * ce) / jnp.sum(pw)
+        if dice_weight:
+            loss = loss + dice_weight * soft_dice_loss(logits, targets)
+        accuracy = (jnp.argmax(logits, -1) == targets).mean()
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    return loss_fn
 
 
 def to_float_images(images):

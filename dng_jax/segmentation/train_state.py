@@ -19,7 +19,11 @@ from flax.training import train_state
 
 from dng_jax.typed_config import TypedConfig, param, require
 
-__all__ = ["TrainConfig", "TrainState", "trainable_mask", "make_optimizer", "create_train_state"]
+__all__ = ["SCHEDULES", "TrainConfig", "TrainState", "trainable_mask", "learning_rate", "make_optimizer",
+           "create_train_state"]
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 class TrainConfig(TypedConfig):
@@ -31,11 +35,18 @@ class TrainConfig(TypedConfig):
     b1: float = param(0.9, "LAMB beta1")
     b2: float = param(0.999, "LAMB beta2")
     weight_decay: float = param(0.0, "LAMB weight decay")
+    schedule: str = param("constant", "learning rate: 'constant' (paper) or 'cosine' (linear warm-up, cosine "
+                          "decay to 0 at the last step)")
+    warmup_epochs: float = param(0.0, "cosine schedule: epochs of linear warm-up from 0")
+    class_weights: tuple[float, ...] = param((1.0, 1.0, 1.0), "cross-entropy weights of background, cell, "
+                                             "border (paper: equal)")
+    dice_weight: float = param(0.0, "weight of a soft Dice term on the cell and border classes (paper: 0)")
     seed: int = param(0, "initialisation, batch order and augmentation")
     checkpoint_every: int = param(1000, "steps between checkpoints (0: only at the end)")
     max_to_keep: int = param(3, "checkpoints kept")
     log_every: int = param(20, "steps between metric rows")
-    eval_every_epochs: int = param(1, "epochs between pixel loss / accuracy on fixed test crops")
+    eval_every_epochs: int = param(1, "epochs between pixel loss / accuracy on fixed crops of the validation "
+                                   "(paper protocol: test) images")
     max_steps: int | None = param(None, "stop after this many steps, as if interrupted (tests)")
     max_train_images: int | None = param(None, "use only the first N CT1 training images")
     trainable: tuple[str, ...] | None = param(None, "parameter subtrees to train ('encoder', 'decoder'); None = all")
@@ -47,6 +58,11 @@ class TrainConfig(TypedConfig):
         for f in ("b1", "b2"):
             require(0 <= getattr(self, f) < 1, f, f"must lie in [0, 1), got {getattr(self, f)}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.schedule in SCHEDULES, "schedule", f"use one of {SCHEDULES}, got {self.schedule!r}")
+        require(self.warmup_epochs >= 0, "warmup_epochs", f"must be >= 0, got {self.warmup_epochs}")
+        require(len(self.class_weights) == 3 and min(self.class_weights) > 0, "class_weights",
+                f"need 3 positive weights (background, cell, border), got {self.class_weights}")
+        require(self.dice_weight >= 0, "dice_weight", f"must be >= 0, got {self.dice_weight}")
         require(self.checkpoint_every >= 0, "checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
         for f in ("max_steps", "max_train_images"):
             v = getattr(self, f)
@@ -71,15 +87,27 @@ def trainable_mask(params, trainable: Sequence[str] | None):
             for k, v in params.items()}
 
 
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int = 1):
+    """The LAMB learning rate: ``cfg.lr`` (paper), or with ``schedule="cosine"`` a linear warm-up over
+    ``warmup_epochs`` and a cosine decay to 0 at the last of ``epochs * steps_per_epoch`` steps."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
+    return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total, end_value=0.0)
+
+
 def make_optimizer(cfg: TrainConfig | None = None, *, trainable: Sequence[str] | None = None,
-                   base: optax.GradientTransformation | None = None) -> optax.GradientTransformation:
-    """LAMB from ``cfg`` (``lr``, ``b1``, ``b2``, ``weight_decay``; paper: 1e-3, 0.9, 0.999, 0), or
-    ``base`` if given; with ``trainable`` only those top-level subtrees are updated
-    (``optax.multi_transform`` with ``set_to_zero`` for the rest, which also keeps no optimizer state
-    for them)."""
+                   base: optax.GradientTransformation | None = None,
+                   steps_per_epoch: int = 1) -> optax.GradientTransformation:
+    """LAMB from ``cfg`` (``lr``, ``b1``, ``b2``, ``weight_decay``; paper: 1e-3, 0.9, 0.999, 0; the
+    schedule of :func:`learning_rate`, for which ``steps_per_epoch`` counts), or ``base`` if given; with
+    ``trainable`` only those top-level subtrees are updated (``optax.multi_transform`` with
+    ``set_to_zero`` for the rest, which also keeps no optimizer state for them)."""
     cfg = TrainConfig() if cfg is None else cfg
     if base is None:
-        base = optax.lamb(cfg.lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
+        base = optax.lamb(learning_rate(cfg, steps_per_epoch), b1=cfg.b1, b2=cfg.b2,
+                          weight_decay=cfg.weight_decay)
     if trainable is None:
         return base
     trainable = tuple(trainable)

@@ -5,7 +5,8 @@ devices, with checkpoints every ``train.checkpoint_every`` steps and exact resum
 scores the test images (known / unknown / all). Written to the work dir:
 
   checkpoints/   orbax checkpoints (state + the config + the augmentation key)
-  metrics.csv    training loss / accuracy / images per second, evaluation loss / pixel accuracy
+  metrics.csv    training loss / accuracy / images per second, evaluation loss / pixel accuracy (on
+                 fixed crops of the validation images; the test images under the paper protocol)
   metrics.jsonl  the same rows as JSON lines (and tensorboard/ when tensorboardX is installed)
   config.json    the full configuration of the run
   baseline.json  the MAP on the test images, per image and cell type (if ``eval.enabled``)
@@ -39,7 +40,8 @@ from dng_jax.io.workdir import WorkdirLock, prepare_dir
 from dng_jax.metric_writers import create_default_writer, up_to_step
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import Checkpointer
-from dng_jax.segmentation.steps import make_augment_fn, make_eval_step, make_train_step, segmentation_loss
+from dng_jax.segmentation.steps import (make_augment_fn, make_eval_step, make_segmentation_loss, make_train_step,
+                                        segmentation_loss)
 from dng_jax.segmentation.train_state import TrainState, create_train_state, make_optimizer
 from dng_jax.sharding import jit_eval_step, jit_train_step, make_mesh, replicate, shard_batch
 from dng_jax.typed_config import as_dict
@@ -94,10 +96,12 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
             ids = ids[: tcfg.max_train_images]
         samples = load_samples(source, ids, "load train", progress)
         if eval_samples is None:
-            eval_samples = load_samples(source, splits.test_all, "load test", progress)
+            # monitored on the CT1 validation images where the protocol has them (wide), else the test images
+            eval_samples = load_samples(source, splits.val or splits.test_all, "load eval", progress)
 
     def batches_of(data, seed: int, batch_size: int):
-        return segmentation_batches(data, batch_size, cfg.data.crop_size, cfg.data.border_width, seed)
+        return segmentation_batches(data, batch_size, cfg.data.crop_size, cfg.data.border_width, seed,
+                                    touching_only=cfg.data.border == "touching")
 
     if len(samples) < tcfg.batch_size:
         raise ConfigError(f"config field train.batch_size: {len(samples)} training images cannot fill one batch "
@@ -115,9 +119,10 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
     model = make_model(cfg.model)
     crop = cfg.data.crop_size
     init_key, aug_key = jax.random.split(jax.random.key(tcfg.seed))
-    tx = make_optimizer(tcfg, trainable=tcfg.trainable)
+    tx = make_optimizer(tcfg, trainable=tcfg.trainable, steps_per_epoch=steps_per_epoch)
     init_fn = partial(create_train_state, model=model, cfg=tcfg, input_shape=(1, crop, crop, 3), tx=tx)
-    p_train = jit_train_step(make_train_step(segmentation_loss, trainable=tcfg.trainable,
+    train_loss = make_segmentation_loss(tcfg.class_weights, tcfg.dice_weight)
+    p_train = jit_train_step(make_train_step(train_loss, trainable=tcfg.trainable,
                                              augment_fn=make_augment_fn(cfg.augment)), mesh)
     p_eval = jit_eval_step(make_eval_step(segmentation_loss), mesh)
 
@@ -143,7 +148,7 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                     "rng": np.asarray(jax.random.key_data(aug_key)).tolist(), "config": cfg_dict}
 
         def run_eval(step: int, epoch: int):
-            """Mean loss / pixel accuracy over fixed crops of the test images (no augmentation)."""
+            """Mean cross-entropy / pixel accuracy over fixed crops of the eval images (no augmentation)."""
             bs = min(batch_size, len(eval_samples or ())) // n_dev * n_dev
             if bs < 1:
                 return None

@@ -1,0 +1,107 @@
+"""The segmentation model shipped inside the package, so ``predict`` works without a checkpoint.
+
+A bundled model is two files in ``dng_jax/segmentation/weights/``: ``<name>.npz`` (every parameter and
+BatchNorm statistic, keyed by its path in the variables tree, parameters stored as float16 to stay small;
+loading converts back to float32) and ``<name>.json`` (the full training config, which builds the model
+and the watershed, and where the weights came from: data, config file, commit, wide-protocol MAP).
+Written by ``scripts/export_bundled_model.py`` from a training work dir; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from dng_jax.config import ExperimentConfig, experiment_config
+from dng_jax.errors import CheckpointError, ConfigError
+from dng_jax.io.atomic import atomic_save_npz, atomic_write_text
+from dng_jax.models import make_model
+from dng_jax.typed_config import as_dict
+
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "save_bundled", "load_bundled", "bundled_info"]
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+DEFAULT_MODEL = "cpu_real"
+_SEP = "/"
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{_SEP}{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    tree: dict = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split(_SEP)
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return tree
+
+
+def save_bundled(variables: dict, config: ExperimentConfig | dict, provenance: dict,
+                 name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGHTS_DIR) -> Path:
+    """Write ``variables`` ({'params', 'batch_stats'}) as ``<directory>/<name>.npz`` (parameters float16,
+    BatchNorm statistics float32) and the config + ``provenance`` as ``<name>.json``."""
+    directory = Path(directory)
+    host = jax.device_get({k: variables[k] for k in ("params", "batch_stats")})
+    flat = {}
+    for path, value in _flatten(host).items():
+        value = np.asarray(value)
+        if path.startswith("params") and np.issubdtype(value.dtype, np.floating):
+            value = value.astype(np.float16)
+        flat[path] = value
+    cfg = as_dict(config) if isinstance(config, ExperimentConfig) else dict(config)
+    atomic_save_npz(directory / f"{name}.npz", flat)
+    atomic_write_text(directory / f"{name}.json",
+                      json.dumps({"provenance": provenance, "config": cfg}, indent=1, sort_keys=True) + "\n")
+    return directory / f"{name}.npz"
+
+
+def bundled_info(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGHTS_DIR) -> dict:
+    """The ``<name>.json`` of a bundled model: ``{"provenance": ..., "config": ...}``."""
+    path = Path(directory) / f"{name}.json"
+    if not path.exists():
+        raise CheckpointError(f"no bundled model {name!r}: {path} is missing (this install ships none; "
+                              f"pass --checkpoint)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable bundled-model description ({e})") from None
+
+
+def load_bundled(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGHTS_DIR):
+    """``(variables, model, config)`` of a bundled model, as :func:`~dng_jax.segmentation.checkpointing.load_variables`
+    returns them for a checkpoint (parameters back in float32)."""
+    info = bundled_info(name, directory)
+    npz = Path(directory) / f"{name}.npz"
+    try:
+        config = experiment_config(info["config"])
+    except (ConfigError, KeyError) as e:
+        raise CheckpointError(f"{npz.with_suffix('.json')}: its config is not valid ({e})") from None
+    try:
+        with np.load(npz) as data:
+            flat = {k: (data[k].astype(np.float32) if data[k].dtype == np.float16 else data[k]) for k in data.files}
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{npz}: the bundled weights cannot be read ({e})") from None
+    variables = _unflatten(flat)
+    model = make_model(config.model)
+    expected = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
+    got = jax.tree_util.tree_map(lambda x: x.shape, variables)
+    want = jax.tree_util.tree_map(lambda x: tuple(x.shape), dict(expected))
+    if got != want:
+        raise CheckpointError(f"{npz}: the weights do not fit the model of its config")
+    return variables, model, config
