@@ -94,7 +94,8 @@ def load_bundled(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGH
         raise CheckpointError(f"{npz.with_suffix('.json')}: its config is not valid ({e})") from None
     try:
         with np.load(npz) as data:
-            flat = {k: (data[k].astype(np.float32) if data[k].dtype == np.float16 else data[k]) for k in data.files}
+            flat = {k: data[k] for k in data.files}
+        flat = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in flat.items()}
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{npz}: the bundled weights cannot be read ({e})") from None
     variables = _unflatten(flat)
