@@ -15,7 +15,6 @@ cell types), the share of images improved, on CT1, on the other types, on all an
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections import defaultdict
@@ -28,34 +27,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 from dng_jax.config import experiment_config, load_config  # noqa: E402
 from dng_jax.data.dsb2018 import open_source  # noqa: E402
 from dng_jax.data.partition import KNOWN_TYPE  # noqa: E402
-from dng_jax.evaluation.metrics import image_score  # noqa: E402
+from dng_jax.evaluation.evaluator import score_predictions  # noqa: E402
+from dng_jax.evaluation.scores import read_scores  # noqa: E402
 from dng_jax.evaluation.statistics import paired_comparison  # noqa: E402
 from dng_jax.segmentation.classical import classical_instances  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def read_scores(path: Path) -> dict[str, tuple[str, float]]:
-    """``{image id: (cell type, score)}`` from a baseline.json or a scores.csv (runs averaged)."""
+def read_per_image(path: Path) -> dict[str, tuple[str, float]]:
+    """``{image id: (cell type, score)}`` from a baseline.json or a scores.csv (runs averaged per image)."""
     if path.suffix == ".json":
         per_image = json.loads(path.read_text())["per_image"]
         return {i: (r["type"], float(r["score"])) for i, r in per_image.items()}
-    acc: dict[str, list] = defaultdict(list)
-    types = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            acc[row["image"]].append(float(row["score"]))
-            types[row["image"]] = row["cell_type"]
-    return {i: (types[i], float(np.mean(v))) for i, v in acc.items()}
+    table = read_scores(path)
+    return {i: (t, float(v)) for i, t, v in zip(table.ids, table.types, table.per_image_mean())}
 
 
 def classical_scores(ids_types: dict[str, str], data: str, config) -> dict[str, tuple[str, float]]:
-    source = open_source(data)
-    out = {}
+    test: dict[str, list[str]] = defaultdict(list)
     for i, t in ids_types.items():
-        s = source.load(i)
-        out[i] = (t, image_score(s.labels, classical_instances(s.image, config.classical)))
-    return out
+        test[t].append(i)
+    scores = score_predictions(lambda image: classical_instances(image, config.classical), open_source(data), test)
+    return {i: (r["type"], float(r["score"])) for i, r in scores.per_image.items()}
 
 
 def main() -> None:
@@ -77,7 +71,7 @@ def main() -> None:
     first_file = next((p for _, p in named if p != "classical"), None)
     if first_file is None:
         sys.exit("error: give at least one baseline.json or scores.csv")
-    ref = read_scores(Path(first_file))
+    ref = read_per_image(Path(first_file))
     for name, path in named:
         if path == "classical":
             scores[name] = classical_scores({i: t for i, (t, _) in ref.items()}, a.data or config.data.path, config)
@@ -85,7 +79,7 @@ def main() -> None:
             p = Path(path)
             if not p.exists():
                 sys.exit(f"error: {p} does not exist")
-            scores[name] = read_scores(p)
+            scores[name] = read_per_image(p)
     ids = sorted(set.intersection(*(set(s) for s in scores.values())))
     types = np.array([ref[i][0] for i in ids])
     known = types == KNOWN_TYPE

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from dng_jax.config import ExperimentConfig, experiment_config
 from dng_jax.errors import CheckpointError, ConfigError
@@ -27,29 +27,6 @@ __all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "save_bundled", "load_bundled", "bund
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_MODEL = "cpu_real"
-_SEP = "/"
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, np.ndarray]:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{_SEP}{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out.update(_flatten(value, name))
-        else:
-            out[name] = np.asarray(value)
-    return out
-
-
-def _unflatten(flat: dict[str, np.ndarray]) -> dict:
-    tree: dict = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(_SEP)
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return tree
 
 
 def save_bundled(variables: dict, config: ExperimentConfig | dict, provenance: dict,
@@ -59,7 +36,7 @@ def save_bundled(variables: dict, config: ExperimentConfig | dict, provenance: d
     directory = Path(directory)
     host = jax.device_get({k: variables[k] for k in ("params", "batch_stats")})
     flat = {}
-    for path, value in _flatten(host).items():
+    for path, value in flatten_dict(host, sep="/").items():
         value = np.asarray(value)
         if path.startswith("params") and np.issubdtype(value.dtype, np.floating):
             value = value.astype(np.float16)
@@ -98,7 +75,7 @@ def load_bundled(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGH
         flat = {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in flat.items()}
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{npz}: the bundled weights cannot be read ({e})") from None
-    variables = _unflatten(flat)
+    variables = unflatten_dict(flat, sep="/")
     model = make_model(config.model)
     expected = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32)))
     got = jax.tree_util.tree_map(lambda x: x.shape, variables)
