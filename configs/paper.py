@@ -143,6 +143,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.retrain.momentum = 0.5
     c.retrain.decay_every_epochs = 10
     c.retrain.decay_factor = 0.1
+    # Beyond the paper (docs/results.md, "Variants"); these values are the paper's step:
+    c.retrain.batch_norm = "train"  # encoder BN statistics follow the clustering images ("frozen", "adabn")
+    c.retrain.segmentation_weight = 0.0  # joint objective: + w x segmentation loss on CT1 crops
+    c.retrain.decoder_epochs = 0  # then re-pair the decoder: LAMB on CT1, encoder fixed
+    c.retrain.rounds = 1  # DeepCluster: re-extract, re-cluster, retrain
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one
@@ -151,6 +156,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.seeds = 48  # how many runs per configuration (run i uses clustering seed i)
     c.sweep.seed = 0  # base PRNG seed of the runs (clustering keys and retraining heads/data order)
     c.sweep.seeds_per_chunk = 48  # runs retrained at once (vmapped); lower it when memory is short
+    c.sweep.ensemble = 0  # also score the mean softmax of N seeds (-1: all); the paper's future work
 
     c.report = ml_collections.ConfigDict()
     c.report.tsne_points = 2000

@@ -201,6 +201,8 @@ class SweepConfig(TypedConfig):
     seeds: int = param(48, "runs per configuration (run i uses clustering seed i)")
     seed: int = param(0, "base PRNG seed of the runs (clustering keys, retraining heads and data order)")
     seeds_per_chunk: int = param(48, "runs retrained at once (vmapped); lower it when memory is short")
+    ensemble: int = param(0, "also score the mean softmax of seeds 0..N-1 of each configuration (paper's future "
+                          "work; 0 = none, -1 = all seeds)")
 
     def check(self) -> None:
         require(len(self.methods) > 0, "methods", "name at least one method")
@@ -209,6 +211,8 @@ class SweepConfig(TypedConfig):
         require(len(set(self.ks)) == len(self.ks), "ks", f"names a k twice: {self.ks}")
         require(self.seeds >= 1, "seeds", f"must be >= 1, got {self.seeds}")
         require(self.seeds_per_chunk >= 1, "seeds_per_chunk", f"must be >= 1, got {self.seeds_per_chunk}")
+        require(self.ensemble == -1 or 0 <= self.ensemble <= self.seeds, "ensemble",
+                f"must be 0 (none), -1 (all seeds) or at most seeds={self.seeds}, got {self.ensemble}")
 
 
 class ReportConfig(TypedConfig):

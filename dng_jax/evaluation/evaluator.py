@@ -113,12 +113,17 @@ class SegmentationEvaluator(NamedTuple):
     tile_size: int = 1024
     workers: int = 0
     tta: bool = False  # mean softmax over the 8 flips / 90-degree rotations (eval.tta)
+    adabn: bool = False  # encoder BatchNorm with each image's own statistics (retrain.batch_norm="adabn")
 
     @classmethod
     def from_config(cls, cfg) -> SegmentationEvaluator:
         """From an :class:`~dng_jax.config.ExperimentConfig` (its ``postprocess`` and ``eval`` sections)."""
         return cls(postprocess=cfg.postprocess, tile_size=cfg.eval.tile_size,
                    workers=cfg.eval.workers or default_workers(), tta=cfg.eval.tta)
+
+    def probs(self, variables, model, image: np.ndarray) -> np.ndarray:
+        """The softmax of one image as this evaluator predicts it (tiles, TTA, AdaBN)."""
+        return predict_probs(variables, model, image, tile_size=self.tile_size, tta=self.tta, adabn=self.adabn)
 
     def pool(self, samples: SampleLoader, ids: Sequence[str]) -> ScoringPool:
         """A pool that holds the ground truth of ``ids`` (use as a context manager)."""
@@ -127,6 +132,25 @@ class SegmentationEvaluator(NamedTuple):
     def __call__(self, variables, model, samples: SampleLoader, test: Mapping[str, Sequence[str]], *,
                  progress: bool = False, pool: ScoringPool | None = None,
                  known_type: str = KNOWN_TYPE) -> SegmentationScores:
+        return self._score(lambda image: self.probs(variables, model, image), samples, test, progress=progress,
+                           pool=pool, known_type=known_type)
+
+    def ensemble(self, members: Sequence[Any], model, samples: SampleLoader, test: Mapping[str, Sequence[str]], *,
+                 progress: bool = False, pool: ScoringPool | None = None,
+                 known_type: str = KNOWN_TYPE) -> SegmentationScores:
+        """Scores of the mean softmax of several networks' ``members`` (variables of one ``model``): the
+        watershed runs once, on the average (``sweep.ensemble``)."""
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+
+        def probs(image):
+            return np.mean([self.probs(v, model, image) for v in members], axis=0, dtype=np.float32)
+
+        return self._score(probs, samples, test, progress=progress, pool=pool, known_type=known_type)
+
+    def _score(self, probs_of: Callable[[np.ndarray], np.ndarray], samples: SampleLoader,
+               test: Mapping[str, Sequence[str]], *, progress: bool, pool: ScoringPool | None,
+               known_type: str) -> SegmentationScores:
         images = _ordered(test, known_type)
         own = pool is None
         if own:
@@ -135,9 +159,7 @@ class SegmentationEvaluator(NamedTuple):
             futures: dict[str, Future] = {}
             in_flight: list[Future] = []
             for _, sid in tqdm(images, desc="evaluate", disable=not progress, leave=False):
-                probs = predict_probs(variables, model, samples.load(sid).image, tile_size=self.tile_size,
-                                      tta=self.tta)
-                futures[sid] = pool.submit(sid, probs)
+                futures[sid] = pool.submit(sid, probs_of(samples.load(sid).image))
                 in_flight.append(futures[sid])
                 while len(in_flight) > 2 * max(pool.workers, 1):  # bound the softmaxes waiting in memory
                     in_flight.pop(0).result()

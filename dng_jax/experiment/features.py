@@ -9,6 +9,7 @@ encoder is retrained on them.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -23,7 +24,23 @@ from dng_jax.data.dsb2018 import Source
 from dng_jax.data.partition import Splits
 from dng_jax.data.pipeline import random_crop
 
-__all__ = ["ClusterData", "extract_cluster_data"]
+__all__ = ["ClusterData", "extract_cluster_data", "pooled_latent"]
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _pool(model, variables, x):
+    """The encoder's last stage, globally average-pooled: ``[B, latent]`` float32."""
+    return jnp.mean(model.apply(variables, x, train=False, method="encode")[0].astype(jnp.float32), axis=(1, 2))
+
+
+def pooled_latent(model, variables, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """The pooled latent ``[n, latent]`` of ``uint8`` images under ``variables`` (a U-Net's; only the
+    encoder is used): what a later clustering round clusters (after its own PCA)."""
+    out = np.zeros((images.shape[0], model.encoder.latent_features), np.float32)
+    for s in range(0, images.shape[0], batch_size):
+        out[s : s + batch_size] = np.asarray(_pool(model, variables, jnp.asarray(images[s : s + batch_size],
+                                                                                  jnp.float32) / 255.0))
+    return out
 
 
 class ClusterData(NamedTuple):

@@ -68,10 +68,17 @@ def read_results_csv(path) -> list[dict]:
 
 
 def _method_rank(method: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+    base, ens = method.removesuffix(ENSEMBLE), method.endswith(ENSEMBLE)
+    return (METHOD_ORDER.index(base), "+" * ens) if base in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+#: The suffix of an ensemble's method id in the score tables (``kmc+ens``: the kMC runs' mean softmax).
+ENSEMBLE = "+ens"
 
 
 def _label(method: str) -> str:
+    if method.endswith(ENSEMBLE):
+        return f"{_label(method[: -len(ENSEMBLE)])} ensemble"
     return METHODS[method].label if method in METHODS else method
 
 
@@ -331,7 +338,9 @@ def read_sweep_scores(workdir) -> SweepScores | None:
         method, _, k = path.parent.name.rpartition("_k")
         if (path.parent / "results.json").exists():
             runs[(method, int(k))] = read_scores(path)
-    runs = dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0] != "gng" else math.inf,
+            if (path.parent / "ensemble_scores.csv").exists():  # sweep.ensemble: the runs' mean softmax
+                runs[(method + ENSEMBLE, int(k))] = read_scores(path.parent / "ensemble_scores.csv")
+    runs = dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0].removesuffix(ENSEMBLE) != "gng" else math.inf,
                                                        _method_rank(kv[0][0]))))
     classical = wd / "classical" / "scores.csv"
     return SweepScores(baseline=read_scores(wd / "baseline" / "scores.csv"),

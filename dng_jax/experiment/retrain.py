@@ -5,6 +5,12 @@ It learns to predict each clustering image's cluster index from a random 128x128
 training augmentation; SGD (lr 0.01, momentum 0.5), the learning rate x0.1 every 10 epochs, 20 epochs.
 Only the encoder (and the new head) change; the decoder stays the baseline's.
 
+Beyond the paper (each 0 / "train" / 1 reproduces it): ``batch_norm="frozen"`` runs the encoder's
+BatchNorm on the baseline's statistics while it learns (they never move to the clustering images);
+``segmentation_weight > 0`` adds the segmentation loss of the whole U-Net on CT1 crops to every step
+(the decoder then trains too); ``decoder_epochs`` and ``rounds`` are driven by
+:mod:`dng_jax.experiment.adaptation`.
+
 All seeds of one configuration train together: the state carries a leading *runs* axis and the step is
 ``vmap``-ed over it (each run has its own labels, visiting order and augmentation keys); the runs axis
 can be sharded over devices. The paper does not give the batch size of this step: it is a config field.
@@ -13,6 +19,7 @@ can be sharded over devices. The paper does not give the batch size of this step
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -26,10 +33,15 @@ from tqdm.auto import tqdm
 
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.metric_writers import MetricWriter
+from dng_jax.data.pipeline import CropBatches
 from dng_jax.models import ResNetEncoder
+from dng_jax.models.unet import UNet
+from dng_jax.segmentation.steps import make_segmentation_loss, to_float_images
+from dng_jax.segmentation.train_state import TrainConfig
 from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = [
+    "BATCH_NORM_MODES",
     "RetrainConfig",
     "EncoderClassifier",
     "RetrainState",
@@ -39,6 +51,9 @@ __all__ = [
     "retrain_runs",
     "random_crops",
 ]
+
+
+BATCH_NORM_MODES = ("train", "frozen", "adabn")
 
 
 class RetrainConfig(TypedConfig):
@@ -51,6 +66,15 @@ class RetrainConfig(TypedConfig):
     momentum: float = param(0.5, "SGD momentum")
     decay_every_epochs: int = param(10, "the learning rate is multiplied by decay_factor this often")
     decay_factor: float = param(0.1, "learning-rate decay")
+    batch_norm: str = param("train", "encoder BatchNorm statistics: 'train' (paper: they follow the clustering "
+                            "images), 'frozen' (the baseline's, in training and at test time), 'adabn' "
+                            "('train', and at test time each image's own)")
+    segmentation_weight: float = param(0.0, "joint objective: + this x the segmentation loss of the whole U-Net on "
+                                       "CT1 crops in every step (paper: 0)")
+    decoder_epochs: int = param(0, "then train the decoder (encoder fixed) this many epochs on CT1 with LAMB and "
+                                "the train section's loss, batch and crop (paper: 0)")
+    rounds: int = param(1, "cluster + retrain rounds; each later round clusters each run's own re-extracted "
+                        "latent (DeepCluster; paper: 1)")
 
     def check(self) -> None:
         require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
@@ -59,6 +83,11 @@ class RetrainConfig(TypedConfig):
         require(self.learning_rate >= 0, "learning_rate", f"must be >= 0, got {self.learning_rate}")
         require(0 <= self.momentum < 1, "momentum", f"must lie in [0, 1), got {self.momentum}")
         require(self.decay_factor > 0, "decay_factor", f"must be > 0, got {self.decay_factor}")
+        require(self.batch_norm in BATCH_NORM_MODES, "batch_norm",
+                f"must be one of {BATCH_NORM_MODES}, got {self.batch_norm!r}")
+        require(self.segmentation_weight >= 0, "segmentation_weight", f"must be >= 0, got {self.segmentation_weight}")
+        require(self.decoder_epochs >= 0, "decoder_epochs", f"must be >= 0, got {self.decoder_epochs}")
+        require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")
 
 
 class EncoderClassifier(nn.Module):
@@ -75,8 +104,8 @@ class EncoderClassifier(nn.Module):
 
 
 class RetrainState(NamedTuple):
-    params: Any  # {'encoder': ..., 'head': ...}, leading runs axis
-    batch_stats: Any  # {'encoder': ...}, leading runs axis
+    params: Any  # {'encoder': ..., 'head': ...} (+ 'decoder' with the joint objective), leading runs axis
+    batch_stats: Any  # {'encoder': ...} (+ 'decoder'), leading runs axis
     opt_state: Any
     step: jax.Array  # [runs] int32
 
@@ -89,19 +118,26 @@ def make_optimizer(cfg: RetrainConfig, steps_per_epoch: int) -> optax.GradientTr
 
 def init_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, n_runs: int,
               optimizer: optax.GradientTransformation, image_size: int,
-              run_ids: jax.Array | None = None) -> RetrainState:
+              run_ids: jax.Array | None = None, *, decoder_variables: dict | None = None,
+              stacked: bool = False) -> RetrainState:
     """Every run starts from the baseline encoder and its own freshly initialised head (from
-    ``fold_in(key, run_id)``; ``run_ids`` default ``0..n_runs-1``)."""
-    def one(k):
+    ``fold_in(key, run_id)``; ``run_ids`` default ``0..n_runs-1``). ``decoder_variables`` (joint
+    objective) join the state; with ``stacked`` both carry a leading runs axis (each run goes on from its
+    own networks: a later round)."""
+    def one(k, enc, dec):
         shapes = jax.eval_shape(lambda: model.init(k, jnp.zeros((1, image_size, image_size, 3)), train=False))
         head_in = shapes["params"]["head"]["kernel"].shape[0]
         head = nn.Dense(model.num_classes).init(k, jnp.zeros((1, head_in)))["params"]
-        params = {"encoder": encoder_variables["params"], "head": head}
-        return RetrainState(params, {"encoder": encoder_variables["batch_stats"]}, optimizer.init(params),
-                            jnp.zeros((), jnp.int32))
+        params = {"encoder": enc["params"], "head": head}
+        stats = {"encoder": enc["batch_stats"]}
+        if dec is not None:
+            params["decoder"], stats["decoder"] = dec["params"], dec["batch_stats"]
+        return RetrainState(params, stats, optimizer.init(params), jnp.zeros((), jnp.int32))
 
     ids = jnp.arange(n_runs) if run_ids is None else jnp.asarray(run_ids)
-    return jax.vmap(lambda r: one(jax.random.fold_in(key, r)))(ids)
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(ids)
+    axis = 0 if stacked else None
+    return jax.vmap(one, in_axes=(0, axis, axis))(keys, encoder_variables, decoder_variables)
 
 
 def random_crops(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
@@ -115,31 +151,59 @@ def random_crops(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
 
 @functools.lru_cache(maxsize=32)
 def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_epoch: int,
-                      augment: AugmentConfig = AugmentConfig()):
-    """``step(states, images_u8 [R,B,H,W,3], labels [R,B], keys [R]) -> (states, loss [R])``, vmapped over runs.
+                      augment: AugmentConfig = AugmentConfig(), unet: UNet | None = None,
+                      seg_train: TrainConfig | None = None):
+    """``step(states, images_u8 [R,B,H,W,3], labels [R,B], keys [R], seg_batch) -> (states, loss [R])``,
+    vmapped over runs; ``loss`` is the pseudo-label cross-entropy.
 
-    Cached on its (hashable) arguments, so the chunks of a configuration share one compiled step.
+    With ``cfg.segmentation_weight > 0`` (``unet`` and ``seg_train`` given) ``seg_batch = (images u8
+    [B,S,S,3], targets [B,S,S])`` is one CT1 batch shared by every run (each augments it with its own key)
+    and its segmentation loss (``seg_train``'s class weights and Dice term) joins the objective; else
+    ``None``. Cached on its (hashable) arguments, so the chunks of a configuration share one compiled step.
     """
     optimizer = make_optimizer(cfg, steps_per_epoch)
+    joint = cfg.segmentation_weight > 0
+    if joint and (unet is None or seg_train is None):
+        raise ValueError("retrain.segmentation_weight > 0 needs the U-Net and the train section")
+    seg_loss = make_segmentation_loss(seg_train.class_weights, seg_train.dice_weight) if joint else None
+    bn_train = cfg.batch_norm != "frozen"
 
-    def one(state: RetrainState, images, labels, key):
-        k_crop, k_aug = jax.random.split(key)
+    def one(state: RetrainState, images, labels, key, seg_batch):
+        k_crop, k_aug, k_seg = jax.random.split(key, 3)
         x = random_crops(k_crop, images, cfg.crop_size).astype(jnp.float32) / 255.0
         if augment.enabled:
             x, _ = augment_batch(k_aug, x, None, augment)
 
         def loss_fn(params):
-            logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                                          mutable=["batch_stats"])
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-            return loss, updates["batch_stats"]
+            stats = dict(state.batch_stats)
+            variables = {"params": {"encoder": params["encoder"], "head": params["head"]},
+                         "batch_stats": {"encoder": stats["encoder"]}}
+            if bn_train:
+                logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+                stats["encoder"] = updates["batch_stats"]["encoder"]
+            else:  # the encoder normalises with the baseline's statistics, which stay as they are
+                logits = model.apply(variables, x, train=False)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+            if not joint:
+                return ce, (ce, stats)
+            seg_x, seg_t = seg_batch
+            seg_x = to_float_images(seg_x)
+            if augment.enabled:
+                seg_x, seg_t = augment_batch(k_seg, seg_x, seg_t, augment)
+            outputs, updates = unet.apply(
+                {"params": {"encoder": params["encoder"], "decoder": params["decoder"]},
+                 "batch_stats": {"encoder": stats["encoder"], "decoder": stats["decoder"]}},
+                seg_x, train=True, encoder_train=bn_train, mutable=["batch_stats"])
+            seg, _ = seg_loss(outputs, seg_t)
+            stats = {**stats, **{k: updates["batch_stats"][k] for k in (("encoder",) if bn_train else ()) + ("decoder",)}}
+            return ce + cfg.segmentation_weight * seg, (ce, stats)
 
-        (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        (_, (ce, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return RetrainState(params, batch_stats, opt_state, state.step + 1), loss
+        return RetrainState(params, batch_stats, opt_state, state.step + 1), ce
 
-    return jax.jit(jax.vmap(one), donate_argnums=(0,))
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0,))
 
 
 @jax.jit
@@ -148,16 +212,30 @@ def _gather(images, labels, idx):
     return images[idx], jnp.take_along_axis(labels, idx, axis=1)
 
 
+def _cycle(batches: CropBatches):
+    """The batches of epoch 0, 1, 2, ... without end."""
+    for epoch in itertools.count():
+        yield from batches.epoch(epoch)
+
+
 def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: dict, images: np.ndarray,
                  labels: np.ndarray, cfg: RetrainConfig, augment: AugmentConfig = AugmentConfig(),
                  progress: bool = True, desc: str = "retrain", run_ids: Sequence[int] | None = None,
-                 writer: MetricWriter | None = None) -> tuple[RetrainState, np.ndarray]:
+                 writer: MetricWriter | None = None, *, stacked: bool = False,
+                 decoder_variables: dict | None = None, unet: UNet | None = None,
+                 seg_batches: CropBatches | None = None, seg_train: TrainConfig | None = None,
+                 first_epoch: int = 0) -> tuple[RetrainState, np.ndarray]:
     """Train ``R = labels.shape[0]`` runs on ``images [N,H,W,3] uint8`` with ``labels [R, N]``.
 
     Run ``run_ids[r]`` (default ``r``) draws its head, image order, crops and augmentation from
     ``fold_in(key, run_id)`` alone, so a run's result does not depend on which other runs share its
     chunk. The last incomplete batch of an epoch is dropped. Returns the final states and the per-epoch
-    mean loss ``[epochs, R]``; ``writer`` gets one row per epoch and run (``step`` = epoch, ``run``, ``loss``).
+    mean loss ``[epochs, R]``; ``writer`` gets one row per epoch and run (``step`` = ``first_epoch`` +
+    epoch, ``run``, ``loss``).
+
+    ``stacked``: the start variables carry a leading runs axis (a later round). The joint objective
+    (``cfg.segmentation_weight > 0``) needs ``unet``, the baseline's ``decoder_variables``, CT1
+    ``seg_batches`` (one batch per step, shared by the runs) and the ``seg_train`` section (its loss).
     """
     labels = np.asarray(labels)
     chex.assert_rank(labels, 2)
@@ -168,12 +246,18 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
         raise ValueError(f"{images.shape[0]} images but labels for {n}")
     if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
         raise ValueError(f"images {images.shape[1:3]} are smaller than the crop {cfg.crop_size}")
+    joint = cfg.segmentation_weight > 0
+    if joint and (unet is None or decoder_variables is None or seg_batches is None or seg_train is None):
+        raise ValueError("retrain.segmentation_weight > 0 needs unet, decoder_variables, seg_batches and seg_train")
     batch = min(cfg.batch_size, n)
     steps_per_epoch = n // batch
     optimizer = make_optimizer(cfg, steps_per_epoch)
     k_init, k_order, k_step = jax.random.split(key, 3)
-    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids)
-    step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment)
+    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids,
+                       decoder_variables=decoder_variables if joint else None, stacked=stacked)
+    step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment, unet if joint else None,
+                                seg_train if joint else None)
+    seg_stream = _cycle(seg_batches) if joint else None
     images_dev = jnp.asarray(images)
     labels_dev = jnp.asarray(labels, jnp.int32)
     run_keys = jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids)
@@ -187,13 +271,13 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
             idx = orders[:, s * batch : (s + 1) * batch]
             x, y = _gather(images_dev, labels_dev, idx)
             keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * steps_per_epoch + s))(run_keys)
-            states, loss = step_fn(states, x, y, keys)
+            states, loss = step_fn(states, x, y, keys, next(seg_stream) if joint else None)
             epoch_loss = epoch_loss + loss
             bar.update(1)
         losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
         bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
         if writer is not None:
             for r, run in enumerate(np.asarray(run_ids).tolist()):
-                writer.write_scalars(epoch, {"run": run, "loss": float(losses[epoch, r])})
+                writer.write_scalars(first_epoch + epoch, {"run": run, "loss": float(losses[epoch, r])})
     bar.close()
     return states, losses

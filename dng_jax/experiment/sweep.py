@@ -14,7 +14,11 @@ command skips what is finished):
                        encoder retrained on them (seeds vmapped, in chunks of ``sweep.seeds_per_chunk``),
                        each run scored with the baseline decoder (every test image's score in
                        ``scores.csv``). A chunk's results are saved as soon as it finishes;
-                       ``results.json`` marks the configuration done.
+                       ``results.json`` marks the configuration done. The ``retrain`` variants
+                       (:mod:`dng_jax.experiment.adaptation`) run inside a chunk; with
+                       ``sweep.ensemble`` the chunks keep their runs' networks
+                       (``chunk_*_variables.npz``) and the seeds' mean softmax is scored too
+                       (``ensemble_scores.csv``, ``ensemble.json``).
 4. ``results.csv``, ``table1.md`` (with the classical row, paired differences to the baseline with
    bootstrap intervals, per-type MAPs), ``fig2_latent_tsne.png``, ``fig5_panels.png``, ``fig6_map_known.png``,
    ``fig7_map_unknown.png``, ``fig8_entropy_std.png``.
@@ -41,12 +45,14 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
 from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
                             experiment_config)
-from dng_jax.data.dsb2018 import SampleCache, open_source
+from dng_jax.data.dsb2018 import SampleCache, load_samples, open_source
 from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, open_data
+from dng_jax.data.pipeline import CropBatches, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError, WorkerError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.metrics import image_score
@@ -55,7 +61,7 @@ from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment.features import extract_cluster_data
 from dng_jax.experiment.report import (plot_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
                                        write_test_set)
-from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
+from dng_jax.experiment.adaptation import adapt_runs, needs_ct1_batches, run_variables
 from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
@@ -65,6 +71,7 @@ from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
 from dng_jax.segmentation.classical import classical_instances
 from dng_jax.segmentation.inference import predict_instances
+from dng_jax.segmentation.postprocess import probs_to_instances
 from dng_jax.segmentation.trainer import train_and_evaluate
 from dng_jax.sharding import runs_mesh
 from dng_jax.typed_config import as_dict
@@ -323,7 +330,8 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
 
 
 def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuration, images, latent, variables,
-                        model, scoring: Scoring, progress: bool, upstream: str | None = None) -> list[dict]:
+                        model, scoring: Scoring, progress: bool, upstream: str | None = None,
+                        ct1_batches: CropBatches | None = None) -> list[dict]:
     """Cluster, retrain and evaluate every seed of one configuration; returns its result rows (and
     writes every run's per-image scores to ``scores.csv``).
 
@@ -357,10 +365,10 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             for f in [labels_path, rdir / "clustering.json"]:
                 f.unlink(missing_ok=True)
             labels = None
+    _, method = build_method(conf.name, conf.k, cfg.clustering)
+    keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
     if labels is None:
         t0 = time.time()
-        _, method = build_method(conf.name, conf.k, cfg.clustering)
-        keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
         mesh = runs_mesh() if jax.device_count() > 1 else None
         res = run_method(method, keys, latent, mesh=mesh, progress=progress)
         labels = res.labels
@@ -377,8 +385,8 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                 f.unlink()
         log.info(f"{conf.method}({conf.k}): clustered {n_seeds} seeds in {time.time() - t0:.1f}s")
     n_classes = max(int(s["units"]) for s in stats)
-    clf = EncoderClassifier(model.encoder, n_classes)
-    encoder_vars = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+    evaluator = scoring.evaluator._replace(adabn=cfg.retrain.batch_norm == "adabn")
+    n_ensemble = n_seeds if cfg.sweep.ensemble == -1 else cfg.sweep.ensemble
     chunk = cfg.sweep.seeds_per_chunk
     rows: list[dict] = []
     for c0 in range(0, n_seeds, chunk):
@@ -390,6 +398,8 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                 if not (isinstance(chunk_rows, list) and [r["seed"] for r in chunk_rows] == seeds
                         and all("per_image" in r for r in chunk_rows)):
                     raise ValueError("not this chunk's rows")
+                if seeds[0] < n_ensemble and not stage.readable(_chunk_variables(rdir, c0)):
+                    raise ValueError(f"the ensemble needs its runs' variables, {_chunk_variables(rdir, c0).name}")
                 rows += chunk_rows
                 continue
             except (OSError, ValueError, KeyError, TypeError) as e:
@@ -399,42 +409,82 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                                        keep=lambda row, s=frozenset(seeds): int(row["run"]) not in s)
         key = jax.random.key(cfg.sweep.seed + 1)  # run i's randomness: fold_in(key, i), any chunking
         try:
-            states, losses = retrain_runs(key, clf, encoder_vars, np.asarray(images), labels[seeds], cfg.retrain,
-                                          cfg.augment, progress=progress,
-                                          desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}",
-                                          run_ids=np.asarray(seeds, np.int32), writer=writer)
+            adapted = adapt_runs(key, cfg, model, variables, np.asarray(images), labels[seeds], n_classes,
+                                 method=method, method_keys=keys[np.asarray(seeds)], run_ids=seeds,
+                                 ct1_batches=ct1_batches, progress=progress,
+                                 desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}", writer=writer)
         finally:
             writer.close()
+        losses = adapted.losses
+        if seeds[0] < n_ensemble:  # the ensemble (scored after the last chunk) needs the runs' networks
+            atomic_save_npz(_chunk_variables(rdir, c0), flatten_dict(jax.device_get(adapted.variables), sep="/"))
         chunk_rows = []
         for j, seed in enumerate(seeds):
-            run_vars = {
-                "params": {**variables["params"], "encoder": jax.tree.map(lambda a: a[j], states.params["encoder"])},
-                "batch_stats": {**variables["batch_stats"],
-                                "encoder": jax.tree.map(lambda a: a[j], states.batch_stats["encoder"])},
-            }
-            res = scoring.evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
+            run_vars = run_variables(variables, adapted.variables, j)
+            res = evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
             per_image = {k: v["score"] for k, v in res.per_image.items()}
             st = stats[seed]
             chunk_rows.append({"method": conf.method, "k": conf.k, "seed": seed, "units": int(st["units"]),
                                "norm_entropy": float(st["norm_entropy"]), "quant_error": float(st["quant_error"]),
                                **view_maps(per_image, scoring.test),
                                "final_loss": float(losses[-1, j]) if len(losses) else float("nan"),
+                               **{f"round{r + 2}_{name}": later[name][j] for r, later in enumerate(adapted.later_rounds)
+                                  for name in ("units", "norm_entropy")},
                                "per_image": per_image})
             if seed == 0:  # keep one run's predictions for the Fig. 5 panels
-                ev = scoring.evaluator
-                preds = {sid: predict_instances(run_vars, model, scoring.cache.load(sid).image, ev.postprocess,
-                                                tile_size=ev.tile_size, tta=ev.tta) for sid in _panel_ids(cfg, scoring)}
+                preds = {sid: probs_to_instances(evaluator.probs(run_vars, model, scoring.cache.load(sid).image),
+                                                 evaluator.postprocess) for sid in _panel_ids(cfg, scoring)}
                 atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
     write_scores(rdir / "scores.csv", scoring.table([r["seed"] for r in rows], [r["per_image"] for r in rows]))
+    files = ["clustering.json", "pseudo_labels.npy", "scores.csv", "results.json"]
+    if n_ensemble:
+        _score_ensemble(rdir, conf, n_ensemble, chunk, variables, model, evaluator, scoring, progress)
+        files += ["ensemble.json", "ensemble_scores.csv"]
+        files += [_chunk_variables(rdir, c0).name for c0 in range(0, n_ensemble, chunk)]
     rows = [{k: v for k, v in r.items() if k != "per_image"} for r in rows]
     _write_json(rdir / "results.json", rows)
-    files = ["clustering.json", "pseudo_labels.npy", "scores.csv", "results.json"]
     files += sorted(p.name for p in rdir.glob("chunk_*.json"))
     files += ["seed0_predictions.npz"] if (rdir / "seed0_predictions.npz").exists() else []
     stage.write_done(rdir, files, upstream=upstream)
     return rows
+
+
+def _chunk_variables(rdir: Path, c0: int) -> Path:
+    """What the runs of the chunk starting at seed ``c0`` changed in the U-Net (kept for the ensemble)."""
+    return rdir / f"chunk_{c0:04d}_variables.npz"
+
+
+def _score_ensemble(rdir: Path, conf: Configuration, n: int, chunk: int, variables, model,
+                    evaluator: SegmentationEvaluator, scoring: Scoring, progress: bool) -> None:
+    """``sweep.ensemble``: the mean softmax of seeds ``0..n-1`` per test image, then the watershed (the
+    paper's proposed kMC ensembles, and the same for every method); ``ensemble_scores.csv`` /
+    ``ensemble.json`` (Table I's paired comparison shows it as "<method> ensemble")."""
+    members = []
+    for c0 in range(0, n, chunk):
+        with np.load(_chunk_variables(rdir, c0)) as f:
+            adapted = unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
+        members += [run_variables(variables, adapted, j) for j in range(min(chunk, n - c0))]
+    res = evaluator.ensemble(members, model, scoring.cache, scoring.scored, pool=scoring.pool, progress=progress)
+    per_image = {k: v["score"] for k, v in res.per_image.items()}
+    write_scores(rdir / "ensemble_scores.csv", scoring.table([f"ensemble of {n}"], [per_image]))
+    maps = view_maps(per_image, scoring.test)
+    _write_json(rdir / "ensemble.json", {"members": n, **maps})
+    log.info(f"{conf.method}({conf.k}) ensemble of {n}: known {maps['map_known']:.3f}  unknown "
+             f"{maps['map_unknown']:.3f}  all {maps['map_all']:.3f}")
+
+
+def ct1_training_batches(cfg: ExperimentConfig, source, splits, progress: bool) -> CropBatches:
+    """The CT1 training crops of the segmentation training (its batch, crop, targets and seed): what the
+    joint objective and the decoder tuning learn from."""
+    ids = list(splits.train_ct1)[: cfg.train.max_train_images or None]
+    samples = load_samples(source, ids, "load CT1 train", progress)
+    if len(samples) < cfg.train.batch_size:
+        raise ConfigError(f"config field train.batch_size: {len(samples)} CT1 training images cannot fill one "
+                          f"batch of {cfg.train.batch_size}")
+    return segmentation_batches(samples, cfg.train.batch_size, cfg.data.crop_size, cfg.data.border_width,
+                                cfg.train.seed, touching_only=cfg.data.border == "touching")
 
 
 # ----------------------------------------------------------------------------------------- stage 4
@@ -537,12 +587,13 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
         rows: list[dict] = []
         failures: dict[str, str] = {}
         confs = sweep_configurations(cfg)
+        ct1 = ct1_training_batches(cfg, source, splits, progress) if needs_ct1_batches(cfg) else None
         for i, conf in enumerate(confs):
             log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
             t0 = time.time()
             try:
                 rows += stage_configuration(cfg, workdir, conf, images, latent, variables, model, scoring, progress,
-                                            upstream)
+                                            upstream, ct1)
             except KeyboardInterrupt:
                 raise
             except BrokenExecutor as e:  # a scoring worker died (killed, out of memory): the rest would fail too

@@ -75,9 +75,12 @@ class UNet(nn.Module):
         """Returns ``(latent, skips)``; latent is the last ResNet stage (8x8x2048 for 256x256 ResNet-50)."""
         return self.encoder(x, train=train)
 
-    def __call__(self, x, train: bool = False):
+    def __call__(self, x, train: bool = False, encoder_train: bool | None = None):
+        """``encoder_train`` (default: ``train``) sets the encoder's BatchNorm mode on its own: ``False`` with
+        ``train=True`` trains the decoder on a fixed encoder; ``True`` with ``train=False`` normalises the
+        encoder with the statistics of the input itself (AdaBN at test time)."""
         h, w = x.shape[1:3]
         if h % 32 or w % 32:
             raise ValueError(f"UNet input height and width must be multiples of 32, got {h}x{w}")
-        latent, skips = self.encoder(x, train=train)
+        latent, skips = self.encoder(x, train=train if encoder_train is None else encoder_train)
         return self.decoder(latent, skips, train=train)

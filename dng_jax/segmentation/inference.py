@@ -65,9 +65,13 @@ def _window(tile: int, overlap: int) -> np.ndarray:
     return np.clip(ramp, 1e-3, 1.0)
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _softmax_forward(model, variables, images):
-    logits = model.apply(variables, images.astype(jnp.float32) / 255.0, train=False)
+@partial(jax.jit, static_argnums=(0, 3))
+def _softmax_forward(model, variables, images, adabn: bool = False):
+    x = images.astype(jnp.float32) / 255.0
+    if adabn:  # the encoder's BatchNorm uses this input's own statistics (the updates are dropped)
+        logits, _ = model.apply(variables, x, train=False, encoder_train=True, mutable=["batch_stats"])
+    else:
+        logits = model.apply(variables, x, train=False)
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
@@ -90,9 +94,11 @@ def undo_dihedral(array: np.ndarray, k: int, flip: bool) -> np.ndarray:
 
 
 def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: int = 1024, overlap: int = 64,
-                  pad_mode: str = "constant", tta: bool = False) -> np.ndarray:
+                  pad_mode: str = "constant", tta: bool = False, adabn: bool = False) -> np.ndarray:
     """Softmax ``float32 H x W x 3`` (background, cell, border) for one ``uint8 H x W x 3`` image; with
-    ``tta`` the mean softmax of the 8 flipped / rotated copies, each mapped back."""
+    ``tta`` the mean softmax of the 8 flipped / rotated copies, each mapped back; with ``adabn`` the
+    encoder's BatchNorm normalises with the statistics of the image (of each tile) instead of its running
+    averages (``retrain.batch_norm = "adabn"``, not in the paper)."""
     image = to_rgb_uint8(np.asarray(image), "image")
     if tta:
         acc = np.zeros(image.shape[:2] + (3,), np.float32)
@@ -100,7 +106,7 @@ def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: in
             for flip in (False, True):
                 view = np.ascontiguousarray(dihedral(image, k, flip))
                 acc += undo_dihedral(predict_probs(state_or_variables, model, view, tile_size=tile_size,
-                                                   overlap=overlap, pad_mode=pad_mode), k, flip)
+                                                   overlap=overlap, pad_mode=pad_mode, adabn=adabn), k, flip)
         return acc / 8.0
     if tile_size < STRIDE or tile_size % STRIDE:
         raise ValueError(f"tile_size must be a positive multiple of {STRIDE}, got {tile_size}")
@@ -111,7 +117,7 @@ def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: in
     padded = pad_to_multiple(image, STRIDE, pad_mode)
     ph, pw = padded.shape[:2]
     if ph <= tile_size and pw <= tile_size:
-        probs = np.asarray(_softmax_forward(model, variables, jnp.asarray(padded[None])))[0]
+        probs = np.asarray(_softmax_forward(model, variables, jnp.asarray(padded[None]), adabn))[0]
         return np.ascontiguousarray(probs[:h, :w])
 
     th, tw = min(tile_size, ph), min(tile_size, pw)
@@ -121,7 +127,7 @@ def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: in
     for y in tile_starts(ph, th, overlap):
         for x in tile_starts(pw, tw, overlap):
             tile = padded[y : y + th, x : x + tw]
-            p = np.asarray(_softmax_forward(model, variables, jnp.asarray(tile[None])))[0]
+            p = np.asarray(_softmax_forward(model, variables, jnp.asarray(tile[None]), adabn))[0]
             acc[y : y + th, x : x + tw] += p * win
             wsum[y : y + th, x : x + tw] += win
     probs = acc / wsum
