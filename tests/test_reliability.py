@@ -72,7 +72,7 @@ def _no_retraining(monkeypatch):
     def forbidden(*_, **__):
         raise AssertionError("a run was retrained")
 
-    monkeypatch.setattr(sweep, "retrain_runs", forbidden)
+    monkeypatch.setattr(sweep, "adapt_runs", forbidden)
 
 
 def test_an_intact_work_dir_recomputes_nothing(damaged, monkeypatch, caplog):
@@ -206,19 +206,19 @@ def test_killed_between_two_chunks_of_a_configuration(damaged, monkeypatch):
     """seeds_per_chunk=1: the kill lands after the first chunk of ng(2) was saved."""
     wd, rerun = damaged
     shutil.rmtree(wd / "runs" / "ng_k2")
-    real, calls = sweep.retrain_runs, []
+    real, calls = sweep.adapt_runs, []
 
     def killed(*args, **kwargs):
-        calls.append(kwargs["run_ids"].tolist())
+        calls.append(list(kwargs["run_ids"]))
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "retrain_runs", killed)
+    monkeypatch.setattr(sweep, "adapt_runs", killed)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
     assert (wd / "runs" / "ng_k2" / "chunk_0000.json").exists() and not (wd / "runs" / "ng_k2" / "done.json").exists()
-    monkeypatch.setattr(sweep, "retrain_runs", real)
+    monkeypatch.setattr(sweep, "adapt_runs", real)
     rerun()
 
 

@@ -8,6 +8,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import TINY_MODEL, synthetic_samples, tiny_config, tiny_sweep_config
 
@@ -18,7 +19,11 @@ from dng_jax.errors import ConfigError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.scores import read_scores
 from dng_jax.experiment.adaptation import adapt_runs, run_variables
-from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
+from dng_jax.data.augment import AugmentConfig
+from dng_jax.experiment.decoder_tuning import tune_decoders
+from dng_jax.experiment.retrain import EncoderClassifier, init_runs, make_optimizer, make_retrain_step, retrain_runs
+from dng_jax.segmentation.steps import make_segmentation_loss
+from dng_jax.segmentation.train_state import TrainConfig
 from dng_jax.experiment.sweep import run_sweep
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
@@ -113,6 +118,59 @@ def test_joint_objective_trains_the_whole_unet(setup):
     # start (same heads, same batches), so the first epochs are close
     assert joint.losses.shape == paper.losses.shape
     assert abs(float(joint.losses[0, 0]) - float(paper.losses[0, 0])) < 0.5
+
+
+def _seg_grad(model, variables, images, targets):
+    """The gradient of the segmentation loss (train section defaults) w.r.t. the decoder, encoder fixed."""
+    loss_fn = make_segmentation_loss(TrainConfig().class_weights, TrainConfig().dice_weight)
+    x = jnp.asarray(images, jnp.float32) / 255.0
+
+    def seg(decoder):
+        out, _ = model.apply({"params": {**variables["params"], "decoder": decoder}, "batch_stats": variables["batch_stats"]},
+                             x, train=True, encoder_train=False, mutable=["batch_stats"])
+        return loss_fn(out, targets)[0]
+
+    return jax.grad(seg)(variables["params"]["decoder"])
+
+
+def test_joint_step_adds_the_weighted_segmentation_gradient(setup):
+    """One joint step moves the decoder by exactly -lr x w x (its segmentation gradient): the decoder gets
+    nothing from the pseudo-label loss (no augmentation, so the step's input is known)."""
+    model, variables, images, labels, batches = setup
+    cfg = config(segmentation_weight=0.5, batch_norm="frozen").retrain
+    clf = EncoderClassifier(model.encoder, 2)
+    enc = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
+    dec = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
+    states = init_runs(jax.random.key(1), clf, enc, 1, make_optimizer(cfg, 1), 32, decoder_variables=dec)
+    step = make_retrain_step(clf, cfg, 1, AugmentConfig(enabled=False), model, TrainConfig())
+    seg_x, seg_t = next(iter(batches))
+    new, _ = step(states, images[None, :4], labels[:1, :4], jax.random.key(2)[None], (seg_x, seg_t))
+    grad = _seg_grad(model, variables, seg_x, seg_t)
+    want = jax.tree.map(lambda p, g: p - cfg.learning_rate * 0.5 * g, dec["params"], grad)
+    got = jax.tree.map(lambda a: a[0], new.params["decoder"])
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    assert not leaves_equal(got, dec["params"])
+    # frozen: the encoder's statistics did not move in either forward pass
+    assert leaves_equal(jax.tree.map(lambda a: a[0], new.batch_stats["encoder"]), enc["batch_stats"])
+
+
+def test_decoder_step_is_a_lamb_step_on_the_segmentation_gradient(setup):
+    model, variables, _, _, batches = setup
+    enc = jax.tree.map(lambda a: a[None], {"params": variables["params"]["encoder"],
+                                           "batch_stats": variables["batch_stats"]["encoder"]})
+    dec = {"params": variables["params"]["decoder"], "batch_stats": variables["batch_stats"]["decoder"]}
+    one_batch = type(batches)(batches.samples[:2], 2, 32, seed=0, transform=batches.transform)  # 1 step per epoch
+    out, losses = tune_decoders(jax.random.key(0), model, enc, dec, one_batch, 1, TrainConfig(),
+                                AugmentConfig(enabled=False), run_ids=[0])
+    seg_x, seg_t = next(iter(one_batch))
+    grad = _seg_grad(model, variables, seg_x, seg_t)
+    tx = optax.lamb(TrainConfig().lr, b1=TrainConfig().b1, b2=TrainConfig().b2)
+    updates, _ = tx.update(grad, tx.init(dec["params"]), dec["params"])
+    want = optax.apply_updates(dec["params"], updates)
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda a: a[0], out["params"])), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert losses.shape == (1, 1)
 
 
 def test_rounds_recluster_each_runs_own_latent(setup):
