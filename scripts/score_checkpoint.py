@@ -7,6 +7,7 @@ Writes a ``baseline.json``-style file (MAP known / unknown / all, per type, per 
 
     python scripts/score_checkpoint.py --checkpoint runs/baseline_cpu_real --tta --output tta.json
     python scripts/score_checkpoint.py --checkpoint runs/baseline_cpu_real --split val --output val.json
+    python scripts/score_checkpoint.py --checkpoint runs/baseline_cpu_real --adabn --output adabn.json
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     ap.add_argument("--split", choices=("test", "val"), default="test")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="test-time augmentation (default: the config's eval.tta)")
+    ap.add_argument("--adabn", action="store_true",
+                    help="normalise the encoder with each image's own statistics (AdaBN, retrain.batch_norm=adabn)")
     ap.add_argument("--data", default=None, help="the DSB2018 zip, if not where the config says")
     ap.add_argument("--output", required=True, help="JSON file to write")
     a = ap.parse_args()
@@ -39,6 +42,7 @@ def main() -> None:
     evaluator = SegmentationEvaluator.from_config(config)
     if a.tta is not None:
         evaluator = evaluator._replace(tta=a.tta)
+    evaluator = evaluator._replace(adabn=a.adabn)
     scores = evaluator(variables, model, source, images, progress=True)
     scores.write_json(a.output)
     print(format_table(scores))
