@@ -4,9 +4,9 @@ without lowering CT1? And does NG give more stable clusterings than kMC (paper F
 Each ``--row NAME:FIELD=VALUE,...`` is one sweep (``python -m dng_jax.sweep``) in ``WORKDIR/NAME``: the
 base config (``--config``) with the study's settings (``STUDY``, then ``--set``), then the row's own
 overrides, on the trained baseline ``--checkpoint``. Every row scores the same test images with the same
-baseline and the same clustering images; rows that change only ``retrain.*`` / ``sweep.ensemble``
-start from a copy of the first row's baseline scores, classical reference and clustering data instead
-of computing them again. Rerun the same command to resume (each sweep resumes where it stopped).
+baseline and the same clustering images; rows that change only ``retrain.*`` / ``sweep.*`` fields of
+the configurations (``STAGE3_FIELDS``) start from a copy of the first row's baseline scores, classical
+reference and clustering data instead of computing them again. Rerun the same command to resume (each sweep resumes where it stopped).
 
 Written to WORKDIR:
 
@@ -55,10 +55,12 @@ DEFAULT_ROWS = [
     "decoder:retrain.decoder_epochs=2",
     "adabn:retrain.batch_norm=adabn",
     "joint:retrain.segmentation_weight=1.0",
-    "rounds:retrain.rounds=2",
+    "rounds:retrain.rounds=2,sweep.methods=('kmc',)",  # kMC only: two rounds cost twice the retraining
 ]
 
 SHARED_STAGES = ("baseline", "classical", "cluster_data", "test_set.json")
+#: Fields that change only the configurations (stage 3), not the stages a row copies from the first.
+STAGE3_FIELDS = ("retrain.", "sweep.ensemble", "sweep.methods", "sweep.ks", "sweep.seeds")
 GROUPS = ("CT1", "without CT1", "all")
 
 
@@ -271,7 +273,7 @@ def main(argv=None) -> int:
         config = row_config(Path(args.config), common, overrides, args.checkpoint)
         cfg = experiment_config(config)
         rdir = workdir / name
-        if first is not None and all(k.startswith("retrain.") or k == "sweep.ensemble" for k in overrides):
+        if first is not None and all(k.startswith(STAGE3_FIELDS) for k in overrides):
             seed_shared_stages(first, rdir)
         print(f"== {name}: {spec or '(the paper)'}", flush=True)
         run_sweep(config, rdir, progress=not args.no_progress)
