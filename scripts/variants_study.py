@@ -259,7 +259,8 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default="runs/variants")
     p.add_argument("--set", default="", help="FIELD=VALUE,... for every row, after the study's settings")
     p.add_argument("--row", action="append", help="NAME:FIELD=VALUE,... (default: the study's rows)")
-    p.add_argument("--stability-ks", default="5,50,100,500")
+    p.add_argument("--stability-ks", default="5,100",
+                   help="k of the stability comparison (default: the study's k and the paper's smallest)")
     p.add_argument("--stability-seeds", type=int, default=48)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
