@@ -76,6 +76,7 @@ def tune_decoders(key: jax.Array, unet: UNet, encoders: dict, decoder: dict, bat
     from ``fold_in(key, run_id)`` only. Returns the decoders ``{"params", "batch_stats"}`` (leading runs
     axis) and the per-epoch mean loss ``[epochs, R]``."""
     n_runs = len(run_ids)
+    seg_train = seg_train.replace(epochs=max(epochs, 1))  # a cosine schedule spans the tuning, not the training
     tx = make_optimizer(seg_train, steps_per_epoch=batches.steps_per_epoch)
 
     def init(dec):
