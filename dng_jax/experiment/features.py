@@ -71,13 +71,11 @@ def extract_cluster_data(cfg: ExperimentConfig, source: Source, manifest: dict[s
         x = x.astype(jnp.float32) / 255.0
         return augment_batch(k, x, None, cfg.augment)[0] if cfg.augment.enabled else x
 
-    feats_fn = jax.jit(lambda x: jnp.mean(model.apply(variables, x, train=False, method="encode")[0]
-                                          .astype(jnp.float32), axis=(1, 2)))
     features = np.zeros((n, model.encoder.latent_features), np.float32)
     for s in tqdm(range(0, n, cc.batch_size), desc="latent", disable=not progress, leave=False):
         x = aug(jax.random.fold_in(key, s), jnp.asarray(images[s : s + cc.batch_size]))
         images[s : s + cc.batch_size] = np.asarray(jnp.round(x * 255.0)).astype(np.uint8)
-        features[s : s + cc.batch_size] = np.asarray(feats_fn(x))
+        features[s : s + cc.batch_size] = np.asarray(_pool(model, variables, x))
     pca = pca_fit(jnp.asarray(features), cc.pca_dim)
     latent = np.asarray(pca_transform(pca, jnp.asarray(features)), np.float32)
     sources = {"ids": [splits.cluster[i] for i in picks], "types": [manifest[splits.cluster[i]] for i in picks]}
