@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The first thing to run whenever a GPU is at hand: what the paper's protocol needs there, measured.
+#
+#   scripts/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data ZIP] [PHASE ...]
+#
+# Phases, in order (default: all): env plan bench_train bench_cluster sweep
+#   env            nvidia-smi, JAX's devices and versions
+#   plan           python -m dng_jax.plan --config configs/paper.py: memory per device, FLOPs, the largest
+#                  sweep.seeds_per_chunk that fits, projected time per stage (the sweep's goal: < 60 min)
+#   bench_train    scripts/bench_train.py at the paper's shapes, float32 and bfloat16, batches 8 and 32
+#   bench_cluster  scripts/bench_cluster.py: the paper's clustering part (10 NG/kMC configurations x 48
+#                  seeds + GNG), end to end where it is short, against the NumPy reference
+#   sweep          python -m dng_jax.sweep --config configs/paper.py (needs the data: --data or
+#                  ../shared/data/dsb2018/stage1_train.zip), resumable: it goes on where the last call stopped
+#
+# Every phase writes DIR/<phase>.log and, when it finishes, DIR/<phase>.done; a rerun skips finished phases,
+# so calls of at most 10 minutes resume each other (--minutes: stop starting phases after M minutes; a
+# phase is cut at the deadline with `timeout`, the sweep resumes from its work dir). DIR/summary.md
+# gathers the tables for docs/benchmarks.md. Default DIR: runs/gpu_check (with --dry-run: runs/gpu_check_dry).
+#
+# --dry-run: the same phases at tiny sizes on whatever JAX sees (a CPU is fine): the tiny config and model,
+# a few seeds and patterns; the sweep phase only prints its command. A test runs it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+
+DRY=0; OUT=""; MINUTES=40; DATA=""; PHASES=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=1 ;;
+    --out) OUT=$2; shift ;;
+    --minutes) MINUTES=$2; shift ;;
+    --data) DATA=$2; shift ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    env|plan|bench_train|bench_cluster|sweep) PHASES+=("$1") ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(env plan bench_train bench_cluster sweep)
+[ -z "$OUT" ] && OUT=$([ $DRY = 1 ] && echo runs/gpu_check_dry || echo runs/gpu_check)
+mkdir -p "$OUT" || { echo "error: cannot create $OUT" >&2; exit 2; }
+START=$(date +%s); DEADLINE=$((START + MINUTES * 60))
+[ -z "$DATA" ] && [ -f ../shared/data/dsb2018/stage1_train.zip ] && DATA=../shared/data/dsb2018/stage1_train.zip
+WORKLOAD=docs/plan/paper_cpu.json  # the data's counts and shapes, for machines without the data
+
+left() { echo $((DEADLINE - $(date +%s))); }
+
+# run PHASE CMD...: log to $OUT/PHASE.log, mark done on success, cut at the deadline
+run() {
+  local phase=$1; shift
+  if [ -f "$OUT/$phase.done" ]; then echo "== $phase: done before (rm $OUT/$phase.done to redo)"; return 0; fi
+  local secs; secs=$(left)
+  if [ "$secs" -le 30 ]; then echo "== $phase: skipped, the $MINUTES minutes are up"; return 0; fi
+  echo "== $phase ($(date -u +%H:%M:%S), ${secs}s left): $*"
+  local t0; t0=$(date +%s)
+  timeout --signal=INT --kill-after=30 "$secs" "$@" 2>&1 | tee -a "$OUT/$phase.log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $phase: exit $rc after $(( $(date +%s) - t0 ))s"
+  [ "$rc" = 0 ] && touch "$OUT/$phase.done"
+  return 0
+}
+
+for phase in "${PHASES[@]}"; do
+  case $phase in
+    env)
+      if [ $DRY = 1 ]; then
+        run env $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"
+      else
+        run env bash -c "nvidia-smi; $PY -c \"import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices()); print(jax.local_devices()[0].memory_stats())\""
+      fi ;;
+    plan)
+      if [ $DRY = 1 ]; then
+        run plan $PY -m dng_jax.plan --config configs/default.py --stages features,cluster,retrain \
+          --time_steps 1 --cluster_steps 20 --device_memory_gb 1 --json "$OUT/plan.json"
+      else
+        run plan $PY -m dng_jax.plan --config configs/paper.py --workload "$WORKLOAD" --json "$OUT/plan.json" \
+          --stages train,retrain,eval,features,cluster
+      fi ;;
+    bench_train)
+      if [ $DRY = 1 ]; then
+        run bench_train $PY scripts/bench_train.py --tiny --size 64 --batch-sizes 2 --steps 1 --warmup 0 \
+          --json "$OUT/bench_train_float32.json"
+      else
+        run bench_train bash -c "$PY scripts/bench_train.py --batch-sizes 8,32 --dtype bfloat16 --json $OUT/bench_train_bfloat16.json && \
+          $PY scripts/bench_train.py --batch-sizes 8,32 --dtype float32 --json $OUT/bench_train_float32.json"
+      fi ;;
+    bench_cluster)
+      if [ $DRY = 1 ]; then
+        run bench_cluster $PY scripts/bench_cluster.py --quick --n 200 --seeds 2 --ks 5 --methods kmc,ng,gng \
+          --epochs 4 --gng-units 16
+      else
+        run bench_cluster $PY scripts/bench_cluster.py --e2e --e2e-max-k 1000 --e2e-epochs 200
+      fi ;;
+    sweep)
+      CMD=($PY -m dng_jax.sweep --config configs/paper.py --workdir "$OUT/sweep_paper" --no-progress)
+      if [ $DRY = 1 ]; then
+        echo "== sweep (dry run, not started): ${CMD[*]} --config.data.path=<stage1_train.zip>"
+      elif [ -z "$DATA" ] || [ ! -f "$DATA" ]; then
+        echo "== sweep: skipped, no data (give --data path/to/stage1_train.zip)"
+      else
+        run sweep "${CMD[@]}" --config.data.path="$DATA"
+      fi ;;
+  esac
+done
+
+# summary.md: the tables of every phase that wrote one
+{
+  echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ) $([ $DRY = 1 ] && echo '(dry run)')"
+  for phase in env plan bench_train bench_cluster sweep; do
+    [ -f "$OUT/$phase.log" ] || continue
+    echo; echo "## $phase $([ -f "$OUT/$phase.done" ] && echo '(finished)' || echo '(NOT finished)')"; echo
+    case $phase in
+      plan) sed -n '/^backend /,$p' "$OUT/plan.log" ;;
+      bench_train) grep -E '^(\||[0-9]+ x )' "$OUT/bench_train.log" ;;
+      bench_cluster) grep -E '^(#|kmc|ng|gng|     end-to-end)' "$OUT/bench_cluster.log" ;;
+      *) echo '```'; tail -n 25 "$OUT/$phase.log"; echo '```' ;;
+    esac
+  done
+} > "$OUT/summary.md"
+echo "summary: $OUT/summary.md"
+missing=0
+for phase in "${PHASES[@]}"; do
+  [ $DRY = 1 ] && [ "$phase" = sweep ] && continue
+  [ "$phase" = sweep ] && { [ -z "$DATA" ] || [ ! -f "$DATA" ]; } && continue
+  [ -f "$OUT/$phase.done" ] || { echo "not finished: $phase (rerun the same command to go on)"; missing=1; }
+done
+exit $missing
