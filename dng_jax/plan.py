@@ -10,7 +10,8 @@ process's devices), the latent extraction (``cluster_data.batch_size``), one NG 
 ``sweep.seeds`` vmapped seeds, the retraining step for a chunk of runs and the evaluation forward pass at
 every tile shape the test images need. Per step it prints XLA's memory per device
 (``compiled.memory_analysis()``: arguments + outputs + temporaries - donated) and FLOPs
-(``compiled.cost_analysis()``), then times ``--time_steps`` calls and multiplies by how often the sweep
+(``compiled.cost_analysis()``: XLA's count; on a GPU it leaves out the convolutions that cuDNN runs, so
+take FLOPs from a CPU plan), then times ``--time_steps`` calls and multiplies by how often the sweep
 makes them. The watershed and the metric (host CPU) are timed on synthetic images of the test shapes.
 
 ``sweep.seeds_per_chunk``: the retraining step is compiled for 1 and 2 runs; its memory grows by the same
@@ -377,14 +378,12 @@ def plan_retrain(cfg: ExperimentConfig, confs: list[Configuration], budget: int 
 
     call_s = _median_time(call, n_time) * chunk / R
     note = f"timed with {R} run(s), scaled to {chunk}" if R != chunk else f"timed with {chunk} runs"
-    out = []
     epochs = cfg.retrain.epochs * cfg.retrain.rounds
-    for conf in confs:
-        calls = -(-seeds // chunk) * epochs * steps_per_epoch
-        out.append(StepPlan("retrain", f"{conf.method}({conf.k}): retrain step, {chunk} runs x batch "
-                            f"{cfg.retrain.batch_size} x {cfg.retrain.crop_size}px crops", total, temp, flops,
-                            compile_s if not out else 0.0, call_s, calls,
-                            f"{-(-seeds // chunk)} chunks x {epochs} epochs x {steps_per_epoch} steps; {note}"))
+    chunks = -(-seeds // chunk)
+    out = [StepPlan("retrain", f"retrain step, {chunk} runs x batch {cfg.retrain.batch_size} x "
+                    f"{cfg.retrain.crop_size}px crops", total, temp, flops, compile_s, call_s,
+                    len(confs) * chunks * epochs * steps_per_epoch,
+                    f"{len(confs)} configurations x {chunks} chunks x {epochs} epochs x {steps_per_epoch} steps; {note}")]
     if cfg.retrain.decoder_epochs:
         out.append(StepPlan("retrain", "decoder tuning", None, None, None, 0.0, None, 0, "not planned"))
     return out, chunk, model

@@ -73,8 +73,8 @@ for phase in "${PHASES[@]}"; do
       fi ;;
     plan)
       if [ $DRY = 1 ]; then
-        run plan $PY -m dng_jax.plan --config configs/default.py --stages features,cluster,retrain \
-          --time_steps 1 --cluster_steps 20 --device_memory_gb 1 --json "$OUT/plan.json"
+        run plan $PY -m dng_jax.plan --config configs/default.py --stages features,eval --time_steps 1 \
+          --json "$OUT/plan.json"
       else
         run plan $PY -m dng_jax.plan --config configs/paper.py --workload "$WORKLOAD" --json "$OUT/plan.json" \
           --stages train,retrain,eval,features,cluster

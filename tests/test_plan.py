@@ -1,0 +1,103 @@
+"""python -m dng_jax.plan (compile-only memory, FLOPs, projected time) and scripts/gpu_check.sh --dry-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import ROOT, tiny_sweep_config
+from dng_jax import plan
+from dng_jax.config import experiment_config
+from dng_jax.errors import DataError
+from dng_jax.segmentation import inference
+
+
+def test_chunk_for_memory_is_the_largest_equal_split_that_fits():
+    # 1 fixed + 1 resident + 2 per run within 20: at most 9 runs -> 6 chunks of 48 -> 8 runs each
+    assert plan.chunk_for_memory(2, 1, 1, 20, 48) == 8
+    assert plan.chunk_for_memory(2, 1, 1, 1e9, 48) == 48  # everything fits
+    assert plan.chunk_for_memory(2, 1, 1, 3, 48) == 1  # not even one: never below 1 (the plan says so)
+    assert plan.chunk_for_memory(1, 0, 0, 25, 48) == 24  # 25 fit -> still 2 chunks -> 24 each
+
+
+@pytest.mark.parametrize("h,w,tile,tta", [(256, 320, 1024, False), (1040, 1388, 1024, False), (520, 696, 256, False),
+                                          (360, 360, 1024, True), (600, 300, 256, True)])
+def test_forward_shapes_are_the_calls_predict_probs_makes(monkeypatch, h, w, tile, tta):
+    seen = Counter()
+
+    def fake_forward(model, variables, images, adabn=False):
+        seen[tuple(images.shape[1:3])] += 1
+        return jnp.full(images.shape[:3] + (3,), 1 / 3, jnp.float32)
+
+    monkeypatch.setattr(inference, "_softmax_forward", fake_forward)
+    inference.predict_probs({"params": {}}, None, np.zeros((h, w, 3), np.uint8), tile_size=tile, tta=tta)
+    assert plan.forward_shapes(h, w, tile, tta=tta) == seen
+
+
+def test_workload_json_round_trip_and_bad_file(tmp_path):
+    w = plan.Workload(539, 125, {"256x320": 107, "1024x1024": 16, "256x256": 2}, "x")
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"workload": w.to_json()}))
+    assert plan.workload_from_json(str(path))._replace(source="x") == w
+    path.write_text("{}")
+    with pytest.raises(DataError, match="plan.json"):
+        plan.workload_from_json(str(path))
+
+
+def test_plan_of_the_tiny_sweep_picks_the_chunk_that_fits():
+    c = tiny_sweep_config()
+    c.sweep.methods, c.sweep.seeds, c.sweep.seeds_per_chunk = ("kmc", "gng"), 6, 6
+    cfg = experiment_config(c)
+    work = plan.Workload(4, 3, {"64x96": 2, "40x40": 1}, "test")
+    free = plan.plan_sweep(cfg, work, stages=("retrain",), n_time=1)
+    cm = free.chunk_memory
+    assert cm["per_run_bytes"] > 0 and cm["runs_2_bytes"] > cm["runs_1_bytes"]
+    assert free.seeds_per_chunk == 6  # no device memory on a CPU: the config's chunk
+    # room for 3.5 runs beside the fixed part and the resident data -> 3 fit -> 2 equal chunks of 3
+    budget = (cm["fixed_bytes"] + cm["resident_bytes"] + 3.5 * cm["per_run_bytes"]) / plan.MEMORY_HEADROOM
+    tight = plan.plan_sweep(cfg, work, device_memory=int(budget), stages=("retrain", "cluster", "eval"), n_time=1)
+    assert tight.seeds_per_chunk == 3
+    (retrain,) = [s for s in tight.steps if s.stage == "retrain"]
+    steps_per_epoch = cfg.cluster_data.n_images // cfg.retrain.batch_size
+    assert retrain.calls == 2 * 2 * cfg.retrain.epochs * steps_per_epoch  # 2 configurations x 2 chunks
+    assert retrain.bytes_per_device <= budget
+    assert [s.step for s in tight.steps if s.stage == "cluster"][0].startswith("kmc(2) x 6 seeds")
+    forwards = {s.step: s.calls for s in tight.steps if s.stage == "eval" and s.step.startswith("forward")}
+    networks = 1 + 6 * 2
+    assert forwards == {"forward 64x96": 2 * networks, "forward 64x64": networks}  # padded to the stride (32)
+    assert all(s.projected_s > 0 for s in tight.steps)
+    assert "sweep.seeds_per_chunk = 3" in plan.format_plan(tight)
+
+
+def test_plan_command_errors_are_one_line(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    r = subprocess.run([sys.executable, "-m", "dng_jax.plan", "--config", str(ROOT / "configs" / "default.py"),
+                        "--workload", str(tmp_path / "missing.json")], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=300)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "missing.json" in r.stderr
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """The GPU check's phases at tiny sizes on the CPU: every phase finishes and the summary has its tables."""
+    out = tmp_path / "gc"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    for phase in ("env", "plan", "bench_train", "bench_cluster"):
+        assert (out / f"{phase}.done").exists(), phase
+    summary = (out / "summary.md").read_text()
+    assert "| stage | step |" in summary and "| batch | images/s |" in summary and "kmc  k=" in summary
+    assert "sweep (dry run, not started)" in r.stdout
+    assert json.loads((out / "plan.json").read_text())["projected_s"]["total"] > 0
+    # a rerun resumes: every phase is done already
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("done before") == 4
