@@ -60,11 +60,10 @@ from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
 from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment.features import extract_cluster_data
-from dng_jax.experiment.report import (plot_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
+from dng_jax.experiment.report import (draw_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
                                        write_test_set)
 from dng_jax.experiment import shards
 from dng_jax.experiment.adaptation import adapt_runs, needs_ct1_batches, run_variables
-from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
 from dng_jax.io.workdir import prepare_dir
@@ -501,14 +500,7 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
                  scoring: Scoring) -> list[Path]:
     paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)), read_sweep_scores(workdir),
                          n_boot=cfg.eval.n_boot, level=cfg.eval.level)
-    fig2 = workdir / "fig2_latent_tsne.png"
-    if not stage.readable(fig2):  # a truncated figure is drawn again
-        m = min(cfg.report.tsne_points, latent.shape[0])
-        sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
-        emb = tsne(latent[sel], jax.random.key(0))
-        plot_latent(emb, [sources["types"][i] for i in sel], fig2,
-                    f"t-SNE of the {latent.shape[1]}-D latent of {m} clustering images (Fig. 2)")
-    paths.append(fig2)
+    paths.append(draw_latent(workdir, latent, sources["types"], cfg.report.tsne_points))
     if rows:
         # The configuration shown: the paper shows kMC; take the kMC (else any) config with the best mean
         # MAP on the unknown types.
