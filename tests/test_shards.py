@@ -196,3 +196,20 @@ def test_a_held_lock_is_refused_and_named(tmp_path):
     a.release()
     assert b.acquire() and b.holder()["pid"] == a.holder()["pid"]
     b.release()
+
+
+def test_a_split_job_removes_stale_files_only_where_no_other_job_writes(tmp_path):
+    stale = {name: tmp_path / name for name in (".results.csv.a.tmp", "baseline/.map.json.b.tmp",
+                                               "cluster_data/.latent.npy.c.tmp", "runs/ng_k5/.chunk_0000.json.d.tmp",
+                                               "shards/1of2/.failures.json.e.tmp", "shards/0of2/.timings.csv.f.tmp")}
+    for path in stale.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    job = shards.select("0/2", NAMES)
+    assert sorted(shards.clean_stale_files(tmp_path, job)) == sorted(
+        stale[n] for n in ("baseline/.map.json.b.tmp", "cluster_data/.latent.npy.c.tmp", "shards/0of2/.timings.csv.f.tmp"))
+    # the report may be writing at the top, another job in runs/ng_k5 (until this job claims it) and shards/1of2
+    assert all(stale[n].exists() for n in (".results.csv.a.tmp", "runs/ng_k5/.chunk_0000.json.d.tmp",
+                                           "shards/1of2/.failures.json.e.tmp"))
+    with shards.claim(tmp_path, "ng_k5", job):
+        assert not stale["runs/ng_k5/.chunk_0000.json.d.tmp"].exists()

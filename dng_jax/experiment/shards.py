@@ -159,14 +159,19 @@ def claim(workdir: Path, name: str, job: Job) -> LockFile | _NoLock | None:
     return lock
 
 
+#: The folders of the stages every configuration needs (made under the shared stages' lock).
+SHARED_STAGES = ("baseline", "classical", "cluster_data")
+
+
 def clean_stale_files(workdir: Path, job: Job) -> list[Path]:
     """Remove the temporary files killed runs left where this job may write now: everywhere for the whole
-    sweep; for a split job (holding the shared stages' lock) all but ``runs/`` (cleaned per
-    configuration by :func:`claim`) and the other jobs' ``shards/`` folders."""
+    sweep; for a split job (holding the shared stages' lock) in the shared stages' folders and its own
+    ``shards/<tag>/`` (each configuration's folder is cleaned by :func:`claim`). Not at the top: the
+    report, which runs beside split jobs, may be writing there."""
     if job.whole:
         return remove_stale_temp_files(workdir)
-    own = job_dir(workdir, job)
-    return remove_stale_temp_files(workdir, skip=("runs", "shards")) + remove_stale_temp_files(own)
+    folders = [Path(workdir) / name for name in SHARED_STAGES] + [job_dir(workdir, job)]
+    return [path for folder in folders for path in remove_stale_temp_files(folder)]
 
 
 def job_dir(workdir: Path, job: Job) -> Path:

@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 from dng_jax.errors import WorkdirBusyError, WorkdirError
@@ -179,17 +178,12 @@ class WorkdirLock:
         self.release()
 
 
-def remove_stale_temp_files(workdir: str | os.PathLike, skip: Collection[str] = ()) -> list[Path]:
+def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
-    (:mod:`dng_jax.io.atomic` writes through them), except under the top-level folders named in ``skip``.
-    Call it holding the lock of what it cleans: then no other process is writing one there."""
+    (:mod:`dng_jax.io.atomic` writes through them) in ``workdir`` and below. Call it holding the lock of
+    what it cleans: then no other process is writing one there."""
     removed = []
-    top = Path(workdir)
-    paths = [p for p in top.glob(TEMP_GLOB)]
-    for sub in sorted(top.iterdir()) if top.is_dir() else []:
-        if sub.is_dir() and sub.name not in skip:
-            paths += sub.rglob(TEMP_GLOB)
-    for p in paths:
+    for p in Path(workdir).rglob(TEMP_GLOB):
         if p.is_file():
             try:
                 p.unlink()
