@@ -48,5 +48,6 @@ def get_config():
     c.sweep.ks = (5, 50, 100, 500)
     c.sweep.seeds = 8
     c.sweep.seeds_per_chunk = 8
+    c.sweep.only = ""  # all configurations; one job per shard: --config.sweep.only=i/N (docs/scaling.md)
     c.report.tsne_points = 1500
     return c

@@ -44,6 +44,7 @@ def get_config():
     c.sweep.ks = (5, 20)
     c.sweep.seeds = 4
     c.sweep.seeds_per_chunk = 4
+    c.sweep.only = ""  # all configurations; a job of a split sweep: 'i/N' or names (docs/scaling.md)
     c.report.tsne_points = 240
     c.report.panels = 3
     return c

@@ -157,6 +157,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sweep.seed = 0  # base PRNG seed of the runs (clustering keys and retraining heads/data order)
     c.sweep.seeds_per_chunk = 48  # runs retrained at once (vmapped); lower it when memory is short
     c.sweep.ensemble = 0  # also score the mean softmax of N seeds (-1: all); the paper's future work
+    c.sweep.only = ""  # this job's part: 'ng_k500,kmc_k1000', a shard 'i/N' or 'shared'; '' = all (docs/scaling.md)
 
     c.report = ml_collections.ConfigDict()
     c.report.tsne_points = 2000

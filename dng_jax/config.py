@@ -45,6 +45,7 @@ __all__ = [
     "comparable",
     "differing_fields",
     "VOLATILE_FIELDS",
+    "JOB_FIELDS",
     "TRAINING_FIELDS",
     "TRAINING_VOLATILE",
     "SPLIT_FIELDS",
@@ -203,6 +204,9 @@ class SweepConfig(TypedConfig):
     seeds_per_chunk: int = param(48, "runs retrained at once (vmapped); lower it when memory is short")
     ensemble: int = param(0, "also score the mean softmax of seeds 0..N-1 of each configuration (paper's future "
                           "work; 0 = none, -1 = all seeds)")
+    only: str = param("", "this job runs only: configurations by their runs/ name ('ng_k500,kmc_k1000'), a shard "
+                      "'i/N' (configuration j where j % N == i) or 'shared' (baseline, classical, clustering "
+                      "data); '' = the whole sweep and its report (docs/scaling.md)")
 
     def check(self) -> None:
         require(len(self.methods) > 0, "methods", "name at least one method")
@@ -292,11 +296,14 @@ def experiment_config(config: Any) -> ExperimentConfig:
 
 #: Fields that may change between a crash and the rerun of the same experiment.
 VOLATILE_FIELDS = frozenset({"sweep.seeds_per_chunk", "eval.workers", "eval.n_boot", "eval.level"})
+#: Fields that say which part of an experiment one job runs, not what the experiment is: the jobs of a
+#: split sweep differ in them and share one work dir (:mod:`dng_jax.experiment.shards`).
+JOB_FIELDS = frozenset({"sweep.only"})
 
 
 def comparable(cfg: ExperimentConfig) -> dict[str, Any]:
     """The fields that define an experiment's results, flattened (``{"sweep.seeds": 48, ...}``)."""
-    return {name: value for name, value, _ in describe_fields(cfg) if name not in VOLATILE_FIELDS}
+    return {name: value for name, value, _ in describe_fields(cfg) if name not in VOLATILE_FIELDS | JOB_FIELDS}
 
 
 #: What a trained segmentation network depends on (a resumed training, a sweep's ``sweep.checkpoint``).

@@ -1,29 +1,55 @@
-"""Re-make Table I and Figs. 6-8 from a sweep's work dir.
+"""Re-make Table I and Figs. 2, 6-8 from a sweep's work dir, merging the runs of every job of a split sweep.
 
 example:
   python -m dng_jax.report --workdir runs/cpu_real
 
-Rewrites in --workdir: results.csv (from its own rows), table1.md (with the notes line rebuilt from
-sweep_config.json when present), fig6_map_known.png, fig7_map_unknown.png and fig8_entropy_std.png
-(the figures only when results.csv has rows), with the intervals of the sweep's own eval.n_boot and
-eval.level unless --n-boot / --level say otherwise. fig2_latent_tsne.png and fig5_panels.png need the model
-and the latent vectors: only the sweep (python -m dng_jax.sweep) makes them. Prints the paths; exit
-status 2 when results.csv or baseline/map.json cannot be read.
+Rewrites in --workdir: results.csv (from every finished configuration's runs/*/results.json, whichever
+job ran it; from results.csv itself in a work dir without them), table1.md (with the notes line rebuilt
+from sweep_config.json when present), differences.csv, fig6_map_known.png, fig7_map_unknown.png and
+fig8_entropy_std.png (the figures only when there are rows), and fig2_latent_tsne.png when it is missing
+and cluster_data/ is finished; the intervals use the sweep's own eval.n_boot and eval.level unless
+--n-boot / --level say otherwise. These are the bytes the whole sweep writes from the same runs.
+fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep with the same config and
+--workdir, run after the jobs) draws it, loading every finished stage.
+
+Prints the paths, then, on stderr, each configuration of sweep_config.json that has no results yet
+(failed: which job and why; else not run yet, or still running). It runs beside the jobs of a split sweep
+(the table then has what is finished so far), not during a whole sweep in the same work dir. Exit status
+0: every configuration is in the table; 1: some are missing (listed); 2: the work dir is in use by a whole
+sweep, or the baseline's scores or any results cannot be read.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 from dng_jax import cli
-from dng_jax.experiment.report import rebuild_report
+from dng_jax.config import experiment_config
+from dng_jax.errors import ConfigError, InputError
+from dng_jax.experiment.report import finished_configurations, rebuild_report
+from dng_jax.experiment.shards import unfinished
+from dng_jax.experiment.sweep import sweep_configurations
+from dng_jax.io.workdir import WorkdirLock
+
+
+def expected_configurations(workdir: Path) -> list[str] | None:
+    """The configurations (``runs/`` names) of the sweep in ``workdir``; None when its config cannot say."""
+    try:
+        cfg = experiment_config(json.loads((workdir / "sweep_config.json").read_text()))
+        return [c.dirname for c in sweep_configurations(cfg)]
+    except (OSError, ValueError, ConfigError) as e:
+        print(f"note: cannot list the sweep's configurations from {workdir / 'sweep_config.json'} ({e}); "
+              f"the table covers the configurations found in {workdir / 'runs'}", file=sys.stderr)
+        return None
 
 
 def main(argv=None) -> int:
     p = cli.make_parser("python -m dng_jax.report", __doc__)
     p.add_argument("--workdir", required=True,
-                   help="a sweep work dir (python -m dng_jax.sweep --workdir) holding results.csv and "
-                        "baseline/map.json")
+                   help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
+                        "runs/*/results.json (or results.csv)")
     p.add_argument("--n-boot", type=int, default=None,
                    help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot)")
     p.add_argument("--level", type=float, default=None,
@@ -35,8 +61,23 @@ def main(argv=None) -> int:
         p.error(f"--level {args.level}: give a level in [0.5, 1), e.g. 0.95")
 
     def run() -> int:
-        for path in rebuild_report(args.workdir, n_boot=args.n_boot, level=args.level):
+        workdir = Path(args.workdir)
+        if not workdir.is_dir():
+            raise InputError(f"--workdir {workdir}: no such folder")
+        with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
+            paths = rebuild_report(workdir, n_boot=args.n_boot, level=args.level)
+        for path in paths:
             print(path)
+        if not (workdir / "fig5_panels.png").exists():
+            print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
+                  "and --workdir) draws it, loading every finished stage", file=sys.stderr)
+        expected = expected_configurations(workdir)
+        missing = unfinished(workdir, expected, list(finished_configurations(workdir))) if expected else {}
+        if missing:
+            print(f"not in the table: {len(missing)} of {len(expected)} configurations", file=sys.stderr)
+            for name, why in missing.items():
+                print(f"  {name}: {why}", file=sys.stderr)
+            return cli.EXIT_PARTIAL
         return cli.EXIT_OK
 
     return cli.run_command(run)

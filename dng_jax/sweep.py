@@ -24,10 +24,16 @@ With no arguments it runs configs/default.py (a tiny model on the bundled mini-s
 where it stopped; a work dir holds one configuration only, and one sweep at a time (it is locked).
 --config.help lists every field with its value and meaning.
 
+Split across jobs (docs/scaling.md): --config.sweep.only=shared makes the baseline and clustering data,
+then --config.sweep.only=i/N (or names, ng_k500,kmc_k1000) runs one share of the configurations; such
+jobs may run at once on one work dir, and write no table: python -m dng_jax.report --workdir DIR merges
+them.
+
 Exit status:
-  0  every configuration finished; the table and figures are written.
-  1  some configurations failed (listed in failures.json; the table and figures cover the others, and
-     a rerun retries only the failed ones).
+  0  every configuration finished; the table and figures are written (a split job: its configurations
+     finished, or are run by another job).
+  1  some configurations failed (listed in failures.json, a split job's in shards/<job>/failures.json;
+     the table and figures cover the others, and a rerun retries only the failed ones).
   2  the sweep could not start or go on: a bad flag or config value, unreadable data or checkpoint, a
      work dir made with another configuration, in use by another sweep, or not writable; one line
      "error: ..." on stderr naming it.
@@ -50,6 +56,10 @@ DEFAULT_CONFIG = Path(str(resources.files("dng_jax.configs") / "default.py"))
 def sweep(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
     cli.show_log("dng_jax.sweep", "sweep")
     out = run_sweep(cfg, workdir, progress=progress)
+    if cfg.sweep.only:  # one job of a split sweep: no table of its own
+        print(f"\n{len(out.rows)} runs of sweep.only={cfg.sweep.only} in {Path(workdir).resolve() / 'runs'}; when "
+              f"every job is done, merge them: python -m dng_jax.report --workdir {workdir}")
+        return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
     print(f"\nbaseline and {len(out.rows)} runs; table and figures in {Path(workdir).resolve()}:")
     for p in out.paths:
         print(f"  {p}")

@@ -1,9 +1,11 @@
 """Tables and figures of a sweep: the paper's Table I and Figs. 2, 5, 6, 7, 8.
 
 Pure functions from result rows (dicts, one per run) to text, and matplotlib figures written as PNG.
-Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 6-8 can be
-re-made from a finished sweep's work dir (``python -m dng_jax.report --workdir DIR``: its
-``results.csv``, ``baseline/map.json`` and, for the table's notes line, ``sweep_config.json``).
+Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 2, 6-8 can be
+re-made from a sweep's work dir, also one whose configurations were run by several jobs
+(``python -m dng_jax.report --workdir DIR``: every finished ``runs/*/results.json``,
+``baseline/map.json``, the per-image scores, ``cluster_data/`` and, for the table's notes line,
+``sweep_config.json``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from dng_jax.clustering.methods import METHODS
@@ -23,6 +26,8 @@ from dng_jax.errors import DataError, InputError
 from dng_jax.evaluation.scores import read_scores
 from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown,
                                             group_intervals, per_type_markdown, test_groups, write_differences_csv)
+from dng_jax.experiment.tsne import tsne
+from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -35,9 +40,11 @@ __all__ = [
     "plot_map_vs_k",
     "plot_entropy_std",
     "plot_latent",
+    "draw_latent",
     "plot_panels",
     "write_report",
     "rebuild_report",
+    "finished_configurations",
     "read_sweep_scores",
     "write_test_set",
 ]
@@ -248,6 +255,19 @@ def plot_latent(embedding: np.ndarray, cell_types: Sequence[str], path, title: s
     _save(fig, path)
 
 
+def draw_latent(workdir, latent: np.ndarray, cell_types: Sequence[str], points: int) -> Path:
+    """Fig. 2 (``fig2_latent_tsne.png``): t-SNE of ``points`` latent vectors drawn at random (seeded),
+    unless a whole one is there already (the sweep and :func:`rebuild_report` draw the same)."""
+    path = Path(workdir) / "fig2_latent_tsne.png"
+    if not stage.readable(path):  # a truncated figure is drawn again
+        m = min(points, latent.shape[0])
+        sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
+        emb = tsne(latent[sel], jax.random.key(0))
+        plot_latent(emb, [cell_types[i] for i in sel], path,
+                    f"t-SNE of the {latent.shape[1]}-D latent of {m} clustering images (Fig. 2)")
+    return path
+
+
 def _colour_labels(labels: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(1)
     lut = rng.uniform(0.25, 1.0, (int(labels.max()) + 1, 3))
@@ -357,19 +377,44 @@ def _saved_statistics(workdir: Path) -> tuple[int, float]:
         return 2000, 0.95
 
 
+def finished_configurations(workdir) -> dict[str, list[dict]]:
+    """``runs/<m>_k<k>`` -> its result rows, for every configuration whose ``results.json`` is there (it
+    is written last but for the marker: the runs the sweep's scores come from), in name order."""
+    out = {}
+    for path in sorted(Path(workdir).glob("runs/*/results.json")):
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rows, list):
+            out[path.parent.name] = rows
+    return out
+
+
 def rebuild_report(workdir, *, n_boot: int | None = None, level: float | None = None) -> list[Path]:
-    """Re-make ``results.csv``, ``table1.md`` (with its statistics) and Figs. 6-8 of a finished (or
-    partly finished) sweep from its ``results.csv``, ``baseline/map.json``, the per-image
-    ``scores.csv`` files and ``sweep_config.json``; returns the paths. ``n_boot`` / ``level`` default to
-    the sweep's own (``eval.n_boot``, ``eval.level``), so the rebuilt table is the sweep's."""
+    """Re-make ``results.csv``, ``table1.md`` (with its statistics), Figs. 6-8 and, when the clustering data
+    is there and the figure is not, Fig. 2 of a sweep from its work dir; returns the paths. The rows come
+    from every finished configuration's ``runs/*/results.json`` (whichever job ran it: this merges a split
+    sweep; a work dir with none falls back on its ``results.csv``), the rest from ``baseline/map.json``, the
+    per-image ``scores.csv`` files, ``cluster_data/`` and ``sweep_config.json``: the files the whole sweep
+    writes from the same. ``n_boot`` / ``level`` default to the sweep's own (``eval.n_boot``, ``eval.level``)."""
     wd = Path(workdir)
     saved_n_boot, saved_level = _saved_statistics(wd)
     try:
-        rows = read_results_csv(wd / "results.csv")
+        rows = [r for rs in finished_configurations(wd).values() for r in rs] or read_results_csv(wd / "results.csv")
         baseline = json.loads((wd / "baseline" / "map.json").read_text())
         base = {c: baseline[c] for c, _ in MAP_COLUMNS}
         scores = read_sweep_scores(wd)
     except (OSError, KeyError, ValueError, TypeError, DataError) as e:
         raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
-    return write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot or saved_n_boot,
-                        level=level or saved_level)
+    paths = write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot or saved_n_boot,
+                         level=level or saved_level)
+    cdir = wd / "cluster_data"
+    if stage.read_done(cdir) is not None:
+        try:
+            latent, types = np.load(cdir / "latent.npy"), json.loads((cdir / "sources.json").read_text())["types"]
+            points = int(json.loads((wd / "sweep_config.json").read_text())["report"]["tsne_points"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return paths
+        paths.append(draw_latent(wd, latent, types, points))
+    return paths

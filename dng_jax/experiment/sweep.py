@@ -25,7 +25,8 @@ command skips what is finished):
 
 One configuration that fails is reported in ``failures.json`` and does not stop the others. Stage
 timings go to ``timings.csv`` / ``.jsonl``, retraining losses to ``runs/<m>_k<k>/retrain_metrics.*``.
-The work dir is locked while a sweep runs in it, and it holds one configuration only.
+The work dir is locked while a sweep runs in it, and it holds one configuration only. ``sweep.only``
+splits a sweep into jobs that may run at once on one work dir (:mod:`dng_jax.experiment.shards`).
 """
 
 from __future__ import annotations
@@ -59,13 +60,13 @@ from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
 from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment.features import extract_cluster_data
-from dng_jax.experiment.report import (plot_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
+from dng_jax.experiment.report import (draw_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
                                        write_test_set)
+from dng_jax.experiment import shards
 from dng_jax.experiment.adaptation import adapt_runs, needs_ct1_batches, run_variables
-from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
-from dng_jax.io.workdir import WorkdirLock, prepare_dir, remove_stale_temp_files
+from dng_jax.io.workdir import prepare_dir
 from dng_jax.metric_writers import MetricWriter, create_default_writer, keep_all
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
@@ -499,14 +500,7 @@ def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, s
                  scoring: Scoring) -> list[Path]:
     paths = write_report(workdir, rows, baseline, table1_notes(as_dict(cfg)), read_sweep_scores(workdir),
                          n_boot=cfg.eval.n_boot, level=cfg.eval.level)
-    fig2 = workdir / "fig2_latent_tsne.png"
-    if not stage.readable(fig2):  # a truncated figure is drawn again
-        m = min(cfg.report.tsne_points, latent.shape[0])
-        sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
-        emb = tsne(latent[sel], jax.random.key(0))
-        plot_latent(emb, [sources["types"][i] for i in sel], fig2,
-                    f"t-SNE of the {latent.shape[1]}-D latent of {m} clustering images (Fig. 2)")
-    paths.append(fig2)
+    paths.append(draw_latent(workdir, latent, sources["types"], cfg.report.tsne_points))
     if rows:
         # The configuration shown: the paper shows kMC; take the kMC (else any) config with the best mean
         # MAP on the unknown types.
@@ -546,23 +540,28 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
     """Run (or resume) the sweep of ``config`` (ConfigDict or :class:`ExperimentConfig`) in ``workdir``.
 
     Every value is checked before any work starts (:class:`~dng_jax.errors.ConfigError`); the work dir
-    is locked for the duration (:class:`~dng_jax.errors.WorkdirBusyError` if another run holds it)."""
+    is locked for the duration (:class:`~dng_jax.errors.WorkdirBusyError` if another run holds it). With
+    ``sweep.only`` the run is one job of a split sweep: its configurations only, no report
+    (:mod:`~dng_jax.experiment.shards`)."""
     cfg = config if isinstance(config, ExperimentConfig) else experiment_config(config)
     check_sweep(cfg)
+    job = shards.select(cfg.sweep.only, [c.dirname for c in sweep_configurations(cfg)])
+    cfg = shards.experiment_part(cfg)  # every job of the sweep makes the same stages, whichever it is
     open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
     workdir = prepare_dir(workdir)
-    with WorkdirLock(workdir, "--workdir"):
+    with shards.job_lock(workdir, job), shards.shared_stages_lock(workdir, job) as shared:
         _check_workdir_config(workdir, cfg)
-        for path in remove_stale_temp_files(workdir):
+        for path in shards.clean_stale_files(workdir, job):
             log.info(f"removed {path}, left by an interrupted run")
-        return _run(cfg, workdir, progress)
+        return _run(cfg, workdir, progress, job, shared)
 
 
-def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
+def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, shared) -> SweepResult:
     t_start = time.time()
-    timings = create_default_writer(workdir, "timings", ("step", "stage", "configuration", "seconds", "wall_time"),
+    logdir = shards.job_dir(workdir, job)
+    timings = create_default_writer(logdir, "timings", ("step", "stage", "configuration", "seconds", "wall_time"),
                                     keep=keep_all, tensorboard=False)
-    with open(workdir / "timings.csv") as f:  # step: the event's number in the work dir, across reruns
+    with open(logdir / "timings.csv") as f:  # step: the event's number in the work dir, across reruns
         event = itertools.count(sum(1 for _ in f) - 1)
     evaluator = SegmentationEvaluator.from_config(cfg)
     source, manifest, splits = open_data(cfg.data, workdir, progress)
@@ -574,21 +573,28 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
     with evaluator.pool(cache, ids) as pool:
         scoring = Scoring(evaluator, pool, cache, scored, splits.test, {i: manifest[i] for i in ids})
         t0 = time.time()
+        shared.note(stage="baseline")  # what a job waiting for the shared stages is told
         variables, model, baseline = stage_baseline(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "baseline", "", t0)
         t0 = time.time()
+        shared.note(stage="classical")
         stage_classical(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "classical", "", t0)
         t0 = time.time()
+        shared.note(stage="cluster_data")
         baseline_id = stage.array_digest(jax.tree.leaves(variables))
         images, latent, sources, upstream = stage_cluster_data(cfg, workdir, source, manifest, splits, variables,
                                                                model, progress, baseline_id)
         _timed(timings, next(event), "cluster_data", "", t0)
+        shared.release()  # the shared stages are done: the other jobs load them now
         rows: list[dict] = []
         failures: dict[str, str] = {}
-        confs = sweep_configurations(cfg)
-        ct1 = ct1_training_batches(cfg, source, splits, progress) if needs_ct1_batches(cfg) else None
+        confs = [c for c in sweep_configurations(cfg) if c.dirname in job.names]
+        ct1 = ct1_training_batches(cfg, source, splits, progress) if needs_ct1_batches(cfg) and confs else None
         for i, conf in enumerate(confs):
+            claim = shards.claim(workdir, conf.dirname, job)  # None: another job runs it
+            if claim is None:
+                continue
             log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
             t0 = time.time()
             try:
@@ -609,16 +615,21 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool) -> SweepResult:
                 failures[conf.dirname] = f"{type(e).__name__}: {e}"
                 log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
                 traceback.print_exc(file=sys.stderr)
+            finally:
+                claim.release()
             _timed(timings, next(event), "configuration", conf.dirname, t0)
         try:
-            _write_json(workdir / "failures.json", failures)
+            _write_json(logdir / "failures.json", failures)
         except OSError as e:
-            log.error(f"{workdir / 'failures.json'} could not be written ({e.strerror}); failed: "
+            log.error(f"{logdir / 'failures.json'} could not be written ({e.strerror}); failed: "
                       f"{', '.join(failures) or 'none'}")
         base = {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}
-        t0 = time.time()
-        paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, scoring)
-        _timed(timings, next(event), "report", "", t0)
+        paths = []
+        if job.whole:  # a split job's runs are merged by python -m dng_jax.report
+            t0 = time.time()
+            paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, scoring)
+            _timed(timings, next(event), "report", "", t0)
     timings.close()
-    log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations")
+    log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations"
+             + ("" if job.whole else f" (sweep.only={job.only}: {len(confs)} configurations)"))
     return SweepResult(rows, base, paths, failures)

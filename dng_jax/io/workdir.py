@@ -4,7 +4,9 @@
 the disk is read-only or full, permission is denied. :class:`WorkdirLock` is an exclusive ``flock`` on
 ``<dir>/.lock``: two jobs started on one work dir at once would otherwise delete each other's
 checkpoints and duplicate rows; the second one stops with :class:`~dng_jax.errors.WorkdirBusyError`
-naming the process that holds it. The lock goes with the process (a killed job leaves no stale lock).
+naming the process that holds it (``shared=True``: the jobs of a split sweep, which may run side by
+side, :mod:`dng_jax.experiment.shards`). :class:`LockFile` is the ``flock`` underneath, with a record
+of its holder. The lock goes with the process (a killed job leaves no stale lock).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 from dng_jax.errors import WorkdirBusyError, WorkdirError
 from dng_jax.io.atomic import TEMP_GLOB
 
-__all__ = ["prepare_dir", "check_output_file", "WorkdirLock", "remove_stale_temp_files"]
+__all__ = ["prepare_dir", "check_output_file", "LockFile", "describe_holder", "WorkdirLock",
+           "remove_stale_temp_files"]
 
 
 def _reason(e: OSError) -> str:
@@ -57,45 +60,116 @@ def check_output_file(path: str | os.PathLike, what: str) -> Path:
     return p
 
 
-class WorkdirLock:
-    """Exclusive lock of a work dir for one process (``with WorkdirLock(dir): ...``)."""
+class LockFile:
+    """An ``flock`` on ``path`` whose file records who holds it: pid, host, since when, and what the holder
+    adds with :meth:`note` (e.g. the stage it computes), so that whoever waits or is refused can say so.
 
-    def __init__(self, workdir: str | os.PathLike, what: str = "work dir"):
-        self.path = Path(workdir) / ".lock"
-        self.what = what
+    Exclusive, or ``shared`` (any number of shared holders, no exclusive one); :meth:`acquire` either
+    waits (``wait=True``) or returns False at once when another process holds it. Each ``LockFile`` is
+    its own open file: two of them on one path exclude each other even inside one process."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
         self._fd: int | None = None
+        self._info: dict = {}
 
-    def acquire(self) -> WorkdirLock:
+    def acquire(self, *, shared: bool = False, wait: bool = False, on_wait=None, **info) -> bool:
+        """Take the lock; ``on_wait(holder)`` is called once before waiting for another holder
+        (``holder``: :meth:`holder`'s record of it). False: held elsewhere and ``wait`` is False."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise WorkdirError(f"{self.path.parent}: cannot create the lock file ({_reason(e)})") from None
+            raise WorkdirError(f"{self.path.parent}: cannot create the lock file {self.path.name} "
+                               f"({_reason(e)})") from None
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise WorkdirError(f"{self.path.parent}: cannot lock {self.path.name} ({_reason(e)})") from None
+                if not wait:
+                    os.close(fd)
+                    return False
+                if on_wait is not None:
+                    on_wait(_read_record(fd))
+                fcntl.flock(fd, mode)
+        except BaseException:  # refused, or interrupted while waiting
             os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                try:
-                    h = json.loads(holder)
-                    who = f" (pid {h['pid']} on {h['host']}, since {h['since']})"
-                except (ValueError, KeyError, TypeError):
-                    who = ""
-                raise WorkdirBusyError(f"{self.path.parent} is in use by another run{who}; wait for it to "
-                                       f"finish or use another {self.what}") from None
-            raise WorkdirError(f"{self.path.parent}: cannot lock it ({_reason(e)})") from None
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                           "since": time.strftime("%Y-%m-%d %H:%M:%S")})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode(), 0)
+            raise
         self._fd = fd
-        return self
+        self._info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.note(**info)
+        return True
+
+    def holder(self) -> dict:
+        """The record of the process holding the lock (or that held it last); {} when there is none."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return {}
+        try:
+            return _read_record(fd)
+        finally:
+            os.close(fd)
+
+    def note(self, **info) -> None:
+        """Add ``info`` to the holder's record (what a waiting process shows)."""
+        if self._fd is None:
+            return
+        self._info.update(info)
+        data = json.dumps(self._info).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    def __enter__(self) -> LockFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_record(fd: int) -> dict:
+    try:
+        record = json.loads(os.pread(fd, 4096, 0).decode(errors="replace"))
+        return record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def describe_holder(record: dict) -> str:
+    """``pid 123 on host, since 2024-05-01 12:00:00`` (what a lock's record says of its holder); "" if unknown."""
+    try:
+        return f"pid {record['pid']} on {record['host']}, since {record['since']}"
+    except (KeyError, TypeError):
+        return ""
+
+
+class WorkdirLock:
+    """Lock of a work dir for one process (``with WorkdirLock(dir): ...``): exclusive, or ``shared``
+    with other shared holders (the jobs of one split sweep)."""
+
+    def __init__(self, workdir: str | os.PathLike, what: str = "work dir", shared: bool = False):
+        self.path = Path(workdir) / ".lock"
+        self.what = what
+        self.shared = shared
+        self._lock = LockFile(self.path)
+
+    def acquire(self) -> WorkdirLock:
+        if not self._lock.acquire(shared=self.shared):
+            who = describe_holder(self._lock.holder())
+            raise WorkdirBusyError(f"{self.path.parent} is in use by another run{f' ({who})' if who else ''}; "
+                                   f"wait for it to finish or use another {self.what}")
+        return self
+
+    def release(self) -> None:
+        self._lock.release()
 
     def __enter__(self) -> WorkdirLock:
         return self.acquire()
@@ -106,7 +180,8 @@ class WorkdirLock:
 
 def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
-    (:mod:`dng_jax.io.atomic` writes through them). Call it holding the work dir's lock: then no other process is writing one."""
+    (:mod:`dng_jax.io.atomic` writes through them) in ``workdir`` and below. Call it holding the lock of
+    what it cleans: then no other process is writing one there."""
     removed = []
     for p in Path(workdir).rglob(TEMP_GLOB):
         if p.is_file():
