@@ -150,6 +150,12 @@ def _compile(fn, *args) -> tuple[Any, float]:
     return compiled, time.perf_counter() - t
 
 
+def _zeros(init: Callable[[], Any]):
+    """What ``init()`` returns, as zeros: traced, never compiled or run (a step's time and memory do not
+    depend on the values of its weights, and initialising a ResNet-50 costs more than compiling its step)."""
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(init))
+
+
 def _median_time(call: Callable[[], Any], n: int) -> float:
     """Median wall time of ``n`` calls of ``call`` after one untimed call (results waited for)."""
     jax.block_until_ready(call())
@@ -224,7 +230,7 @@ def plan_train(cfg: ExperimentConfig, workload: Workload, n_time: int) -> StepPl
     model = make_model(cfg.model)
     steps_per_epoch = max(1, workload.train_images // tcfg.batch_size)
     tx = make_optimizer(tcfg, trainable=tcfg.trainable, steps_per_epoch=steps_per_epoch)
-    state = replicate(create_train_state(jax.random.key(0), model, tcfg, (1, crop, crop, 3), tx=tx), mesh)
+    state = replicate(_zeros(lambda: create_train_state(jax.random.key(0), model, tcfg, (1, crop, crop, 3), tx=tx)), mesh)
     step = jit_train_step(make_train_step(make_segmentation_loss(tcfg.class_weights, tcfg.dice_weight),
                                           trainable=tcfg.trainable, augment_fn=make_augment_fn(cfg.augment)), mesh)
     rng = np.random.default_rng(0)
@@ -249,7 +255,7 @@ def plan_features(cfg: ExperimentConfig, n_time: int) -> StepPlan:
     """The pooled latent of a batch of clustering images (the encoder in eval mode)."""
     cc = cfg.cluster_data
     model = make_model(cfg.model)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, cc.crop_size, cc.crop_size, 3)), train=False)
+    variables = _zeros(lambda: model.init(jax.random.key(0), jnp.zeros((1, cc.crop_size, cc.crop_size, 3)), train=False))
     x = jnp.zeros((cc.batch_size, cc.crop_size, cc.crop_size, 3), jnp.float32)
     fn = jax.jit(lambda v, x: jnp.mean(model.apply(v, x, train=False, method="encode")[0].astype(jnp.float32),
                                        axis=(1, 2)))
@@ -404,7 +410,7 @@ def _synthetic_scoring(h: int, w: int, rng) -> tuple[np.ndarray, np.ndarray]:
 def plan_eval(cfg: ExperimentConfig, workload: Workload, runs: int, n_time: int) -> list[StepPlan]:
     """Scoring a network: the forward pass at every tile shape, and the watershed + metric on the host."""
     model = make_model(cfg.model)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+    variables = _zeros(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
     adabn = cfg.retrain.batch_norm == "adabn"
     shapes: Counter = Counter()
     for hw, count in workload.image_shapes.items():
