@@ -5,6 +5,8 @@ the disk is read-only or full, permission is denied. :class:`WorkdirLock` is an 
 ``<dir>/.lock``: two jobs started on one work dir at once would otherwise delete each other's
 checkpoints and duplicate rows; the second one stops with :class:`~dng_jax.errors.WorkdirBusyError`
 naming the process that holds it. The lock goes with the process (a killed job leaves no stale lock).
+With several processes (:mod:`dng_jax.distributed`) process 0 holds the lock for all of them (the others
+write nothing), and only it removes stale temporary files.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 import time
 from pathlib import Path
 
+from dng_jax.distributed import on_writer
 from dng_jax.errors import WorkdirBusyError, WorkdirError
 from dng_jax.io.atomic import TEMP_GLOB
 
@@ -66,6 +69,10 @@ class WorkdirLock:
         self._fd: int | None = None
 
     def acquire(self) -> WorkdirLock:
+        on_writer(self._acquire)  # process 0 locks for every process of a multi-process run
+        return self
+
+    def _acquire(self) -> None:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
@@ -89,7 +96,6 @@ class WorkdirLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         self._fd = fd
-        return self
 
     def release(self) -> None:
         if self._fd is not None:
@@ -107,6 +113,10 @@ class WorkdirLock:
 def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
     (:mod:`dng_jax.io.atomic` writes through them). Call it holding the work dir's lock: then no other process is writing one."""
+    return on_writer(_remove_stale_temp_files, workdir) or []
+
+
+def _remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     removed = []
     for p in Path(workdir).rglob(TEMP_GLOB):
         if p.is_file():
