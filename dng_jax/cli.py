@@ -9,7 +9,8 @@ Conventions (all ``python -m dng_jax.<command>``):
   file, a config value, a busy or unusable work dir), one line ``error: ...`` on stderr naming it.
 - The config-driven commands (train, sweep) take ``--config configs/<file>.py`` and override any field
   with ``--config.<section>.<field>=value``; ``--config.help`` prints every field with its value and
-  meaning.
+  meaning. They run as several processes with ``--coordinator_address``, ``--num_processes`` and
+  ``--process_id`` (:mod:`dng_jax.distributed`; process 0 prints and writes, the others only warn).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from dng_jax import distributed
 from dng_jax.config import ExperimentConfig, config_table, experiment_config, load_config
 from dng_jax.errors import USER_ERRORS, ConfigError
 
@@ -46,7 +48,7 @@ def show_log(name: str = "dng_jax", label: str = "dng_jax") -> None:
         handler.setFormatter(logging.Formatter(f"[{label} %(asctime)s] %(message)s", "%H:%M:%S"))
         handler._dng_jax = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if distributed.is_writer() else logging.WARNING)  # one process tells the story
     logger.propagate = False
 
 
@@ -180,6 +182,17 @@ def _run_absl(argv, show_fields, command, default_config, default_workdir, workd
                 lock_config=True)
             flags.DEFINE_string("workdir", default_workdir, workdir_help)
             flags.DEFINE_bool("progress", True, "progress bars (--no-progress: none)")
+            flags.DEFINE_string("coordinator_address", None,
+                                "several processes (machines) run one experiment: host:port of process 0, the "
+                                "same for every process (with --num_processes and --process_id; none of them in "
+                                "a SLURM step of several tasks or on a TPU slice: JAX reads the cluster's "
+                                "environment); scripts/launch_local.sh N starts N on this machine")
+            flags.DEFINE_integer("num_processes", None, "how many processes run this experiment together (1: "
+                                 "this process alone, also inside a SLURM step or on a TPU slice)")
+            flags.DEFINE_integer("process_id", None, "this process's number, 0..num_processes-1 (process 0 "
+                                 "writes the work dir)")
+            flags.DEFINE_integer("initialization_timeout", 300, "seconds every process waits for the others to "
+                                 "join before it stops")
     except (AttributeError, KeyError) as e:
         return _error(_field_message(e, argv))
 
@@ -211,7 +224,13 @@ def _run_absl(argv, show_fields, command, default_config, default_workdir, workd
             # shows orbax's own log again)
             absl_logging.set_verbosity(absl_logging.FATAL)
             logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's unretrieved task errors
-        return run_command(lambda: command(cfg, flag_values.workdir, flag_values.progress))
+        try:
+            distributed.initialize(flag_values.coordinator_address, flag_values.num_processes,
+                                   flag_values.process_id, timeout=flag_values.initialization_timeout)
+        except USER_ERRORS as e:
+            return _error(e)
+        progress = flag_values.progress and distributed.is_writer()  # process 0's bars only
+        return run_command(lambda: command(cfg, flag_values.workdir, progress))
 
     asked_for_help = any(a in _HELP_FLAGS or a.startswith("--help") for a in argv[1:])
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "DataError",
+    "DistributedError",
     "CheckpointError",
     "ConfigError",
     "ConfigMismatchError",
@@ -52,10 +53,15 @@ class WorkdirBusyError(WorkdirError):
     """Another process holds the work dir's lock."""
 
 
+class DistributedError(RuntimeError):
+    """The processes of a multi-process run cannot start together (a bad flag, an unreachable
+    coordinator, a process missing); the message names the flag."""
+
+
 class WorkerError(RuntimeError):
     """A worker process died (killed, out of memory); the message says what to do."""
 
 
 #: Printed as one line, exit status 2, by every command.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, ConfigError, EvaluationError,
-                                                 InputError, WorkdirError, WorkerError)
+                                                 InputError, WorkdirError, WorkerError, DistributedError)

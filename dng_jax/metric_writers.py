@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from dng_jax.distributed import on_writer
 from dng_jax.io.atomic import atomic_write_text
 
 __all__ = ["MetricWriter", "CsvWriter", "JsonlWriter", "TensorBoardWriter", "MultiWriter", "create_default_writer",
@@ -181,7 +182,12 @@ def create_default_writer(logdir: str | os.PathLike, name: str, fields: Sequence
                           keep: Callable[[Row], bool] | None = None, purge_step: int | None = None,
                           tensorboard: bool | None = None) -> MultiWriter:
     """``logdir/<name>.csv`` + ``logdir/<name>.jsonl`` (+ ``logdir/tensorboard/<name>/`` when
-    ``tensorboard`` is True, or None and tensorboardX is installed)."""
+    ``tensorboard`` is True, or None and tensorboardX is installed). With several processes
+    (:mod:`dng_jax.distributed`) process 0 writes them; the others get a writer that writes nothing."""
+    return on_writer(_create_default_writer, logdir, name, fields, keep, purge_step, tensorboard) or MultiWriter([])
+
+
+def _create_default_writer(logdir, name, fields, keep, purge_step, tensorboard) -> MultiWriter:
     logdir = Path(logdir)
     writers: list[MetricWriter] = [CsvWriter(logdir / f"{name}.csv", fields, keep),
                                    JsonlWriter(logdir / f"{name}.jsonl", keep)]

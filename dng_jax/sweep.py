@@ -2,6 +2,7 @@
 
 usage: python -m dng_jax.sweep [--config configs/<file>.py] [--workdir DIR] [--config.<section>.<field>=V]
                                [--no-progress] [--config.help]
+                               [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 flags:
   --config FILE            a configs/*.py file (default: configs/default.py, the embedded default)
@@ -9,6 +10,11 @@ flags:
   --config.S.F=VALUE       override any field, e.g. --config.sweep.seeds=8
   --config.help            print every field with its value and meaning, then exit
   --no-progress            no progress bars
+  --coordinator_address, --num_processes, --process_id
+                           run as one of N processes (machines) that share the work: the training data
+                           parallel, the runs split over every device; process 0 writes the work dir.
+                           scripts/launch_local.sh N [flags] starts N on this machine; under srun (SLURM)
+                           or on a TPU slice JAX finds the others itself (docs/scaling.md)
 
 Trains the baseline U-Net on CT1 (or loads --config.sweep.checkpoint), draws and encodes the
 clustering images, clusters their latent with every configuration (kMC and NG at every k, GNG, and any
@@ -45,7 +51,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from dng_jax import cli
+from dng_jax import cli, distributed
 from dng_jax.config import ExperimentConfig
 from dng_jax.experiment.sweep import run_sweep
 
@@ -60,11 +66,12 @@ def sweep(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
         print(f"\n{len(out.rows)} runs of sweep.only={cfg.sweep.only} in {Path(workdir).resolve() / 'runs'}; when "
               f"every job is done, merge them: python -m dng_jax.report --workdir {workdir}")
         return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
-    print(f"\nbaseline and {len(out.rows)} runs; table and figures in {Path(workdir).resolve()}:")
-    for p in out.paths:
-        print(f"  {p}")
-    print()
-    print((Path(workdir) / "table1.md").read_text())
+    if distributed.is_writer():
+        print(f"\nbaseline and {len(out.rows)} runs; table and figures in {Path(workdir).resolve()}:")
+        for p in out.paths:
+            print(f"  {p}")
+        print()
+        print((Path(workdir) / "table1.md").read_text())
     return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
 
 

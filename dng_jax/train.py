@@ -2,6 +2,7 @@
 
 usage: python -m dng_jax.train --config configs/<file>.py --workdir DIR [--config.<section>.<field>=V]
                                [--no-progress] [--config.help]
+                               [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 flags:
   --config FILE            a configs/*.py file (required)
@@ -10,6 +11,9 @@ flags:
   --config.S.F=VALUE       override any field, e.g. --config.train.epochs=3
   --config.help            print every field with its value and meaning, then exit
   --no-progress            no progress bars
+  --coordinator_address, --num_processes, --process_id
+                           train as one of N processes (machines), data parallel over all their
+                           devices; process 0 writes the work dir (docs/scaling_multiprocess.md)
 
 Trains the segmentation network of --config on the labelled CT1 (known cell type) training images and
 then reports its MAP on the known / unknown / all test images. Written to --workdir:

@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from dng_jax.clustering.methods import ClusteringConfig, ClusteringMethod
 from dng_jax.clustering.quality import assign_many
+from dng_jax.sharding import put
 
 
 class MiniBatchState(NamedTuple):
@@ -77,7 +78,7 @@ def minibatch_kmeans(k: int, cfg: ClusteringConfig = ClusteringConfig(), batch_s
         if mesh is not None:
             pad = (-S) % mesh.devices.size
             keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)]) if pad else keys
-            keys = jax.device_put(keys, NamedSharding(mesh, P("runs")))
+            keys = put(keys, NamedSharding(mesh, P("runs")))  # (device_put that reaches other processes too)
         states = fit_vmapped(keys, X)
         return jax.tree.map(lambda a: a[:S], states)
 

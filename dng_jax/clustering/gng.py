@@ -44,6 +44,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from dng_jax.clustering.neural_gas import _first_argmin, _one, epoch_order, epoch_orders_many
+from dng_jax.sharding import put
 from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = ["GNGConfig", "GNGState", "init", "init_from", "gng_step", "update_epoch", "update_epochs", "epoch_order",
@@ -238,12 +239,13 @@ def _run(s, X, keys, cfg, batched, mesh, progress, desc):
     for a in range(0, cfg.epochs, step):
         b = min(cfg.epochs, a + step)
         orders = epoch_orders_many(keys_b, X.shape[0], a, b)
-        orders = jax.device_put(orders, sharding) if sharding is not None else jnp.asarray(orders if batched else orders[0])
+        orders = put(orders, sharding) if sharding is not None else jnp.asarray(orders if batched else orders[0])
         s = f(s, X, orders)
         if bar is not None:
             jax.block_until_ready(s)
             bar.update(b - a)
-            bar.set_postfix(units=int(np.max(np.asarray(n_units(s)))))
+            if s.w.is_fully_addressable:  # (runs on other processes' devices: a collective only process 0 would run)
+                bar.set_postfix(units=int(np.max(np.asarray(n_units(s)))))
     if bar is not None:
         bar.close()
     return s
@@ -262,10 +264,9 @@ def fit_many(keys, X, cfg: GNGConfig, *, mesh: Mesh | None = None, progress: boo
         pad = (-S) % mesh.devices.size
         if pad:
             keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
-        keys = jax.device_put(keys, NamedSharding(mesh, P("runs")))
-        X = jax.device_put(X, NamedSharding(mesh, P()))
-    s = jax.vmap(lambda kk: init(kk, X, cfg))(keys)
+    s = jax.vmap(lambda kk: init(kk, X, cfg))(keys)  # drawn alike on every process; the epochs run on the mesh
     if mesh is not None:
-        s = jax.device_put(s, NamedSharding(mesh, P("runs")))
+        s = put(s, NamedSharding(mesh, P("runs")))
+        X = put(X, NamedSharding(mesh, P()))
     s = _run(s, X, keys, cfg, True, mesh, progress, "gng x%d" % S)
     return jax.tree.map(lambda a: a[:S], s)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from dng_jax import distributed
 from dng_jax.clustering import gng as gng_lib
 from dng_jax.clustering import neural_gas as ng_lib
 from dng_jax.clustering.gng import GNGConfig
@@ -263,7 +264,7 @@ def run_method(method: ClusteringMethod, keys: jax.Array, X, *, mesh: Mesh | Non
     Raises ``FloatingPointError`` when a quantization error is not finite (data too large for float32
     distances, or a diverged method): labels from overflowing distances are meaningless."""
     X = jnp.asarray(X, jnp.float32)
-    states = method.fit_many(keys, X, mesh=mesh, progress=progress)
+    states = distributed.to_local(method.fit_many(keys, X, mesh=mesh, progress=progress))  # runs on other processes too
     slots = np.asarray(method.assign(states, X)).astype(np.int32)
     centroids, active = method.prototypes(states)
     act = np.asarray(active, bool)

@@ -60,6 +60,7 @@ from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from dng_jax.sharding import put
 from dng_jax.typed_config import REQUIRED, TypedConfig, param, require
 
 __all__ = [
@@ -540,7 +541,7 @@ def _run_phases(w, X, keys, cfg: NGConfig, batched: bool, mesh: Mesh | None, pro
     for a, b, m in _phases(cfg, 0, cfg.epochs):
         f = _compiled("orders", m, cfg.full_rank, batched, mesh, cfg.seed_chunk)
         orders = epoch_orders_many(keys_b, n, a, b)
-        orders = jax.device_put(orders, sharding) if sharding is not None else jnp.asarray(orders if batched else orders[0])
+        orders = put(orders, sharding) if sharding is not None else jnp.asarray(orders if batched else orders[0])
         w = f(w, X, orders, jnp.asarray(eps[a:b]), jnp.asarray(R[a:b]))
         if bar is not None:
             w.block_until_ready()
@@ -572,11 +573,12 @@ def fit_many(keys, X, cfg: NGConfig, *, mesh: Mesh | None = None, progress: bool
         pad = (-S) % D
         if pad:
             keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, axis=0)])
-        keys = jax.device_put(keys, NamedSharding(mesh, P("runs")))
-        X = jax.device_put(X, NamedSharding(mesh, P()))
+    # the start (data points) and the visiting orders are drawn alike on every process; the runs' epochs
+    # run on the mesh
     w0 = jax.vmap(lambda kk: init(kk, X, cfg).centroids)(keys)
     if mesh is not None:
-        w0 = jax.device_put(w0, NamedSharding(mesh, P("runs")))
+        w0 = put(w0, NamedSharding(mesh, P("runs")))
+        X = put(X, NamedSharding(mesh, P()))
     w = _run_phases(w0, X, keys, cfg, True, mesh, progress, "ng x%d" % S)
     w = w[:S]
     return NGState(w, jnp.full((S,), cfg.epochs, jnp.int32))

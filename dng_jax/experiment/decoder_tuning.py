@@ -17,13 +17,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from dng_jax import distributed
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.data.pipeline import CropBatches
 from dng_jax.models.unet import UNet
 from dng_jax.segmentation.steps import make_segmentation_loss, to_float_images
 from dng_jax.segmentation.train_state import TrainConfig, make_optimizer
+from dng_jax.sharding import on_mesh, runs_jit
 
 __all__ = ["DecoderState", "make_decoder_step", "tune_decoders"]
 
@@ -36,7 +39,8 @@ class DecoderState(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def make_decoder_step(unet: UNet, seg_train: TrainConfig, steps_per_epoch: int,
-                      augment: AugmentConfig = AugmentConfig(), encoder_batch_stats: bool = False):
+                      augment: AugmentConfig = AugmentConfig(), encoder_batch_stats: bool = False,
+                      mesh: Mesh | None = None):
     """``step(states, encoders, images_u8 [B,S,S,3], targets [B,S,S], keys [R]) -> (states, loss [R])``.
 
     ``encoders``: each run's ``{"params", "batch_stats"}`` of the encoder (leading runs axis), never
@@ -62,19 +66,21 @@ def make_decoder_step(unet: UNet, seg_train: TrainConfig, steps_per_epoch: int,
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return DecoderState(optax.apply_updates(state.params, updates), stats, opt_state), value
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, 0)), donate_argnums=(0,))
+    return runs_jit(jax.vmap(one, in_axes=(0, 0, None, None, 0)), mesh, (True, True, False, False, True))
 
 
 def tune_decoders(key: jax.Array, unet: UNet, encoders: dict, decoder: dict, batches: CropBatches, epochs: int,
                   seg_train: TrainConfig, augment: AugmentConfig = AugmentConfig(), *,
                   run_ids: Sequence[int], encoder_batch_stats: bool = False, stacked_decoder: bool = False,
-                  progress: bool = False, desc: str = "tune decoders") -> tuple[dict, np.ndarray]:
+                  progress: bool = False, desc: str = "tune decoders", mesh: Mesh | None = None
+                  ) -> tuple[dict, np.ndarray]:
     """Train one decoder per run on ``epochs`` epochs of CT1 ``batches`` on its fixed encoder.
 
     ``encoders``: ``{"params", "batch_stats"}`` with a leading runs axis; ``decoder``: the start (the
     baseline's, shared; or one per run with ``stacked_decoder``). Run ``run_ids[r]`` augments with keys
     from ``fold_in(key, run_id)`` only. Returns the decoders ``{"params", "batch_stats"}`` (leading runs
-    axis) and the per-epoch mean loss ``[epochs, R]``."""
+    axis) and the per-epoch mean loss ``[epochs, R]``. ``mesh``: the runs are split over its devices
+    (:func:`~dng_jax.sharding.runs_jit`; ``R`` a multiple of its size)."""
     n_runs = len(run_ids)
     seg_train = seg_train.replace(epochs=max(epochs, 1))  # a cosine schedule spans the tuning, not the training
     tx = make_optimizer(seg_train, steps_per_epoch=batches.steps_per_epoch)
@@ -82,8 +88,11 @@ def tune_decoders(key: jax.Array, unet: UNet, encoders: dict, decoder: dict, bat
     def init(dec):
         return DecoderState(dec["params"], dec["batch_stats"], tx.init(dec["params"]))
 
-    states = jax.vmap(init, in_axes=0 if stacked_decoder else None, axis_size=n_runs)(decoder)
-    step = make_decoder_step(unet, seg_train, batches.steps_per_epoch, augment, encoder_batch_stats)
+    if mesh is not None and stacked_decoder:  # the joint objective's decoders, from every process
+        decoder = distributed.to_local(decoder)
+    states = on_mesh(jax.vmap(init, in_axes=0 if stacked_decoder else None, axis_size=n_runs)(decoder), mesh)
+    encoders = on_mesh(encoders, mesh)
+    step = make_decoder_step(unet, seg_train, batches.steps_per_epoch, augment, encoder_batch_stats, mesh)
     run_keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.asarray(run_ids, jnp.int32))
     losses = np.zeros((epochs, n_runs), np.float32)
     bar = tqdm(total=epochs * batches.steps_per_epoch, desc=desc, unit="step", leave=False, disable=not progress)
@@ -91,8 +100,8 @@ def tune_decoders(key: jax.Array, unet: UNet, encoders: dict, decoder: dict, bat
         total = jnp.zeros((n_runs,))
         for s, (images, targets) in enumerate(batches.epoch(epoch)):
             keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * batches.steps_per_epoch + s))(run_keys)
-            states, loss = step(states, encoders, images, targets, keys)
-            total = total + loss
+            states, loss = step(states, encoders, images, targets, on_mesh(keys, mesh))
+            total = total + (loss if mesh is None else distributed.fetch(loss))
             bar.update(1)
         losses[epoch] = np.asarray(total) / batches.steps_per_epoch
         bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")

@@ -12,8 +12,10 @@ BatchNorm on the baseline's statistics while it learns (they never move to the c
 :mod:`dng_jax.experiment.adaptation`.
 
 All seeds of one configuration train together: the state carries a leading *runs* axis and the step is
-``vmap``-ed over it (each run has its own labels, visiting order and augmentation keys); the runs axis
-can be sharded over devices. The paper does not give the batch size of this step: it is a config field.
+``vmap``-ed over it (each run has its own labels, visiting order and augmentation keys); with a ``mesh``
+(:func:`dng_jax.sharding.runs_mesh`, several processes) the runs axis is split over its devices and
+each device steps its own runs (``shard_map``, nothing communicated). The paper does not give the batch
+size of this step: it is a config field.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from dng_jax import distributed
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.metric_writers import MetricWriter
 from dng_jax.data.pipeline import CropBatches
@@ -38,6 +42,7 @@ from dng_jax.models import ResNetEncoder
 from dng_jax.models.unet import UNet
 from dng_jax.segmentation.steps import make_segmentation_loss, to_float_images
 from dng_jax.segmentation.train_state import TrainConfig
+from dng_jax.sharding import on_mesh, runs_jit
 from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = [
@@ -152,7 +157,7 @@ def random_crops(key: jax.Array, images: jax.Array, size: int) -> jax.Array:
 @functools.lru_cache(maxsize=32)
 def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_epoch: int,
                       augment: AugmentConfig = AugmentConfig(), unet: UNet | None = None,
-                      seg_train: TrainConfig | None = None):
+                      seg_train: TrainConfig | None = None, mesh: Mesh | None = None):
     """``step(states, images_u8 [R,B,H,W,3], labels [R,B], keys [R], seg_batch) -> (states, loss [R])``,
     vmapped over runs; ``loss`` is the pseudo-label cross-entropy.
 
@@ -160,6 +165,7 @@ def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_ep
     [B,S,S,3], targets [B,S,S])`` is one CT1 batch shared by every run (each augments it with its own key)
     and its segmentation loss (``seg_train``'s class weights and Dice term) joins the objective; else
     ``None``. Cached on its (hashable) arguments, so the chunks of a configuration share one compiled step.
+    ``mesh``: the runs are split over its devices (:func:`dng_jax.sharding.runs_jit`).
     """
     optimizer = make_optimizer(cfg, steps_per_epoch)
     joint = cfg.segmentation_weight > 0
@@ -203,7 +209,7 @@ def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_ep
         params = optax.apply_updates(state.params, updates)
         return RetrainState(params, batch_stats, opt_state, state.step + 1), ce
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0,))
+    return runs_jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)), mesh, (True, True, True, True, False))
 
 
 @jax.jit
@@ -224,7 +230,7 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
                  writer: MetricWriter | None = None, *, stacked: bool = False,
                  decoder_variables: dict | None = None, unet: UNet | None = None,
                  seg_batches: CropBatches | None = None, seg_train: TrainConfig | None = None,
-                 first_epoch: int = 0) -> tuple[RetrainState, np.ndarray]:
+                 first_epoch: int = 0, mesh: Mesh | None = None) -> tuple[RetrainState, np.ndarray]:
     """Train ``R = labels.shape[0]`` runs on ``images [N,H,W,3] uint8`` with ``labels [R, N]``.
 
     Run ``run_ids[r]`` (default ``r``) draws its head, image order, crops and augmentation from
@@ -236,6 +242,10 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     ``stacked``: the start variables carry a leading runs axis (a later round). The joint objective
     (``cfg.segmentation_weight > 0``) needs ``unet``, the baseline's ``decoder_variables``, CT1
     ``seg_batches`` (one batch per step, shared by the runs) and the ``seg_train`` section (its loss).
+
+    ``mesh`` (:func:`dng_jax.sharding.runs_mesh`): the runs are split over its devices, also those of
+    other processes (``R`` must be a multiple of its size); the states come back split the same way, the
+    losses whole on every process.
     """
     labels = np.asarray(labels)
     chex.assert_rank(labels, 2)
@@ -244,6 +254,8 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     chex.assert_shape(run_ids, (n_runs,))
     if images.shape[0] != n:
         raise ValueError(f"{images.shape[0]} images but labels for {n}")
+    if mesh is not None and n_runs % mesh.devices.size:
+        raise ValueError(f"{n_runs} runs do not split over the mesh's {mesh.devices.size} devices")
     if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
         raise ValueError(f"images {images.shape[1:3]} are smaller than the crop {cfg.crop_size}")
     joint = cfg.segmentation_weight > 0
@@ -253,15 +265,21 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     steps_per_epoch = n // batch
     optimizer = make_optimizer(cfg, steps_per_epoch)
     k_init, k_order, k_step = jax.random.split(key, 3)
-    states = init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids,
-                       decoder_variables=decoder_variables if joint else None, stacked=stacked)
+    if mesh is not None and stacked:  # a later round: the runs' own networks, from every process
+        encoder_variables, decoder_variables = distributed.to_local((encoder_variables, decoder_variables))
+    # the bookkeeping (keys, orders, the start states) is drawn on each process alike; only what a step
+    # reads goes onto the mesh (no mesh: as it is)
+    states = on_mesh(init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids,
+                               decoder_variables=decoder_variables if joint else None, stacked=stacked), mesh)
     step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment, unet if joint else None,
-                                seg_train if joint else None)
+                                seg_train if joint else None, mesh)
     seg_stream = _cycle(seg_batches) if joint else None
-    images_dev = jnp.asarray(images)
-    labels_dev = jnp.asarray(labels, jnp.int32)
+    images_dev = jnp.asarray(images) if mesh is None else on_mesh(images, mesh, per_run=False)
+    labels_dev = jnp.asarray(labels, jnp.int32) if mesh is None else on_mesh(labels.astype(np.int32), mesh)
     run_keys = jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids)
     losses = np.zeros((cfg.epochs, n_runs), np.float32)
+    run_list = np.asarray(run_ids).tolist()
+    logged = [(r, run) for r, run in enumerate(run_list) if run not in run_list[:r]]  # a padding copy: not again
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False, disable=not progress)
     for epoch in range(cfg.epochs):
         ek = jax.random.fold_in(k_order, epoch)
@@ -269,15 +287,15 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
         epoch_loss = jnp.zeros((n_runs,))
         for s in range(steps_per_epoch):
             idx = orders[:, s * batch : (s + 1) * batch]
-            x, y = _gather(images_dev, labels_dev, idx)
+            x, y = _gather(images_dev, labels_dev, on_mesh(idx, mesh))
             keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * steps_per_epoch + s))(run_keys)
-            states, loss = step_fn(states, x, y, keys, next(seg_stream) if joint else None)
-            epoch_loss = epoch_loss + loss
+            states, loss = step_fn(states, x, y, on_mesh(keys, mesh), next(seg_stream) if joint else None)
+            epoch_loss = epoch_loss + (loss if mesh is None else distributed.fetch(loss))
             bar.update(1)
         losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
         bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
         if writer is not None:
-            for r, run in enumerate(np.asarray(run_ids).tolist()):
+            for r, run in logged:
                 writer.write_scalars(first_epoch + epoch, {"run": run, "loss": float(losses[epoch, r])})
     bar.close()
     return states, losses

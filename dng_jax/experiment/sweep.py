@@ -27,6 +27,10 @@ One configuration that fails is reported in ``failures.json`` and does not stop 
 timings go to ``timings.csv`` / ``.jsonl``, retraining losses to ``runs/<m>_k<k>/retrain_metrics.*``.
 The work dir is locked while a sweep runs in it, and it holds one configuration only. ``sweep.only``
 splits a sweep into jobs that may run at once on one work dir (:mod:`dng_jax.experiment.shards`).
+
+Several processes (:mod:`dng_jax.distributed`) all run this driver: the runs of a chunk are split over
+every process's devices (each scores its own), process 0 computes the stages of one network (baseline
+and classical scores, clustering data, ensemble, report) and writes every file.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import hashlib
 import itertools
 import json
 import logging
-import shutil
 import sys
 import time
 import traceback
@@ -48,6 +51,7 @@ import jax
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from dng_jax import distributed
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
 from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
                             experiment_config)
@@ -65,7 +69,7 @@ from dng_jax.experiment.report import (draw_latent, plot_panels, read_sweep_scor
 from dng_jax.experiment import shards
 from dng_jax.experiment.adaptation import adapt_runs, needs_ct1_batches, run_variables
 from dng_jax.io import stage
-from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text
+from dng_jax.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_text, remove, remove_tree
 from dng_jax.io.workdir import prepare_dir
 from dng_jax.metric_writers import MetricWriter, create_default_writer, keep_all
 from dng_jax.models import make_model
@@ -251,23 +255,39 @@ def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progr
         step = int(state.step)
     if damaged == []:
         metrics = _read_json(bdir / "map.json")
-    else:
-        res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool)
-        res.write_json(bdir / "baseline.json")
-        per_image = {k: v["score"] for k, v in res.per_image.items()}
-        write_scores(bdir / "scores.csv", scoring.table(["baseline"], [per_image]))
-        metrics = {**view_maps(per_image, scoring.test), "per_image": per_image}
-        _write_json(bdir / "map.json", metrics)
-        stage.write_done(bdir, ["map.json", "scores.csv", "baseline.json"], checkpoint_step=step,
-                         checkpoint=cfg.sweep.checkpoint)
+    else:  # process 0 scores it; other processes read what it wrote
+        metrics = (distributed.on_writer(_score_baseline, cfg, bdir, scoring, variables, model, step, progress)
+                   or _read_json(bdir / "map.json"))
     log.info(f"baseline MAP: known {metrics['map_known']:.3f}  unknown {metrics['map_unknown']:.3f}  "
              f"all {metrics['map_all']:.3f}")
     return variables, model, metrics
 
 
+def _score_baseline(cfg: ExperimentConfig, bdir: Path, scoring: Scoring, variables, model, step: int | None,
+                    progress: bool) -> dict:
+    res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool)
+    res.write_json(bdir / "baseline.json")
+    per_image = {k: v["score"] for k, v in res.per_image.items()}
+    write_scores(bdir / "scores.csv", scoring.table(["baseline"], [per_image]))
+    metrics = {**view_maps(per_image, scoring.test), "per_image": per_image}
+    _write_json(bdir / "map.json", metrics)
+    stage.write_done(bdir, ["map.json", "scores.csv", "baseline.json"], checkpoint_step=step,
+                     checkpoint=cfg.sweep.checkpoint)
+    return metrics
+
+
 def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool) -> dict[str, float]:
     """The classical reference (no learning) on the same images; returns its MAPs."""
     cdir = workdir / "classical"
+    distributed.on_writer(_score_classical, cfg, cdir, scoring, progress)  # other processes read what it wrote
+    table = read_scores(cdir / "scores.csv")
+    maps = view_maps(dict(zip(table.ids, table.scores[0])), scoring.test)
+    log.info(f"classical MAP: known {maps['map_known']:.3f}  unknown {maps['map_unknown']:.3f}  "
+             f"all {maps['map_all']:.3f}")
+    return maps
+
+
+def _score_classical(cfg: ExperimentConfig, cdir: Path, scoring: Scoring, progress: bool) -> None:
     if _damaged(cdir, ("scores.csv",)) != []:
         log.info("classical reference (Otsu + distance-transform watershed) on the test images")
         res = score_predictions(lambda image: classical_instances(image, cfg.classical), scoring.cache,
@@ -275,11 +295,6 @@ def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, prog
         per_image = {k: v["score"] for k, v in res.per_image.items()}
         write_scores(cdir / "scores.csv", scoring.table(["classical"], [per_image]))
         stage.write_done(cdir, ["scores.csv"])
-    table = read_scores(cdir / "scores.csv")
-    maps = view_maps(dict(zip(table.ids, table.scores[0])), scoring.test)
-    log.info(f"classical MAP: known {maps['map_known']:.3f}  unknown {maps['map_unknown']:.3f}  "
-             f"all {maps['map_all']:.3f}")
-    return maps
 
 
 # ----------------------------------------------------------------------------------------- stage 2
@@ -291,13 +306,26 @@ CLUSTER_DATA_FILES = ("images.npy", "features.npy", "pca_mean.npy", "pca_compone
 
 def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, splits, variables, model,
                        progress: bool, baseline_id: str):
-    """``(images (memory-mapped), latent, sources, upstream)`` of the clustering images, computed once.
+    """``(images (memory-mapped), latent, sources, upstream)`` of the clustering images, computed once
+    (by process 0; other processes read what it wrote).
 
     ``baseline_id`` names the baseline network (:func:`~dng_jax.io.stage.array_digest` of its variables);
     the marker records it, so data made from another baseline (one trained again after its checkpoints
     were lost) is computed again. Computed again when a file is damaged; when that gives other bytes than
     before (it should not: the stage is seeded), every configuration is computed again too, since it was
     made from the old ones. ``upstream`` names these bytes for the configurations' markers."""
+    cdir = workdir / "cluster_data"
+    distributed.on_writer(_make_cluster_data, cfg, workdir, source, manifest, splits, variables, model, progress,
+                          baseline_id)
+    done = stage.read_done(cdir)
+    upstream = hashlib.sha256(json.dumps([done["files"][n] for n in ("images.npy", "latent.npy")],
+                                         sort_keys=True).encode()).hexdigest()
+    return (np.load(cdir / "images.npy", mmap_mode="r"), np.load(cdir / "latent.npy"),
+            _read_json(cdir / "sources.json"), upstream)
+
+
+def _make_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, splits, variables, model,
+                       progress: bool, baseline_id: str) -> None:
     cdir = workdir / "cluster_data"
     before = stage.read_done(cdir)
     damaged = _damaged(cdir, CLUSTER_DATA_FILES, baseline=baseline_id)
@@ -318,13 +346,8 @@ def stage_cluster_data(cfg: ExperimentConfig, workdir: Path, source, manifest, s
         if before is not None and any(before["files"].get(n) != stage.file_record(cdir / n)
                                       for n in ("images.npy", "latent.npy")):
             log.warning("the clustering data came out different from before: every configuration is computed again")
-            shutil.rmtree(workdir / "runs", ignore_errors=True)  # before the marker: a kill here is redone
+            remove_tree(workdir / "runs", ignore_errors=True)  # before the marker: a kill here is redone
         stage.write_done(cdir, CLUSTER_DATA_FILES, baseline=baseline_id)  # written last: marks the stage done
-    done = stage.read_done(cdir)
-    upstream = hashlib.sha256(json.dumps([done["files"][n] for n in ("images.npy", "latent.npy")],
-                                         sort_keys=True).encode()).hexdigest()
-    return (np.load(cdir / "images.npy", mmap_mode="r"), np.load(cdir / "latent.npy"),
-            _read_json(cdir / "sources.json"), upstream)
 
 
 # ----------------------------------------------------------------------------------------- stage 3
@@ -344,16 +367,16 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
     before = stage.read_done(rdir)
     if before is not None and before.get("upstream", upstream) != upstream:
         log.warning(f"{rdir} was made from other clustering data: computing it again")
-        shutil.rmtree(rdir)
+        remove_tree(rdir)
         before = None
     damaged = _damaged(rdir, legacy + tuple(sorted(p.name for p in rdir.glob("chunk_*.json"))), upstream=upstream)
     if damaged == []:
         return _read_json(rdir / "results.json")
     if damaged:  # keep what is intact, drop the damaged files and the summaries made from them
         for name in [p.split(": ", 1)[0] for p in damaged] + [str(rdir / "results.json"), str(rdir / "scores.csv")]:
-            Path(name).unlink(missing_ok=True)
+            remove(name)
         if not (rdir / "seed0_predictions.npz").exists():
-            (rdir / "chunk_0000.json").unlink(missing_ok=True)  # the chunk that draws seed 0's predictions
+            remove(rdir / "chunk_0000.json")  # the chunk that draws seed 0's predictions
     n_seeds = cfg.sweep.seeds
     labels_path = rdir / "pseudo_labels.npy"
     labels = stats = None
@@ -364,7 +387,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             log.warning(f"{labels_path} or clustering.json cannot be read ({type(e).__name__}): clustering "
                         f"{conf.dirname} again (its runs are kept if the labels come out the same)")
             for f in [labels_path, rdir / "clustering.json"]:
-                f.unlink(missing_ok=True)
+                remove(f)
             labels = None
     _, method = build_method(conf.name, conf.k, cfg.clustering)
     keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
@@ -383,7 +406,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             log.warning(f"{conf.dirname}: the clustering came out different from before (or its record is lost): "
                         f"its runs are computed again")
             for f in stale:
-                f.unlink()
+                remove(f, missing_ok=False)
         log.info(f"{conf.method}({conf.k}): clustered {n_seeds} seeds in {time.time() - t0:.1f}s")
     n_classes = max(int(s["units"]) for s in stats)
     evaluator = scoring.evaluator._replace(adabn=cfg.retrain.batch_norm == "adabn")
@@ -405,7 +428,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                 continue
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning(f"{cpath} cannot be read ({type(e).__name__}: {e}): computing its runs again")
-                cpath.unlink(missing_ok=True)
+                remove(cpath)
         writer = create_default_writer(rdir, "retrain_metrics", ("step", "run", "loss"), tensorboard=False,
                                        keep=lambda row, s=frozenset(seeds): int(row["run"]) not in s)
         key = jax.random.key(cfg.sweep.seed + 1)  # run i's randomness: fold_in(key, i), any chunking
@@ -413,17 +436,19 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             adapted = adapt_runs(key, cfg, model, variables, np.asarray(images), labels[seeds], n_classes,
                                  method=method, method_keys=keys[np.asarray(seeds)], run_ids=seeds,
                                  ct1_batches=ct1_batches, progress=progress,
-                                 desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}", writer=writer)
+                                 desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}", writer=writer,
+                                 mesh=runs_mesh() if distributed.is_multiprocess() else None)
         finally:
             writer.close()
         losses = adapted.losses
         if seeds[0] < n_ensemble:  # the ensemble (scored after the last chunk) needs the runs' networks
-            atomic_save_npz(_chunk_variables(rdir, c0), flatten_dict(jax.device_get(adapted.variables), sep="/"))
+            atomic_save_npz(_chunk_variables(rdir, c0), flatten_dict(
+                jax.tree.map(lambda a: a[: len(seeds)], distributed.fetch(adapted.variables)), sep="/"))
+        scores, preds = _score_runs(evaluator, variables, adapted.variables, model, scoring, seeds,
+                                    _panel_ids(cfg, scoring))
         chunk_rows = []
         for j, seed in enumerate(seeds):
-            run_vars = run_variables(variables, adapted.variables, j)
-            res = evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
-            per_image = {k: v["score"] for k, v in res.per_image.items()}
+            per_image = scores[j]
             st = stats[seed]
             chunk_rows.append({"method": conf.method, "k": conf.k, "seed": seed, "units": int(st["units"]),
                                "norm_entropy": float(st["norm_entropy"]), "quant_error": float(st["quant_error"]),
@@ -432,16 +457,15 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                                **{f"round{r + 2}_{name}": later[name][j] for r, later in enumerate(adapted.later_rounds)
                                   for name in ("units", "norm_entropy")},
                                "per_image": per_image})
-            if seed == 0:  # keep one run's predictions for the Fig. 5 panels
-                preds = {sid: probs_to_instances(evaluator.probs(run_vars, model, scoring.cache.load(sid).image),
-                                                 evaluator.postprocess) for sid in _panel_ids(cfg, scoring)}
-                atomic_save_npz(rdir / "seed0_predictions.npz", preds)
+        if seeds[0] == 0:  # keep one run's predictions for the Fig. 5 panels
+            atomic_save_npz(rdir / "seed0_predictions.npz", preds)
         _write_json(cpath, chunk_rows)
         rows += chunk_rows
     write_scores(rdir / "scores.csv", scoring.table([r["seed"] for r in rows], [r["per_image"] for r in rows]))
     files = ["clustering.json", "pseudo_labels.npy", "scores.csv", "results.json"]
     if n_ensemble:
-        _score_ensemble(rdir, conf, n_ensemble, chunk, variables, model, evaluator, scoring, progress)
+        distributed.on_writer(_score_ensemble, rdir, conf, n_ensemble, chunk, variables, model, evaluator, scoring,
+                              progress)
         files += ["ensemble.json", "ensemble_scores.csv"]
         files += [_chunk_variables(rdir, c0).name for c0 in range(0, n_ensemble, chunk)]
     rows = [{k: v for k, v in r.items() if k != "per_image"} for r in rows]
@@ -450,6 +474,29 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
     files += ["seed0_predictions.npz"] if (rdir / "seed0_predictions.npz").exists() else []
     stage.write_done(rdir, files, upstream=upstream)
     return rows
+
+
+def _score_runs(evaluator: SegmentationEvaluator, variables, adapted: dict, model, scoring: Scoring,
+                seeds: list[int], panels: list[str]) -> tuple[list[dict[str, float]], dict | None]:
+    """Every run's per-image scores (``{image id: score}``, in the order of ``seeds``) and, if seed 0 is
+    one of them, its predictions of the ``panels`` images (Fig. 5). With several processes each scores
+    the runs its devices hold (seed 0: process 0) and the scores are gathered, bit for bit."""
+    mine = distributed.local_runs(adapted, len(seeds))
+    ids = list(scoring.types)
+
+    def score():
+        table, preds = np.full((mine.block, len(ids)), np.nan), None
+        for i, j in enumerate(mine.runs):
+            run_vars = run_variables(variables, mine.tree, i)
+            res = evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
+            table[i] = [res.per_image[sid]["score"] for sid in ids]
+            if seeds[j] == 0:
+                preds = {sid: probs_to_instances(evaluator.probs(run_vars, model, scoring.cache.load(sid).image),
+                                                 evaluator.postprocess) for sid in panels}
+        return table, preds
+
+    table, preds = distributed.each_process(score)
+    return [dict(zip(ids, row.tolist())) for row in distributed.gather_runs(table, len(seeds))], preds
 
 
 def _chunk_variables(rdir: Path, c0: int) -> Path:
@@ -546,6 +593,9 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
     cfg = config if isinstance(config, ExperimentConfig) else experiment_config(config)
     check_sweep(cfg)
     job = shards.select(cfg.sweep.only, [c.dirname for c in sweep_configurations(cfg)])
+    if not job.whole and distributed.is_multiprocess():
+        raise ConfigError("config field sweep.only: a split sweep's jobs run one process each (give each job its own "
+                          "devices); several processes (--num_processes) run the whole sweep together")
     cfg = shards.experiment_part(cfg)  # every job of the sweep makes the same stages, whichever it is
     open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
     workdir = prepare_dir(workdir)
@@ -627,7 +677,8 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, 
         paths = []
         if job.whole:  # a split job's runs are merged by python -m dng_jax.report
             t0 = time.time()
-            paths = stage_report(cfg, workdir, rows, base, latent, sources, variables, model, scoring)
+            paths = distributed.on_writer(stage_report, cfg, workdir, rows, base, latent, sources, variables, model,
+                                          scoring) or []
             _timed(timings, next(event), "report", "", t0)
     timings.close()
     log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations"

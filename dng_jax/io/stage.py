@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dng_jax.distributed import on_writer
 from dng_jax.io.atomic import atomic_write_text
 
 __all__ = ["MARKER", "file_record", "write_done", "read_done", "check", "readable", "array_digest"]
@@ -38,7 +39,10 @@ def file_record(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_done(stage_dir: str | os.PathLike, files: Iterable[str | os.PathLike], **extra: Any) -> None:
     """Record ``files`` (inside ``stage_dir``) and ``extra`` in ``stage_dir/done.json``; call it last."""
-    d = Path(stage_dir)
+    on_writer(_write_done, Path(stage_dir), list(files), extra)
+
+
+def _write_done(d: Path, files: list, extra: dict[str, Any]) -> None:
     records = {str(Path(f).relative_to(d) if Path(f).is_absolute() else f): file_record(d / f) for f in files}
     atomic_write_text(d / MARKER, json.dumps({"files": records, **extra}, indent=1, sort_keys=True) + "\n")
 

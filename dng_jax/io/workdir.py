@@ -7,6 +7,8 @@ checkpoints and duplicate rows; the second one stops with :class:`~dng_jax.error
 naming the process that holds it (``shared=True``: the jobs of a split sweep, which may run side by
 side, :mod:`dng_jax.experiment.shards`). :class:`LockFile` is the ``flock`` underneath, with a record
 of its holder. The lock goes with the process (a killed job leaves no stale lock).
+With several processes (:mod:`dng_jax.distributed`) process 0 holds the work dir's lock for all of them
+(the others write nothing), and only it removes stale temporary files.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import socket
 import time
 from pathlib import Path
 
+from dng_jax.distributed import on_writer
 from dng_jax.errors import WorkdirBusyError, WorkdirError
 from dng_jax.io.atomic import TEMP_GLOB
 
@@ -162,11 +165,14 @@ class WorkdirLock:
         self._lock = LockFile(self.path)
 
     def acquire(self) -> WorkdirLock:
+        on_writer(self._acquire)  # process 0 locks for every process of a multi-process run
+        return self
+
+    def _acquire(self) -> None:
         if not self._lock.acquire(shared=self.shared):
             who = describe_holder(self._lock.holder())
             raise WorkdirBusyError(f"{self.path.parent} is in use by another run{f' ({who})' if who else ''}; "
                                    f"wait for it to finish or use another {self.what}")
-        return self
 
     def release(self) -> None:
         self._lock.release()
@@ -182,6 +188,10 @@ def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
     (:mod:`dng_jax.io.atomic` writes through them) in ``workdir`` and below. Call it holding the lock of
     what it cleans: then no other process is writing one there."""
+    return on_writer(_remove_stale_temp_files, workdir) or []
+
+
+def _remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
     removed = []
     for p in Path(workdir).rglob(TEMP_GLOB):
         if p.is_file():

@@ -1,8 +1,9 @@
 """The segmentation training driver (paper II-C): U-Net/ResNet, LAMB, pixel-wise cross-entropy.
 
-:func:`train_and_evaluate` trains on the labelled CT1 training images, data parallel over the local
-devices, with checkpoints every ``train.checkpoint_every`` steps and exact resumption, and at the end
-scores the test images (known / unknown / all). Written to the work dir:
+:func:`train_and_evaluate` trains on the labelled CT1 training images, data parallel over every device
+(of every process, :mod:`dng_jax.distributed`), with checkpoints every ``train.checkpoint_every`` steps
+and exact resumption, and at the end scores the test images (known / unknown / all). Written to the
+work dir (by process 0):
 
   checkpoints/   orbax checkpoints (state + the config + the augmentation key)
   metrics.csv    training loss / accuracy / images per second, evaluation loss / pixel accuracy (on
@@ -28,6 +29,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from dng_jax import distributed
 from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig, differing_fields,
                             experiment_config)
 from dng_jax.data.dsb2018 import Sample, load_samples, open_source
@@ -189,7 +191,7 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                 done_epochs = step // steps_per_epoch
                 if step % steps_per_epoch == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == total_steps):
                     ev = run_eval(step, done_epochs - 1)
-                    if ev is not None:
+                    if ev is not None and distributed.is_writer():
                         bar.write(f"epoch {step // steps_per_epoch}/{tcfg.epochs}: eval loss {ev['loss']:.4f} "
                                   f"pixel accuracy {ev['accuracy']:.3f}")
             ckpt.save(step, state, meta_for(step), force=True)
@@ -201,7 +203,11 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
     do_eval = cfg.eval.enabled if evaluate is None else evaluate
     if do_eval and step >= total_steps and source is not None and splits is not None:
         variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-        scores = SegmentationEvaluator.from_config(cfg)(variables, model, source, splits.test, progress=progress)
-        scores.write_json(workdir / "baseline.json")
-        print(format_table(scores))
+        distributed.on_writer(_evaluate, cfg, variables, model, source, splits, workdir, progress)  # by process 0
     return state
+
+
+def _evaluate(cfg: ExperimentConfig, variables, model, source, splits, workdir: Path, progress: bool) -> None:
+    scores = SegmentationEvaluator.from_config(cfg)(variables, model, source, splits.test, progress=progress)
+    scores.write_json(workdir / "baseline.json")
+    print(format_table(scores))
