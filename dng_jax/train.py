@@ -13,7 +13,7 @@ flags:
   --no-progress            no progress bars
   --coordinator_address, --num_processes, --process_id
                            train as one of N processes (machines), data parallel over all their
-                           devices; process 0 writes the work dir (docs/scaling_multiprocess.md)
+                           devices; process 0 writes the work dir (docs/scaling.md)
 
 Trains the segmentation network of --config on the labelled CT1 (known cell type) training images and
 then reports its MAP on the known / unknown / all test images. Written to --workdir:

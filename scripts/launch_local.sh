@@ -9,7 +9,7 @@
 # its own CPU device(s) (set XLA_FLAGS=--xla_force_host_platform_device_count=K for K each); its output
 # and error lines are prefixed with "[p<i>] " (both on stdout). When one process fails the others are
 # stopped (with their scoring workers). Exit status: the first failing process's, else 0. PYTHON
-# (default: python) is the interpreter. See docs/scaling_multiprocess.md.
+# (default: python) is the interpreter. See docs/scaling.md.
 set -u -o pipefail
 
 if [[ $# -lt 1 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
