@@ -189,6 +189,16 @@ def test_an_unknown_configuration_is_one_line_and_exit_2(tmp_path):
     assert "ng_k5" in proc.stderr and "0 <= i < N" in proc.stderr and not (tmp_path / "wd").exists()
 
 
+def test_a_split_job_with_several_processes_is_refused(tmp_path, monkeypatch):
+    from dng_jax import distributed
+    monkeypatch.setattr(distributed, "is_multiprocess", lambda: True)
+    config = tiny_sweep_config()
+    config.sweep.only = "0/2"
+    with pytest.raises(ConfigError, match="sweep.only: a split sweep's jobs run one process each"):
+        sweep.run_sweep(config, tmp_path / "wd", progress=False)
+    assert not (tmp_path / "wd").exists()
+
+
 def test_a_held_lock_is_refused_and_named(tmp_path):
     a, b = LockFile(tmp_path / "x.lock"), LockFile(tmp_path / "x.lock")
     assert a.acquire(job="0/2")
