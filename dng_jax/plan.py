@@ -532,7 +532,14 @@ def plan_command(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
     bad = [s for s in FLAGS.stages if s not in STAGES]
     if bad:
         raise DataError(f"--stages: unknown {', '.join(bad)} (known: {', '.join(STAGES)})")
-    workload = workload_from_json(FLAGS.workload) if FLAGS.workload else workload_from_data(cfg, progress)
+    if FLAGS.workload:
+        workload = workload_from_json(FLAGS.workload)
+    else:
+        try:
+            workload = workload_from_data(cfg, progress)
+        except DataError as e:
+            raise DataError(f"{e} (where the data is not on this machine, give --workload with a plan's JSON made "
+                            f"where it is, e.g. docs/plan/paper_cpu.json)") from None
     memory = int(FLAGS.device_memory_gb * 1e9) if FLAGS.device_memory_gb else None
     plan = plan_sweep(cfg, workload, device_memory=memory, stages=FLAGS.stages, time_runs=FLAGS.time_runs,
                       n_time=FLAGS.time_steps, cluster_steps=FLAGS.cluster_steps,
