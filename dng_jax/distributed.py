@@ -234,14 +234,7 @@ def on_writer(fn: Callable[..., T], *args, **kwargs) -> T | None:
     _depth += 1
     try:
         barrier()
-        result, error = None, None
-        if jax.process_index() == 0:
-            try:
-                result = fn(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - raised again by _agree, on every process
-                error = e
-        _agree(error)
-        return result
+        return _call_and_agree(fn, args, kwargs, run=jax.process_index() == 0)
     finally:
         _depth -= 1
 
@@ -252,11 +245,18 @@ def each_process(fn: Callable[..., T], *args, **kwargs) -> T:
     for the others in the next collective. One process: just the call."""
     if not is_multiprocess():
         return fn(*args, **kwargs)
+    return _call_and_agree(fn, args, kwargs, run=True)
+
+
+def _call_and_agree(fn: Callable[..., T], args, kwargs, *, run: bool) -> T | None:
+    """``fn(*args, **kwargs)`` where ``run`` (None elsewhere), then :func:`_agree` on its error: an exception
+    of ``fn`` on any process is raised on every process."""
     result, error = None, None
-    try:
-        result = fn(*args, **kwargs)
-    except Exception as e:  # noqa: BLE001 - raised again by _agree, on every process
-        error = e
+    if run:
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - raised again by _agree, on every process
+            error = e
     _agree(error)
     return result
 
