@@ -28,14 +28,17 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
 
     c.data = ml_collections.ConfigDict()
-    c.data.path = default_data_path()  # Kaggle-layout zip or folder; None = bundled mini-set
+    c.data.path = default_data_path()  # Kaggle-layout zip or folder, or images/ + masks/ folder; None = mini-set
+    c.data.known_type = "fluorescence"  # the labeled cell type trained on (CT1); a manifest.csv's cell_type
     c.data.crop_size = 256
     c.data.border_width = 2
     c.data.border = "all"  # border class on every object edge (Fig. 1); "touching": only between nuclei
-    c.data.protocol = "paper"  # 2 test images per type; "wide": a CT1 test + validation set, every non-CT1 image
+    c.data.protocol = "paper"  # 2 test images per type; "wide": CT1 test + validation sets, other types halved
     c.data.n_test_per_type = 2
     c.data.test_fraction = 0.1  # wide: share of CT1 held out for testing
     c.data.val_fraction = 0.05  # wide: share of CT1 held out for choosing settings
+    c.data.unknown_val_fraction = 0.5  # wide: share of each other type for validation (the rest is tested)
+    c.data.cluster_from = "all"  # every non-CT1 image, test images included (paper); "validation": inductive
     c.data.seed = 0
 
     c.model = ml_collections.ConfigDict()
@@ -95,6 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.tile_size = 1024  # larger images are predicted in overlapping tiles
     c.eval.tta = False  # extension: mean softmax over the 8 flips / 90-degree rotations
     c.eval.wide_unknown = True  # paper protocol: also score (and report) every non-CT1 image
+    c.eval.baseline_views = ()  # sweep: also score the baseline with "tta", "adabn", "tta+adabn"
     c.eval.n_boot = 2000  # bootstrap resamples of the intervals (images resampled within cell types)
     c.eval.level = 0.95
     c.eval.workers = 0  # processes for the watershed and the metric; 0 = one per CPU core

@@ -25,11 +25,12 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from dng_jax import distributed
-from dng_jax.config import ExperimentConfig, config_table, experiment_config, load_config
-from dng_jax.errors import USER_ERRORS, ConfigError
+from dng_jax.config import DataConfig, ExperimentConfig, config_table, experiment_config, load_config
+from dng_jax.errors import USER_ERRORS, ConfigError, InputError
+from dng_jax.typed_config import FieldError
 
 __all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser", "add_output_flag",
-           "add_progress_flag", "report_skipped", "run_command", "run_config_command", "show_log"]
+           "add_progress_flag", "add_data_flags", "data_config", "report_skipped", "run_command", "run_config_command", "show_log"]
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USER_ERROR = 0, 1, 2
 _HELP_FLAGS = ("--help", "-h", "--helpfull", "--helpshort", "-?", "--helpxml")
@@ -76,6 +77,41 @@ def make_parser(prog: str, doc: str | None) -> ArgumentParser:
     """A parser whose description is the first paragraph of ``doc`` and whose epilog is the rest."""
     head, _, rest = (doc or "").strip().partition("\n\n")
     return ArgumentParser(prog=prog, description=head, epilog=rest.strip() or None, formatter_class=_HelpFormatter)
+
+
+#: The data flags of the commands that read a collection without a config file (summary, export_labels):
+#: flag -> the ``data`` config field it sets.
+DATA_FLAGS = {"--data": "path", "--protocol": "protocol", "--known-type": "known_type",
+              "--n-test-per-type": "n_test_per_type", "--test-fraction": "test_fraction",
+              "--val-fraction": "val_fraction", "--unknown-val-fraction": "unknown_val_fraction", "--seed": "seed"}
+
+
+def add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The ``data`` section as flags, defaults as in configs/default.py and cpu_real.py (the wide protocol)."""
+    d = DataConfig()
+    p.add_argument("--data", default=None, help="a folder images/ + masks/ (+ manifest.csv), or the Kaggle-layout "
+                                                "zip or folder (default: the bundled mini-set)")
+    p.add_argument("--protocol", choices=("paper", "wide"), default="wide",
+                   help="paper: n test images per type; wide: CT1 test and validation sets, the other types halved "
+                        "into validation and test")
+    p.add_argument("--known-type", default=d.known_type, help="the labeled cell type trained on (CT1)")
+    p.add_argument("--n-test-per-type", type=int, default=d.n_test_per_type, help="paper protocol: test images per cell type")
+    p.add_argument("--test-fraction", type=float, default=d.test_fraction, help="wide protocol: share of CT1 tested")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="wide protocol: share of CT1 for validation")
+    p.add_argument("--unknown-val-fraction", type=float, default=d.unknown_val_fraction,
+                   help="wide protocol: share of each other cell type for validation")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the test and validation split")
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The :class:`DataConfig` of :func:`add_data_flags`'s flags; a bad value is an :class:`InputError` naming
+    the flag."""
+    values = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field in DATA_FLAGS.items()}
+    try:
+        return DataConfig(**values)
+    except FieldError as e:
+        flag = next(f for f, field in DATA_FLAGS.items() if field == e.field) if e.field in DATA_FLAGS.values() else e.field
+        raise InputError(f"{flag} {e.message}") from None
 
 
 def add_output_flag(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002

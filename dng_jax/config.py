@@ -22,7 +22,7 @@ from typing import Any
 
 from dng_jax.clustering.methods import ClusteringConfig, build_method, resolve_method
 from dng_jax.data.augment import AugmentConfig
-from dng_jax.data.partition import PROTOCOLS
+from dng_jax.data.partition import CLUSTER_FROM, PROTOCOLS
 from dng_jax.errors import ConfigError
 from dng_jax.models import STRIDE, ModelConfig
 from dng_jax.experiment.retrain import RetrainConfig
@@ -38,6 +38,7 @@ __all__ = [
     "ClusterDataConfig",
     "SweepConfig",
     "ReportConfig",
+    "BASELINE_VIEWS",
     "ExperimentConfig",
     "experiment_config",
     "check_sweep",
@@ -133,7 +134,10 @@ def _multiple_of_stride(value: int, field: str) -> None:
 class DataConfig(TypedConfig):
     """The ``data`` section: which images, how the targets are made, the test split."""
 
-    path: str | None = param(None, "Kaggle-layout zip or folder; None = the bundled mini-set")
+    path: str | None = param(None, "a folder images/ + masks/ (+ manifest.csv), or the Kaggle-layout zip or "
+                                   "folder; None = the bundled mini-set")
+    known_type: str = param("fluorescence", "the labeled cell type the segmentation trains on (CT1; a cell type "
+                            "of the folder's manifest.csv, or of the DSB2018 rule)")
     crop_size: int = param(256, "random crops for segmentation training (px, multiple of 32)")
     border_width: int = param(2, "width of the cell-border class in the targets (px; not in the paper)")
     border: str = param("all", "where the border class is: 'all' object edges (paper, Fig. 1) or only where "
@@ -143,6 +147,10 @@ class DataConfig(TypedConfig):
     n_test_per_type: int = param(2, "paper protocol: test images per cell type (paper: 2)")
     test_fraction: float = param(0.1, "wide protocol: share of CT1 in the test set")
     val_fraction: float = param(0.05, "wide protocol: share of CT1 in the validation set (for choosing settings)")
+    unknown_val_fraction: float = param(0.5, "wide protocol: share of each other cell type held out for "
+                                        "validation (choosing variants, k); the rest is tested")
+    cluster_from: str = param("all", "clustering images: 'all' images not of the known type, test images "
+                              "included (paper); 'validation': only the other types' validation images")
     seed: int = param(0, "seed of the test and validation split")
 
     def check(self) -> None:
@@ -154,6 +162,17 @@ class DataConfig(TypedConfig):
         require(0 < self.test_fraction < 1, "test_fraction", f"must lie in (0, 1), got {self.test_fraction}")
         require(0 <= self.val_fraction and self.test_fraction + self.val_fraction < 1, "val_fraction",
                 f"must be >= 0 with test_fraction + val_fraction < 1, got {self.val_fraction}")
+        require(0 <= self.unknown_val_fraction < 1, "unknown_val_fraction",
+                f"must lie in [0, 1), got {self.unknown_val_fraction}")
+        require(self.cluster_from in CLUSTER_FROM, "cluster_from",
+                f"must be one of {CLUSTER_FROM}, got {self.cluster_from!r}")
+        require(bool(self.known_type.strip()), "known_type", "must name a cell type")
+
+
+#: The baseline as scored besides its plain forward pass (``eval.baseline_views``): test-time augmentation
+#: (the mean softmax of the 8 flips / rotations), AdaBN (the encoder normalised with each image's own
+#: statistics), or both.
+BASELINE_VIEWS = ("tta", "adabn", "tta+adabn")
 
 
 class EvalConfig(TypedConfig):
@@ -164,6 +183,8 @@ class EvalConfig(TypedConfig):
     tta: bool = param(False, "test-time augmentation: mean softmax over the 8 flips / 90-degree rotations "
                       "(not in the paper)")
     wide_unknown: bool = param(False, "paper protocol: also score every non-CT1 image (the wide unknown set)")
+    baseline_views: tuple[str, ...] = param((), "sweep: also score the baseline with 'tta', 'adabn' or 'tta+adabn' "
+                                            "(reference rows beside the baseline and the classical reference)")
     n_boot: int = param(2000, "bootstrap resamples for the intervals (images resampled within cell types)")
     level: float = param(0.95, "confidence level of the intervals")
     workers: int = param(0, "processes for the watershed and the metric (0 = one per CPU core)")
@@ -173,6 +194,10 @@ class EvalConfig(TypedConfig):
         require(self.n_boot >= 100, "n_boot", f"must be >= 100, got {self.n_boot}")
         require(0.5 <= self.level < 1, "level", f"must lie in [0.5, 1), got {self.level}")
         require(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+        bad = [v for v in self.baseline_views if v not in BASELINE_VIEWS]
+        require(not bad, "baseline_views", f"unknown {bad}; use some of {BASELINE_VIEWS}")
+        require(len(set(self.baseline_views)) == len(self.baseline_views), "baseline_views",
+                f"names a view twice: {self.baseline_views}")
 
 
 class ClusterDataConfig(TypedConfig):
@@ -309,10 +334,11 @@ def comparable(cfg: ExperimentConfig) -> dict[str, Any]:
 #: What a trained segmentation network depends on (a resumed training, a sweep's ``sweep.checkpoint``).
 TRAINING_FIELDS = ("data.", "model.", "augment.", "train.")
 #: ... except these, which may differ (where the data lies, logging, when to stop or checkpoint).
-TRAINING_VOLATILE = frozenset({"data.path", "train.max_steps", "train.log_every", "train.checkpoint_every",
+TRAINING_VOLATILE = frozenset({"data.path", "data.unknown_val_fraction", "data.cluster_from", "train.max_steps", "train.log_every", "train.checkpoint_every",
                                "train.max_to_keep", "train.eval_every_epochs"})
 #: What the test split depends on: a network trained on another split may have seen the test images.
-SPLIT_FIELDS = ("data.protocol", "data.n_test_per_type", "data.test_fraction", "data.val_fraction", "data.seed")
+SPLIT_FIELDS = ("data.protocol", "data.known_type", "data.n_test_per_type", "data.test_fraction", "data.val_fraction",
+                "data.seed")
 
 
 def differing_fields(a: ExperimentConfig, b: ExperimentConfig, prefixes: tuple[str, ...],

@@ -8,8 +8,12 @@ example:
 Kaggle ships one mask PNG per nucleus; this writes, for every image of a split, OUTPUT/gt/<id>.png
 (16-bit instance labels, 0 = background) and OUTPUT/images/<id>.png (the RGB input), plus
 OUTPUT/cell_types.json (id -> type; evaluate reads it to resample within cell types). Splits are the
-training driver's (--protocol, default wide as in configs/default.py and cpu_real.py; --n-test-per-type, --test-fraction, --val-fraction and --seed as in
-config.data; --split val is the wide protocol's validation set). Exit status 2 on unreadable data, a bad flag or an unusable output folder.
+training driver's (--protocol, default wide as in configs/default.py and cpu_real.py; --known-type,
+--n-test-per-type, --test-fraction, --val-fraction, --unknown-val-fraction and --seed as in config.data;
+--split val is the wide protocol's validation images, val_known / val_unknown its CT1 / other halves).
+--data reads the Kaggle layout (zip or folder) and the folder layout (images/, masks/, manifest.csv);
+python -m dng_jax.pack writes a whole collection in the folder layout. Exit status 2 on unreadable data,
+a bad flag or an unusable output folder.
 """
 
 from __future__ import annotations
@@ -19,32 +23,22 @@ from pathlib import Path
 
 from dng_jax import cli
 from dng_jax.data.export import SPLITS, export
-from dng_jax.errors import InputError
 from dng_jax.io.workdir import prepare_dir
 
 
 def main(argv=None) -> int:
     p = cli.make_parser("python -m dng_jax.export_labels", __doc__)
     cli.add_output_flag(p, "output folder (gets gt/, images/, cell_types.json)")
-    p.add_argument("--data", default=None, help="Kaggle-layout zip or folder (default: bundled mini-set)")
     p.add_argument("--split", default="test", choices=SPLITS, help="which images")
-    p.add_argument("--protocol", choices=("paper", "wide"), default="wide",
-                   help="paper: n test images per type; wide: a CT1 test and validation set, every non-CT1 image")
-    p.add_argument("--n-test-per-type", type=int, default=2, help="paper protocol: test images per cell type")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="wide protocol: share of CT1 tested")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="wide protocol: share of CT1 for validation")
-    p.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    cli.add_data_flags(p)
     p.add_argument("--no-images", action="store_true", help="write only the label images")
     cli.add_progress_flag(p)
     args = p.parse_args(argv)
 
     def run() -> int:
-        if args.n_test_per_type < 0:
-            raise InputError(f"--n-test-per-type must be >= 0, got {args.n_test_per_type}")
+        data = cli.data_config(args)
         prepare_dir(args.output, "--output")
-        ids = export(args.output, args.data, args.split, args.n_test_per_type, args.seed,
-                     images=not args.no_images, progress=args.progress, protocol=args.protocol,
-                     test_fraction=args.test_fraction, val_fraction=args.val_fraction)
+        ids = export(args.output, data, args.split, images=not args.no_images, progress=args.progress)
         print(f"wrote {len(ids)} label images to {Path(args.output) / 'gt'}"
               + ("" if args.no_images else f" and their inputs to {Path(args.output) / 'images'}"))
         return cli.EXIT_OK

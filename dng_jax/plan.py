@@ -3,6 +3,7 @@
 usage: python -m dng_jax.plan [--config configs/<file>.py] [--config.<section>.<field>=V]
                               [--device_memory_gb G] [--time_steps N] [--time_runs R] [--workload FILE]
                               [--stages train,features,cluster,retrain,eval] [--json FILE]
+                              [--timings PLAN.json ...]
 
 Every jitted step of the experiment is compiled at the config's shapes on the current backend, without
 running the experiment: the segmentation train step (batch ``train.batch_size``, data-parallel over this
@@ -25,6 +26,13 @@ data is not on this machine. Projections scale the timed calls linearly: in runs
 timed than a chunk holds (``--time_runs``, default 1 on a CPU), and nowhere else. They leave out what a
 sweep does besides the steps (host batching, checkpoints, the report), so they are a floor.
 
+``--timings PLAN.json`` (repeatable): no device of the kind planned for at hand, project from one it was
+measured on: every step's time per call (per run for the retraining step, per image for the host's
+scoring) is taken from an earlier plan's ``--json`` made there, matched by the step's shapes and the
+model's dtype (float32's time where the dtype was not timed), and multiplied by this config's counts;
+nothing is compiled or timed here. docs/gpu/plan.json holds the H200's (float32), docs/gpu/retrain_bf16.json
+its bfloat16 retraining step.
+
 Exit status 0; 2 with one line "error: ..." on a bad flag, config or unreadable data.
 """
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -52,7 +61,7 @@ from dng_jax.config import ExperimentConfig
 from dng_jax.data.partition import open_data
 from dng_jax.errors import DataError
 from dng_jax.evaluation.metrics import image_score
-from dng_jax.evaluation.scores import scored_test
+from dng_jax.evaluation.scores import scored_images
 from dng_jax.experiment.retrain import EncoderClassifier, init_runs, make_optimizer as retrain_optimizer
 from dng_jax.experiment.retrain import make_retrain_step
 from dng_jax.experiment.features import _pool as pool_latent
@@ -65,7 +74,8 @@ from dng_jax.segmentation.steps import make_augment_fn, make_segmentation_loss, 
 from dng_jax.segmentation.train_state import create_train_state, make_optimizer
 from dng_jax.sharding import jit_train_step, make_mesh, replicate, shard_batch
 
-__all__ = ["Workload", "StepPlan", "Plan", "plan_sweep", "chunk_for_memory", "forward_shapes", "main"]
+__all__ = ["Workload", "StepPlan", "Plan", "plan_sweep", "project_plan", "read_timings", "scored_networks",
+           "chunk_for_memory", "forward_shapes", "main"]
 
 STAGES = ("train", "features", "cluster", "retrain", "eval")
 MEMORY_HEADROOM = 0.9  # of the device's memory; the rest for the allocator's fragmentation and XLA's workspaces
@@ -110,16 +120,24 @@ class Plan(NamedTuple):
     chunk_memory: dict[str, Any]  # the linear memory model of the retraining step
     workload: Workload
     steps: list[StepPlan]
+    dtype: str = "float32"  # model.dtype
+    timed_on: str = ""  # "": timed here; else the plans whose timings were projected (--timings)
 
     def total_s(self, stage: str | None = None) -> float:
         return sum(s.projected_s or 0.0 for s in self.steps if stage is None or s.stage == stage)
 
+    def compile_s(self) -> float:
+        """Compiling every step once (the retraining step: once per configuration's number of classes)."""
+        return sum(s.compile_s for s in self.steps)
+
     def to_json(self) -> dict:
         return {"backend": self.backend, "device_kind": self.device_kind, "devices": self.devices,
+                "dtype": self.dtype, "timed_on": self.timed_on,
                 "device_memory_bytes": self.device_memory_bytes, "seeds_per_chunk": self.seeds_per_chunk,
                 "chunk_memory": self.chunk_memory, "workload": self.workload.to_json(),
                 "steps": [dict(s._asdict(), projected_s=s.projected_s) for s in self.steps],
-                "projected_s": {st: self.total_s(st) for st in STAGES} | {"total": self.total_s()}}
+                "projected_s": {st: self.total_s(st) for st in STAGES} | {"total": self.total_s()},
+                "compile_s": self.compile_s()}
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -199,8 +217,7 @@ def workload_from_data(cfg: ExperimentConfig, progress: bool = False) -> Workloa
         n_train = len(splits.train_ct1)
         if cfg.train.max_train_images:
             n_train = min(n_train, cfg.train.max_train_images)
-        scored = scored_test(splits.test, splits.cluster, manifest,
-                             cfg.eval.wide_unknown and splits.protocol == "paper")
+        scored = scored_images(splits, manifest, cfg.eval.wide_unknown and splits.protocol == "paper")
         shapes: Counter = Counter()
         for t, ids in scored.items():
             for i in ids:
@@ -406,24 +423,55 @@ def _synthetic_scoring(h: int, w: int, rng) -> tuple[np.ndarray, np.ndarray]:
     return probs, labels
 
 
-def plan_eval(cfg: ExperimentConfig, workload: Workload, runs: int, n_time: int) -> list[StepPlan]:
+class Networks(NamedTuple):
+    """What the sweep scores: ``scorings`` watersheds of the scored images; forward passes over them of
+    ``plain`` networks without and ``tta`` networks with test-time augmentation (an ensemble member
+    counts as a network); ``note`` says which."""
+
+    scorings: int
+    plain: int
+    tta: int
+    note: str
+
+
+def scored_networks(cfg: ExperimentConfig, confs: list[Configuration]) -> Networks:
+    """The baseline (and its ``eval.baseline_views``), every run, and every configuration's ensemble."""
+    runs = cfg.sweep.seeds * len(confs)
+    ensemble = cfg.sweep.seeds if cfg.sweep.ensemble == -1 else cfg.sweep.ensemble
+    forwards = 1 + runs + len(confs) * ensemble
+    views = cfg.eval.baseline_views
+    plain = (0 if cfg.eval.tta else forwards) + sum("tta" not in v for v in views)
+    tta = (forwards if cfg.eval.tta else 0) + sum("tta" in v for v in views)
+    note = f"baseline, {runs} runs" + (f", {len(confs)} ensembles of {ensemble}" if ensemble else "")
+    note += "".join(f", baseline + {v}" for v in views) + (" (TTA)" if cfg.eval.tta else "")
+    scorings = 1 + runs + (len(confs) if ensemble else 0) + len(views)
+    return Networks(scorings, plain, tta, note)
+
+
+def eval_forward_counts(cfg: ExperimentConfig, workload: Workload, networks: Networks) -> Counter:
+    """``(H, W)`` -> forward passes the scoring of ``networks`` makes over the scored images."""
+    shapes: Counter = Counter()
+    for hw, count in workload.image_shapes.items():
+        h, w = (int(v) for v in hw.split("x"))
+        for tta, n in ((False, networks.plain), (True, networks.tta)):
+            for s, c in forward_shapes(h, w, cfg.eval.tile_size, tta=tta).items():
+                shapes[s] += c * count * n
+    return +shapes
+
+
+def plan_eval(cfg: ExperimentConfig, workload: Workload, networks: Networks, n_time: int) -> list[StepPlan]:
     """Scoring a network: the forward pass at every tile shape, and the watershed + metric on the host."""
     model = make_model(cfg.model)
     variables = _zeros(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False))
     adabn = cfg.retrain.batch_norm == "adabn"
-    shapes: Counter = Counter()
-    for hw, count in workload.image_shapes.items():
-        h, w = (int(v) for v in hw.split("x"))
-        for s, c in forward_shapes(h, w, cfg.eval.tile_size, tta=cfg.eval.tta).items():
-            shapes[s] += c * count
     out = []
-    for (h, w), count in sorted(shapes.items(), key=lambda kv: -kv[1]):
+    for (h, w), count in sorted(eval_forward_counts(cfg, workload, networks).items(), key=lambda kv: -kv[1]):
         x = jnp.zeros((1, h, w, 3), jnp.uint8)
         compiled, compile_s = _compile(_softmax_forward, model, variables, x, adabn)
         total, temp, flops = _analyse(compiled)
         call_s = _median_time(lambda: compiled(variables, x), n_time)
-        out.append(StepPlan("eval", f"forward {h}x{w}", total, temp, flops, compile_s, call_s, count * runs,
-                            f"{count} per network x {runs} networks"))
+        out.append(StepPlan("eval", f"forward {h}x{w}", total, temp, flops, compile_s, call_s, count,
+                            f"{networks.note}"))
     workers = cfg.eval.workers or os.cpu_count() or 1
     rng = np.random.default_rng(0)
     host_s = 0.0
@@ -434,7 +482,8 @@ def plan_eval(cfg: ExperimentConfig, workload: Workload, runs: int, n_time: int)
         image_score(gt, probs_to_instances(probs, cfg.postprocess))
         host_s += (time.perf_counter() - t) * count
     out.append(StepPlan("eval", f"watershed + metric of {workload.scored_images} images (host, {workers} workers)",
-                        None, None, None, 0.0, host_s / workers, runs, "synthetic images of the test shapes"))
+                        None, None, None, 0.0, host_s / workers, networks.scorings,
+                        f"{networks.scorings} networks; synthetic images of the test shapes"))
     return out
 
 
@@ -465,14 +514,156 @@ def plan_sweep(cfg: ExperimentConfig, workload: Workload, *, device_memory: int 
             rows, chunk, chunk_model = plan_retrain(cfg, confs, device_memory, time_runs, n_time)
             steps += rows
         elif stage == "eval":
-            steps += plan_eval(cfg, workload, 1 + cfg.sweep.seeds * len(confs), n_time)
+            steps += plan_eval(cfg, workload, scored_networks(cfg, confs), n_time)
         else:
             raise ValueError(f"unknown stage {stage!r}")
         for s in steps:
             if s.stage == stage:
                 log(f"  {s.step}: {_gib(s.bytes_per_device)} GiB/device, compile {s.compile_s:.1f} s, per call "
                     f"{_dur(s.call_s)}, x {s.calls:,.0f} = {_dur(s.projected_s)} ({s.note})")
-    return Plan(dev.platform, dev.device_kind, jax.device_count(), device_memory, chunk, chunk_model, workload, steps)
+    return Plan(dev.platform, dev.device_kind, jax.device_count(), device_memory, chunk, chunk_model, workload, steps,
+                cfg.model.dtype)
+
+
+# ------------------------------------------------------------------------------------ from timings
+
+
+class Timing(NamedTuple):
+    """A step's measured cost per unit (a call; a run of a retraining step; a pattern-epoch of a clustering
+    epoch; an image of the host's scoring), from an earlier plan's JSON (``--timings``)."""
+
+    per_unit_s: float
+    compile_s: float
+    bytes_per_unit: float | None
+    flops_per_unit: float | None
+    device_kind: str
+    source: str
+
+
+_KEYS = [  # a step's description -> what its time depends on, and how many units its timed call was
+    ("train", re.compile(r"segmentation train step, batch (\d+) x (\d+)x\d+"), lambda m: (("train",) + m.groups(), 1)),
+    ("features", re.compile(r"pooled latent, batch (\d+) x (\d+)x\d+"), lambda m: (("features",) + m.groups(), 1)),
+    ("retrain", re.compile(r"retrain step, (\d+) runs x batch (\d+) x (\d+)px"),
+     lambda m: (("retrain", m.group(2), m.group(3)), int(m.group(1)))),
+    ("eval", re.compile(r"^forward (\d+)x(\d+)"), lambda m: (("forward",) + m.groups(), 1)),
+    ("eval", re.compile(r"^watershed \+ metric of (\d+) images"), lambda m: (("host",), int(m.group(1)))),
+    ("cluster", re.compile(r"^(\w+)\((\d+)\) x \d+ seeds, \d+ x (\d+) patterns"), lambda m: (("cluster",) + m.groups(), None)),
+]
+
+
+def _timing_key(stage: str, step: str) -> tuple[tuple, int | None] | None:
+    for st, pattern, key in _KEYS:
+        m = pattern.search(step)
+        if st == stage and m:
+            return key(m)
+    return None
+
+
+def _epochs_in(note: str) -> int:
+    """Epochs a clustering step's note counts (``m=5:117ep m=1:83ep`` -> 200; ``10 epochs, ...`` -> 10)."""
+    eps = [int(x) for x in re.findall(r":(\d+)ep", note)]
+    return sum(eps) if eps else int(re.match(r"(\d+) epochs", note).group(1))
+
+
+def read_timings(paths) -> dict[tuple, Timing]:
+    """``(key, dtype)`` -> :class:`Timing` of every step of the plans' JSONs at ``paths`` (later files win).
+    A plan made before plans recorded their dtype timed ``float32``."""
+    out: dict[tuple, Timing] = {}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+            dtype, kind = doc.get("dtype", "float32"), doc["device_kind"]
+            for st in doc["steps"]:
+                found = _timing_key(st["stage"], st["step"])
+                if found is None or st.get("call_s") is None:
+                    continue
+                key, units = found
+                if units is None:  # clustering: call_s is a pattern's time over all its epochs
+                    units = _epochs_in(st.get("note", ""))
+                per = lambda v: None if v is None else v / units  # noqa: E731
+                out[(key, dtype)] = Timing(st["call_s"] / units, st.get("compile_s") or 0.0, per(st.get("bytes_per_device")),
+                                           per(st.get("flops")), kind, f"{path}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DataError(f"--timings {path}: not a plan's JSON ({type(e).__name__}: {e})") from None
+    return out
+
+
+def project_plan(cfg: ExperimentConfig, workload: Workload, timings: dict[tuple, Timing], stages=STAGES) -> Plan:
+    """The plan of ``cfg``'s sweep with every step's time taken from ``timings`` (measured on the device
+    planned for, at the same shapes) instead of compiled and timed here: the call counts are this config's.
+    Where the config's dtype was not timed, float32's time stands in (a ceiling where the dtype is faster);
+    a step with no timing at its shapes is listed without a time."""
+    dtype = cfg.model.dtype
+    confs = sweep_configurations(cfg)
+    chunk = cfg.sweep.seeds_per_chunk
+    steps: list[StepPlan] = []
+
+    def find(key):
+        for dt in (dtype, "float32"):
+            if (key, dt) in timings:
+                return timings[(key, dt)], ("" if dt == dtype else f"; {dt}'s time")
+        return None, ""
+
+    def per_pixel():
+        """The slowest timed forward pass per pixel (for shapes not timed: a ceiling, compile time their mean)."""
+        rates = [(t.per_unit_s / (int(k[1]) * int(k[2])), t.compile_s, k) for (k, dt), t in timings.items()
+                 if k[0] == "forward" and dt in (dtype, "float32")]
+        if not rates:
+            return None
+        rate, _, k = max(rates)
+        return rate, float(np.mean([c for _, c, _ in rates])), f"{k[1]}x{k[2]}"
+
+    def add(stage: str, step: str, key: tuple, units: float, calls: float, note: str) -> None:
+        t, fallback = find(key)
+        if t is None and key[0] == "forward" and per_pixel() is not None:
+            rate, compile_s, like = per_pixel()
+            steps.append(StepPlan(stage, step, None, None, None, compile_s, rate * int(key[1]) * int(key[2]), calls,
+                                  note + f"; not timed: scaled by pixels from forward {like}"))
+            return
+        if t is None:
+            steps.append(StepPlan(stage, step, None, None, None, 0.0, None, calls, note + "; NOT TIMED at these shapes"))
+            return
+        scale = lambda v: None if v is None else v * units  # noqa: E731
+        steps.append(StepPlan(stage, step, scale(t.bytes_per_unit), None, scale(t.flops_per_unit), t.compile_s,
+                              t.per_unit_s * units, calls, note + fallback))
+
+    tcfg, cc, rc = cfg.train, cfg.cluster_data, cfg.retrain
+    for stage in stages:
+        if stage == "train":
+            spe = max(1, workload.train_images // tcfg.batch_size)
+            add("train", f"segmentation train step, batch {tcfg.batch_size} x {cfg.data.crop_size}x{cfg.data.crop_size}",
+                ("train", str(tcfg.batch_size), str(cfg.data.crop_size)), 1, tcfg.epochs * spe,
+                f"{tcfg.epochs} epochs x {spe} steps")
+        elif stage == "features":
+            add("features", f"pooled latent, batch {cc.batch_size} x {cc.crop_size}x{cc.crop_size}",
+                ("features", str(cc.batch_size), str(cc.crop_size)), 1, math.ceil(cc.n_images / cc.batch_size) * rc.rounds,
+                f"{cc.n_images} images")
+        elif stage == "cluster":
+            for conf in confs:
+                if conf.method in ("ng", "kmc"):
+                    epochs, calls = cfg.clustering.epochs, cc.n_images
+                elif conf.method == "gng":
+                    epochs, calls = 1, cc.n_images * cfg.clustering.gng.epochs
+                else:
+                    continue
+                add("cluster", f"{conf.method}({conf.k}) x {cfg.sweep.seeds} seeds, {cc.n_images} x {cc.pca_dim} "
+                    f"patterns, per pattern", ("cluster", conf.method, str(conf.k), str(cc.pca_dim)), epochs, calls,
+                    f"{epochs} epochs")
+        elif stage == "retrain":
+            spe = max(1, cc.n_images // min(rc.batch_size, cc.n_images))
+            chunks, epochs = -(-cfg.sweep.seeds // chunk), rc.epochs * rc.rounds
+            add("retrain", f"retrain step, {chunk} runs x batch {rc.batch_size} x {rc.crop_size}px crops",
+                ("retrain", str(rc.batch_size), str(rc.crop_size)), chunk, len(confs) * chunks * epochs * spe,
+                f"{len(confs)} configurations x {chunks} chunks x {epochs} epochs x {spe} steps")
+        elif stage == "eval":
+            networks = scored_networks(cfg, confs)
+            for (h, w), count in sorted(eval_forward_counts(cfg, workload, networks).items(), key=lambda kv: -kv[1]):
+                add("eval", f"forward {h}x{w}", ("forward", str(h), str(w)), 1, count, networks.note)
+            add("eval", f"watershed + metric of {workload.scored_images} images (host)", ("host",),
+                workload.scored_images, networks.scorings, f"{networks.scorings} networks")
+    kinds = sorted({t.device_kind for t in timings.values()})
+    sources = sorted({t.source for t in timings.values()})
+    return Plan("projected", " / ".join(kinds), 1, None, chunk, {}, workload, steps, dtype, ", ".join(sources))
 
 
 # ------------------------------------------------------------------------------------------------ shell
@@ -489,9 +680,14 @@ def _dur(s) -> str:
 
 
 def format_plan(plan: Plan) -> str:
-    lines = [f"backend {plan.backend} ({plan.device_kind}, {plan.devices} device(s)); device memory "
-             f"{_gib(plan.device_memory_bytes)} GiB; data: {plan.workload.train_images} CT1 training images, "
-             f"{plan.workload.scored_images} scored test images per network ({plan.workload.source})", "",
+    if plan.timed_on:
+        head = (f"projected for {plan.device_kind} from the times measured there ({plan.timed_on}), model.dtype "
+                f"{plan.dtype}; nothing was compiled or timed here")
+    else:
+        head = (f"backend {plan.backend} ({plan.device_kind}, {plan.devices} device(s)), model.dtype {plan.dtype}; "
+                f"device memory {_gib(plan.device_memory_bytes)} GiB")
+    lines = [f"{head}; data: {plan.workload.train_images} CT1 training images, {plan.workload.scored_images} scored "
+             f"images per network ({plan.workload.source})", "",
              "| stage | step | memory/device GiB | GFLOP/call | compile | per call | calls | projected | note |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for s in plan.steps:
@@ -507,12 +703,12 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"sweep.seeds_per_chunk = {plan.seeds_per_chunk}: the largest equal chunk within "
                      f"{cm['headroom']:.0%} of {_gib(cm['budget_bytes'])} GiB (step: {_gib(cm['chunk_bytes'])} GiB)"
                      + ("" if cm.get("fits", True) else "; NOT EVEN ONE RUN FITS"))
-    else:
+    elif not plan.timed_on:
         lines.append(f"sweep.seeds_per_chunk = {plan.seeds_per_chunk} (the config's; no device memory known: "
                      f"give --device_memory_gb)")
     totals = ", ".join(f"{st} {_dur(plan.total_s(st))}" for st in STAGES if any(s.stage == st for s in plan.steps))
-    lines.append(f"projected: {totals}; total {_dur(plan.total_s())} (a floor: host work besides the steps is "
-                 f"not counted)")
+    lines.append(f"projected: {totals}; total {_dur(plan.total_s())}, and {_dur(plan.compile_s())} of compiling (a "
+                 f"floor: host work besides the steps is not counted)")
     return "\n".join(lines) + "\n"
 
 
@@ -521,6 +717,8 @@ flags.DEFINE_integer("time_steps", 3, "timed calls per step (median)")
 flags.DEFINE_integer("time_runs", None, "runs in the timed retraining step (default: the chunk; 1 on a CPU)")
 flags.DEFINE_integer("cluster_steps", 200, "patterns per timed clustering call")
 flags.DEFINE_string("workload", None, "a plan's --json output whose data counts to use (data not here)")
+flags.DEFINE_multi_string("timings", [], "an earlier plan's --json made on the device to plan for: project this "
+                          "config from its measured per-call times instead of compiling here (repeat to combine)")
 flags.DEFINE_list("stages", list(STAGES), "which stages to plan")
 flags.DEFINE_string("json", None, "also write the plan here")
 FLAGS = flags.FLAGS
@@ -540,9 +738,12 @@ def plan_command(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
             raise DataError(f"{e} (where the data is not on this machine, give --workload with a plan's JSON made "
                             f"where it is, e.g. docs/plan/paper_cpu.json)") from None
     memory = int(FLAGS.device_memory_gb * 1e9) if FLAGS.device_memory_gb else None
-    plan = plan_sweep(cfg, workload, device_memory=memory, stages=FLAGS.stages, time_runs=FLAGS.time_runs,
-                      n_time=FLAGS.time_steps, cluster_steps=FLAGS.cluster_steps,
-                      log=lambda s: print(s, flush=True))
+    if FLAGS.timings:
+        plan = project_plan(cfg, workload, read_timings(FLAGS.timings), FLAGS.stages)
+    else:
+        plan = plan_sweep(cfg, workload, device_memory=memory, stages=FLAGS.stages, time_runs=FLAGS.time_runs,
+                          n_time=FLAGS.time_steps, cluster_steps=FLAGS.cluster_steps,
+                          log=lambda s: print(s, flush=True))
     print()
     print(format_plan(plan), end="")
     if FLAGS.json:

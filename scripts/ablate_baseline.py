@@ -91,7 +91,7 @@ def main() -> None:
 
     base = experiment_config(apply_overrides(load_config(a.config), common))
     source, _, splits = open_data(base.data, progress=False)
-    samples = [source.load(i) for i in splits.val]
+    samples = [source.load(i) for i in splits.val_known]
     classical = float(np.mean([image_score(s.labels, classical_instances(s.image, base.classical)) for s in samples]))
     print(f"{len(samples)} validation images; classical reference {classical:.4f}", flush=True)
 

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
 
 from dng_jax.config import experiment_config, load_config  # noqa: E402
-from dng_jax.data.dsb2018 import open_source  # noqa: E402
+from dng_jax.data.sources import open_source  # noqa: E402
 from dng_jax.data.partition import KNOWN_TYPE  # noqa: E402
 from dng_jax.evaluation.evaluator import score_predictions  # noqa: E402
 from dng_jax.evaluation.scores import read_scores  # noqa: E402

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The first thing to run whenever a GPU is at hand: what the paper's protocol needs there, measured.
 #
-#   scripts/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data ZIP] [PHASE ...]
+#   scripts/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data DATA] [PHASE ...]
 #
-# Phases, in order (default: all): env plan bench_train bench_cluster sweep
+# Phases, in order (default: all): pilot env plan bench_train bench_cluster sweep
+#   pilot          the paper's question at the paper's scale in one command (configs/paper_pilot.py: ResNet-50,
+#                  kMC(500), the wide protocol; needs --data, the DSB2018 collection packed by python -m
+#                  dng_jax.pack, which travels beside the repository): the sweep, then its results gathered in
+#                  DIR/pilot/ as at most 8 files (results.csv, scores.csv, table1.md, differences.csv,
+#                  figures.tar, verdict.json, timings.csv, pilot.log) for a machine that sends back 8 files
 #   env            nvidia-smi, JAX's devices and versions
 #   plan           python -m dng_jax.plan --config configs/paper.py: memory per device, FLOPs, the largest
 #                  sweep.seeds_per_chunk that fits, projected time per stage (the sweep's goal: < 60 min)
@@ -12,6 +17,7 @@
 #                  seeds + GNG), end to end where it is short, against the NumPy reference
 #   sweep          python -m dng_jax.sweep --config configs/paper.py (needs the data: --data or
 #                  ../shared/data/dsb2018/stage1_train.zip), resumable: it goes on where the last call stopped
+#                  (not in the default phases: 4.9 h projected; name it)
 #
 # Every phase writes DIR/<phase>.log and, when it finishes, DIR/<phase>.done; a rerun skips finished phases,
 # so calls of at most 10 minutes resume each other (--minutes: stop starting phases after M minutes; a
@@ -19,7 +25,8 @@
 # gathers the tables for docs/benchmarks.md. Default DIR: runs/gpu_check (with --dry-run: runs/gpu_check_dry).
 #
 # --dry-run: the same phases at tiny sizes on whatever JAX sees (a CPU is fine): the tiny config and model,
-# a few seeds and patterns; the sweep phase only prints its command. A test runs it.
+# a few seeds and patterns; the pilot on the bundled mini-set packed into the folder layout; the sweep phase
+# only prints its command. A test runs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,13 +40,13 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --minutes) MINUTES=$2; shift ;;
     --data) DATA=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    env|plan|bench_train|bench_cluster|sweep) PHASES+=("$1") ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    pilot|env|plan|bench_train|bench_cluster|sweep) PHASES+=("$1") ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ ${#PHASES[@]} -eq 0 ] && PHASES=(env plan bench_train bench_cluster sweep)
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(pilot env plan bench_train bench_cluster)
 [ -z "$OUT" ] && OUT=$([ $DRY = 1 ] && echo runs/gpu_check_dry || echo runs/gpu_check)
 # a dry run checks that every step runs, not how fast: XLA:CPU compiles without its expensive passes
 [ $DRY = 1 ] && export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
@@ -65,8 +72,40 @@ run() {
   return 0
 }
 
+# pilot_outputs WORKDIR DEST: the pilot's results as at most 8 files in DEST (what a lent machine sends back)
+pilot_outputs() {
+  local wd=$1 dest=$2
+  mkdir -p "$dest"
+  for f in results.csv table1.md differences.csv; do [ -f "$wd/$f" ] && cp "$wd/$f" "$dest/"; done
+  [ -f "$wd/timings.csv" ] && cp "$wd/timings.csv" "$dest/"
+  $PY scripts/pilot_verdict.py --workdir "$wd" --scores "$dest/scores.csv" --json "$dest/verdict.json" \
+    >> "$OUT/pilot.log" 2>&1 || echo "pilot: no verdict (see $OUT/pilot.log)"
+  (cd "$wd" && ls ./*.png >/dev/null 2>&1 && tar -cf "$dest/figures.tar" ./*.png)
+  cp "$OUT/pilot.log" "$dest/pilot.log"
+}
+
 for phase in "${PHASES[@]}"; do
   case $phase in
+    pilot)
+      if [ $DRY = 1 ]; then
+        PDATA="$OUT/pilot_data"
+        [ -f "$PDATA/manifest.csv" ] || $PY -m dng_jax.pack --output "$PDATA" --no-progress >/dev/null
+        run pilot $PY -m dng_jax.sweep --config configs/paper_pilot.py --workdir "$OUT/pilot_workdir" --no-progress \
+          --config.data.path="$PDATA" --config.data.crop_size=32 --config.model.stage_sizes="(1,1,1,1)" \
+          --config.model.width=4 --config.model.decoder_features="(8,8,8,8,8)" --config.train.epochs=1 \
+          --config.train.batch_size=2 --config.eval.tile_size=512 --config.cluster_data.n_images=12 \
+          --config.cluster_data.crop_size=32 --config.cluster_data.batch_size=6 --config.cluster_data.pca_dim=4 \
+          --config.sweep.ks="(2,)" --config.sweep.seeds=2 --config.sweep.seeds_per_chunk=2 --config.clustering.epochs=2 \
+          --config.retrain.epochs=1 --config.retrain.batch_size=4 --config.retrain.crop_size=16 \
+          --config.report.tsne_points=12 --config.report.panels=1
+      elif [ -z "$DATA" ] || [ ! -e "$DATA" ]; then
+        echo "== pilot: skipped, no data (give --data DIR: python -m dng_jax.pack --data stage1_train.zip --output DIR)"
+        continue
+      else
+        run pilot $PY -m dng_jax.sweep --config configs/paper_pilot.py --workdir "$OUT/pilot_workdir" --no-progress \
+          --config.data.path="$DATA"
+      fi
+      pilot_outputs "$OUT/pilot_workdir" "$OUT/pilot" ;;
     env)
       if [ $DRY = 1 ]; then
         run env $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"
@@ -100,8 +139,8 @@ for phase in "${PHASES[@]}"; do
       CMD=($PY -m dng_jax.sweep --config configs/paper.py --workdir "$OUT/sweep_paper" --no-progress)
       if [ $DRY = 1 ]; then
         echo "== sweep (dry run, not started): ${CMD[*]} --config.data.path=<stage1_train.zip>"
-      elif [ -z "$DATA" ] || [ ! -f "$DATA" ]; then
-        echo "== sweep: skipped, no data (give --data path/to/stage1_train.zip)"
+      elif [ -z "$DATA" ] || [ ! -e "$DATA" ]; then
+        echo "== sweep: skipped, no data (give --data path/to/stage1_train.zip or its packed folder)"
       else
         run sweep "${CMD[@]}" --config.data.path="$DATA"
       fi ;;
@@ -111,11 +150,13 @@ done
 # summary.md: the tables of every phase that wrote one
 {
   echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ) $([ $DRY = 1 ] && echo '(dry run)')"
-  for phase in env plan bench_train bench_cluster sweep; do
+  for phase in pilot env plan bench_train bench_cluster sweep; do
     [ -f "$OUT/$phase.log" ] || continue
     echo; echo "## $phase $([ -f "$OUT/$phase.done" ] && echo '(finished)' || echo '(NOT finished)')"; echo
     case $phase in
       plan) sed -n '/^backend /,$p' "$OUT/plan.log" ;;
+      pilot) [ -f "$OUT/pilot/table1.md" ] && cat "$OUT/pilot/table1.md"; [ -f "$OUT/pilot/verdict.json" ] && \
+               { echo '```'; cat "$OUT/pilot/verdict.json"; echo '```'; } ;;
       bench_train) grep -E '^(\||[0-9]+ x )' "$OUT/bench_train.log" ;;
       bench_cluster) grep -E '^(#|kmc|ng|gng|     end-to-end)' "$OUT/bench_cluster.log" ;;
       *) echo '```'; tail -n 25 "$OUT/$phase.log"; echo '```' ;;
@@ -126,7 +167,8 @@ echo "summary: $OUT/summary.md"
 missing=0
 for phase in "${PHASES[@]}"; do
   [ $DRY = 1 ] && [ "$phase" = sweep ] && continue
-  [ "$phase" = sweep ] && { [ -z "$DATA" ] || [ ! -f "$DATA" ]; } && continue
+  [ "$phase" = sweep ] && { [ -z "$DATA" ] || [ ! -e "$DATA" ]; } && continue
+  [ "$phase" = pilot ] && [ $DRY = 0 ] && { [ -z "$DATA" ] || [ ! -e "$DATA" ]; } && continue
   [ -f "$OUT/$phase.done" ] || { echo "not finished: $phase (rerun the same command to go on)"; missing=1; }
 done
 exit $missing

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dng_jax.data.dsb2018 import open_source
+from dng_jax.data.sources import open_source
 from dng_jax.data.partition import CELL_TYPES, build_manifest, write_manifest
 
 PER_TYPE = {"fluorescence": 6}

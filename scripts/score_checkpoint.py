@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
 
-from dng_jax.data.partition import KNOWN_TYPE, open_data  # noqa: E402
+from dng_jax.data.partition import open_data  # noqa: E402
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table  # noqa: E402
 from dng_jax.segmentation.checkpointing import load_variables  # noqa: E402
 
@@ -38,12 +38,12 @@ def main() -> None:
     variables, model, config = load_variables(a.checkpoint)
     data = config.data if a.data is None else dataclasses.replace(config.data, path=a.data)
     source, _, splits = open_data(data, progress=False)
-    images = splits.test if a.split == "test" else {KNOWN_TYPE: list(splits.val)}
+    images = splits.test if a.split == "test" else splits.val  # val: CT1's and the other types' validation images
     evaluator = SegmentationEvaluator.from_config(config)
     if a.tta is not None:
         evaluator = evaluator._replace(tta=a.tta)
     evaluator = evaluator._replace(adabn=a.adabn)
-    scores = evaluator(variables, model, source, images, progress=True)
+    scores = evaluator(variables, model, source, images, progress=True, known_type=splits.known_type)
     scores.write_json(a.output)
     print(format_table(scores))
 

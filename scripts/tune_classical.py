@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write every setting's score here")
     a = ap.parse_args()
     source, _, splits = open_data(DataConfig(path=a.data, protocol="wide"), progress=False)
-    samples = [source.load(i) for i in splits.val]
+    samples = [source.load(i) for i in splits.val_known]
     t0 = time.time()
     results = []
     for sigma, md, ms in itertools.product(a.sigma, a.min_distance, a.min_size):
@@ -50,7 +50,7 @@ def main() -> None:
               f"val MAP {r['val_map']:.4f}")
     print("best:", results[0])
     if a.json:
-        Path(a.json).write_text(json.dumps({"validation_ids": splits.val, "results": results}, indent=1) + "\n")
+        Path(a.json).write_text(json.dumps({"validation_ids": splits.val_known, "results": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dng_jax.data.dsb2018 import bundled_minidata_path, open_source, to_rgb_uint8
+from dng_jax.data.dsb2018 import bundled_minidata_path, to_rgb_uint8
+from dng_jax.data.sources import open_source
 from dng_jax.errors import DataError
 
 

@@ -13,10 +13,10 @@ from PIL import Image
 from dng_jax import classical as classical_cli
 from dng_jax import evaluate
 from dng_jax.data.dsb2018 import Sample
-from dng_jax.data.partition import KNOWN_TYPE, make_splits
+from dng_jax.data.partition import KNOWN_TYPE, Splits, make_splits
 from dng_jax.evaluation.evaluator import SegmentationEvaluator
 from dng_jax.evaluation.metrics import image_score
-from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
+from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_images, view_maps, write_scores
 from dng_jax.experiment.comparisons import SweepScores
 from dng_jax.experiment.report import rebuild_report, write_report, write_test_set
 from dng_jax.io.labels import read_labels, write_labels
@@ -33,18 +33,37 @@ def _manifest():
 def test_wide_protocol_splits():
     m = _manifest()
     s = make_splits(m, protocol="wide", test_fraction=0.1, val_fraction=0.05, seed=3)
-    test_ct1, val, train = set(s.test[KNOWN_TYPE]), set(s.val), set(s.train_ct1)
+    test_ct1, val, train = set(s.test[KNOWN_TYPE]), set(s.val_known), set(s.train_ct1)
     assert (len(test_ct1), len(val), len(train)) == (10, 5, 85)
     assert not (test_ct1 & val) and not (test_ct1 & train) and not (val & train)
     assert test_ct1 | val | train == {i for i, t in m.items() if t == KNOWN_TYPE}
-    # every non-CT1 image is a test image (and, unlabeled, a clustering image)
+    # without an unknown validation split every non-CT1 image is a test image (and a clustering image)
     assert s.test["brightfield"] == sorted(f"bf_{i}" for i in range(7)) and len(s.test["tissue_white"]) == 5
-    assert s.cluster == sorted(i for i, t in m.items() if t != KNOWN_TYPE)
+    assert s.val_unknown == [] and s.cluster == sorted(i for i, t in m.items() if t != KNOWN_TYPE)
     assert make_splits(m, protocol="wide", seed=3) == s and make_splits(m, protocol="wide", seed=4) != s
     paper = make_splits(m, 2, 3)
-    assert paper.val == [] and len(paper.test[KNOWN_TYPE]) == 2 and len(paper.train_ct1) == 98
+    assert paper.val == {} and len(paper.test[KNOWN_TYPE]) == 2 and len(paper.train_ct1) == 98
     with pytest.raises(ValueError, match="protocol"):
         make_splits(m, protocol="narrow")
+
+
+def test_wide_protocol_halves_the_unknown_types():
+    """Each other type is split in two, seeded and stratified: validation for choosing, test for reporting;
+    CT1's split is the same with or without it (so are the trainings), and the clustering images are every
+    non-CT1 image (transductive) or only the validation halves (data.cluster_from='validation')."""
+    m = _manifest()
+    s = make_splits(m, protocol="wide", seed=3, unknown_val_fraction=0.5)
+    old = make_splits(m, protocol="wide", seed=3)
+    assert (s.train_ct1, s.test[KNOWN_TYPE], s.val_known) == (old.train_ct1, old.test[KNOWN_TYPE], old.val_known)
+    assert (len(s.val["brightfield"]), len(s.test["brightfield"])) == (3, 4)
+    assert (len(s.val["tissue_white"]), len(s.test["tissue_white"])) == (2, 3)
+    for t in ("brightfield", "tissue_white"):
+        assert not set(s.val[t]) & set(s.test[t]) and set(s.val[t]) | set(s.test[t]) == {i for i in m if m[i] == t}
+    assert s.test_unknown and not set(s.test_unknown) & set(s.val_unknown)
+    assert s.cluster == old.cluster
+    assert make_splits(m, protocol="wide", seed=4, unknown_val_fraction=0.5).val != s.val
+    inductive = make_splits(m, protocol="wide", seed=3, unknown_val_fraction=0.5, cluster_from="validation")
+    assert inductive.cluster == sorted(s.val_unknown) and not set(inductive.cluster) & set(s.test_unknown)
 
 
 def test_score_tables_and_views(tmp_path):
@@ -59,9 +78,9 @@ def test_score_tables_and_views(tmp_path):
     test = {KNOWN_TYPE: ["a"], "brightfield": ["b"]}  # the protocol's test set: a subset of what was scored
     assert view_maps(dict(zip(t.ids, t.scores[0])), test) == pytest.approx(
         {"map_known": 0.5, "map_unknown": 0.25, "map_all": 0.375})
-    cluster = ["b", "c", "d"]
-    assert scored_test(test, cluster, types, every_unknown=False) == test
-    assert scored_test(test, cluster, types, every_unknown=True) == {
+    splits = Splits(train_ct1=[], test=test, cluster=["b", "c", "d"], val={"tissue_white": ["d"]})
+    assert scored_images(splits, types) == {**test, "tissue_white": ["d"]}  # test and validation images
+    assert scored_images(splits, types, every_unknown=True) == {
         KNOWN_TYPE: ["a"], "brightfield": ["b", "c"], "tissue_white": ["d"]}
     with pytest.raises(KeyError, match="no scores"):
         t.select(["zz"])

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from dng_jax import evaluate, export_labels
-from dng_jax.data.dsb2018 import open_source
+from dng_jax.data.sources import open_source
 from dng_jax.data.export import export, split_ids
+from dng_jax.config import DataConfig
 from dng_jax.data.partition import make_splits, manifest_for
 from dng_jax.io.labels import read_labels
 
 
 def test_export_test_split_round_trips(tmp_path):
-    ids = export(tmp_path, split="test", progress=False)
+    ids = export(tmp_path, DataConfig(protocol="paper"), split="test", progress=False)
     src = open_source(None)
     assert ids == make_splits(manifest_for(src), 2, 0).test_all
     assert sorted(p.stem for p in (tmp_path / "gt").iterdir()) == sorted(ids)
@@ -39,7 +40,7 @@ def test_export_cli_errors(tmp_path, capsys):
     assert export_labels.main(["--output", str(tmp_path / "o"), "--n-test-per-type", "-1"]) == 2
     assert "--n-test-per-type" in capsys.readouterr().err
     with pytest.raises(ValueError, match="validation"):
-        split_ids({}, "validation")
+        split_ids(make_splits({}), {}, "validation")
 
 
 def test_export_cli_labels_only(tmp_path):
@@ -48,8 +49,12 @@ def test_export_cli_labels_only(tmp_path):
 
 
 def test_export_the_wide_validation_split(tmp_path):
-    assert export_labels.main(["--output", str(tmp_path), "--split", "val", "--protocol", "wide", "--no-images",
-                               "--no-progress"]) == 0
-    doc = json.loads((tmp_path / "cell_types.json").read_text())
+    assert export_labels.main(["--output", str(tmp_path / "ct1"), "--split", "val_known", "--protocol", "wide",
+                               "--no-images", "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "ct1" / "cell_types.json").read_text())
     assert doc["protocol"] == "wide" and set(doc["cell_types"].values()) == {"fluorescence"}
-    assert len(list((tmp_path / "gt").glob("*.png"))) == len(doc["cell_types"]) == 1
+    assert len(list((tmp_path / "ct1" / "gt").glob("*.png"))) == len(doc["cell_types"]) == 1
+    # --split val: CT1's validation images and one of the three images of each other type
+    assert export_labels.main(["--output", str(tmp_path / "all"), "--split", "val", "--no-images", "--no-progress"]) == 0
+    types = json.loads((tmp_path / "all" / "cell_types.json").read_text())["cell_types"]
+    assert sorted(types.values()) == ["brightfield", "fluorescence", "tissue_magenta", "tissue_purple", "tissue_white"]

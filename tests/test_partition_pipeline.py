@@ -8,7 +8,8 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from dng_jax.data.dsb2018 import Sample, open_source
+from dng_jax.data.dsb2018 import Sample
+from dng_jax.data.sources import open_source
 from dng_jax.errors import DataError
 from dng_jax.data.partition import (
     CELL_TYPES,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_sweep_config
-from dng_jax import plan
+from dng_jax import config, plan
 from dng_jax.config import experiment_config
 from dng_jax.errors import DataError
 from dng_jax.segmentation import inference
@@ -91,13 +91,34 @@ def test_gpu_check_dry_run(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    for phase in ("env", "plan", "bench_train", "bench_cluster"):
+    for phase in ("pilot", "env", "plan", "bench_train", "bench_cluster"):
         assert (out / f"{phase}.done").exists(), phase
     summary = (out / "summary.md").read_text()
     assert "| stage | step |" in summary and "| batch | images/s |" in summary and "kmc  k=" in summary
-    assert "sweep (dry run, not started)" in r.stdout
     assert json.loads((out / "plan.json").read_text())["projected_s"]["total"] > 0
+    # the pilot's outputs fit what a lent machine sends back: at most 8 files, one folder down
+    files = list((out / "pilot").rglob("*"))
+    assert 6 <= len(files) <= 8 and all(f.is_file() and f.parent == out / "pilot" for f in files)
+    assert {"results.csv", "table1.md", "differences.csv", "figures.tar", "pilot.log"} <= {f.name for f in files}
+    assert "kMC(2)" in (out / "pilot" / "table1.md").read_text()
     # a rerun resumes: every phase is done already
     again = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                            capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done before") == 4
+    assert again.returncode == 0 and again.stdout.count("done before") == 5
+
+
+def test_the_pilot_is_projected_within_eight_minutes_on_one_h200():
+    """configs/paper_pilot.py, projected from the H200's recorded step times (docs/gpu/), compiling included,
+    on the wide protocol's images of the real DSB2018 set (458 CT1 training images, 206 scored)."""
+    cfg = experiment_config(config.load_config(ROOT / "configs" / "paper_pilot.py"))
+    assert (cfg.model.stage_sizes, cfg.sweep.methods, cfg.sweep.ks, cfg.retrain.epochs) == ((3, 4, 6, 3), ("kmc",), (500,), 20)
+    shapes = {"256x256": 51, "520x696": 17, "360x360": 12, "603x1272": 1, "512x640": 1, "256x320": 108,
+              "1024x1024": 16}  # python -m dng_jax.summary's wide protocol: test and validation images
+    work = plan.Workload(458, sum(shapes.values()), shapes, "test")
+    timings = plan.read_timings([ROOT / "docs" / "gpu" / "plan.json", ROOT / "docs" / "gpu" / "retrain_bf16.json"])
+    p = plan.project_plan(cfg, work, timings)
+    (retrain,) = [s for s in p.steps if s.stage == "retrain"]
+    assert retrain.calls == 20 * (5000 // 32) and retrain.call_s == pytest.approx(0.141 / 24 * cfg.sweep.seeds)
+    assert all(s.call_s is not None for s in p.steps), [s.step for s in p.steps if s.call_s is None]
+    assert p.total_s() + p.compile_s() <= 8 * 60
+    assert "projected for NVIDIA H200" in plan.format_plan(p)

@@ -166,7 +166,7 @@ SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.npz"
 def test_shipped_model_segments_a_bundled_image(tmp_path):
     """The model in the package finds the nuclei of a real CT1 image it was not trained on (one of the
     wide protocol's test images, bundled in the mini-set), through the CLI without --checkpoint."""
-    from dng_jax.data.dsb2018 import open_source
+    from dng_jax.data.sources import open_source
 
     info = bundled_info()
     assert {"commit", "data", "map", "config_file"} <= set(info["provenance"])

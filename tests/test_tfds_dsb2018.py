@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from dng_jax.data.dsb2018 import Sample, bundled_minidata_path, open_source
+from dng_jax.data.dsb2018 import Sample, bundled_minidata_path
+from dng_jax.data.sources import open_source
 from dng_jax.errors import DataError
 from dng_jax.data.partition import CELL_TYPES, build_manifest, make_splits
 from dng_jax.data.pipeline import CropBatches

@@ -29,7 +29,6 @@ from dng_jax.errors import DataError
 __all__ = [
     "Sample",
     "Source",
-    "open_source",
     "bundled_minidata_path",
     "to_rgb_uint8",
     "decode_png",
@@ -193,6 +192,19 @@ class Source:
     def __len__(self) -> int:
         return len(self._index)
 
+    def labeled_ids(self) -> list[str]:
+        """Every sample: the Kaggle layout has a masks folder for each (an empty one is an error on load)."""
+        return self.ids()
+
+    has_manifest = False
+
+    def manifest_types(self) -> None:
+        """The Kaggle layout has no manifest: cell types come from the rule (:mod:`dng_jax.data.partition`)."""
+        return None
+
+    def manifest_splits(self) -> dict[str, str]:
+        return {}
+
     def __contains__(self, sid: str) -> bool:
         return sid in self._index
 
@@ -280,7 +292,3 @@ class Source:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def open_source(path: str | os.PathLike | None = None, overlap_tolerance: float = 0.05) -> Source:
-    """Open a Kaggle-layout folder or zip; ``None`` opens the bundled mini-set."""
-    return Source(bundled_minidata_path() if path is None else path, overlap_tolerance)

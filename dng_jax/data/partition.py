@@ -18,13 +18,20 @@ Splits, by protocol (``data.protocol``):
 - ``paper``: a seeded test set of ``n_test_per_type`` images of every type (the paper: 2); the CT1
   training set is CT1 minus its test images; no validation set.
 - ``wide``: a seeded CT1 test set (``test_fraction`` of CT1, default 10%) and a seeded CT1 validation
-  set (``val_fraction``, 5%), both kept out of training; the unknown test set is *every* non-CT1 image
-  (they are never trained on with labels). Two test images per type cannot tell methods apart: one
-  fluorescence image's MAP varies by about 0.22 between images.
+  set (``val_fraction``, 5%), both kept out of training; every other type is split in two, seeded and
+  stratified by type: ``unknown_val_fraction`` of its images (default half) for validation, the rest for
+  testing (they are never trained on with labels). Two test images per type cannot tell methods apart:
+  one fluorescence image's MAP varies by about 0.22 between images.
 
-In both, the unlabeled clustering set is every non-CT1 image, test images included, as in the paper
-("training with the test data is a viable approach", pseudo-labels only). Validation images are for
-choosing settings (thresholds, epochs), never the test images.
+The unlabeled clustering set (``data.cluster_from``) is by default every non-CT1 image, test images
+included, as in the paper ("training with the test data is a viable approach", pseudo-labels only);
+``validation`` clusters only the other types' validation images (an inductive control). Validation images
+are for choosing settings (thresholds, epochs, variants, k), never the test images.
+
+The known type is ``data.known_type`` (``fluorescence``, CT1, for DSB2018). A collection in the folder
+layout (:mod:`dng_jax.data.folder`) may bring its own ``manifest.csv``: its cell types replace the rule, and
+its ``split`` column fixes the split of the images it names; images without a mask only join the
+clustering images.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from dng_jax.data.dsb2018 import Source, bundled_minidata_path, open_source
+from dng_jax.data.dsb2018 import bundled_minidata_path
+from dng_jax.data.sources import AnySource, open_source
 from dng_jax.errors import DataError
 from dng_jax.io.atomic import atomic_write_text
 
@@ -56,7 +64,9 @@ __all__ = [
     "load_or_build_manifest",
     "Splits",
     "PROTOCOLS",
+    "CLUSTER_FROM",
     "make_splits",
+    "type_order",
     "open_data",
 ]
 
@@ -95,7 +105,7 @@ def classify(stats: dict[str, float]) -> str:
     return "tissue_purple"
 
 
-def build_manifest(source: Source, progress: bool = True) -> dict[str, str]:
+def build_manifest(source: AnySource, progress: bool = True) -> dict[str, str]:
     """id -> cell type for every image of ``source`` (reads the images only, not the masks)."""
     ids = source.ids()
     it = tqdm(ids, desc="partition", unit="img", leave=False, disable=not progress)
@@ -123,7 +133,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, str]:
     return dict(types)
 
 
-def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None,
+def load_or_build_manifest(source: AnySource, path: str | os.PathLike | None = None,
                            progress: bool = True) -> dict[str, str]:
     """Read the manifest at ``path`` if it covers exactly ``source``'s ids; else build and write it."""
     if path is not None and Path(path).exists():
@@ -139,9 +149,13 @@ def load_or_build_manifest(source: Source, path: str | os.PathLike | None = None
     return manifest
 
 
-def manifest_for(source: Source, cache: str | os.PathLike | None = None, progress: bool = True) -> dict[str, str]:
-    """The shipped manifest when ``source`` is the DSB2018 stage-1 set it was made for (no image is read);
-    otherwise the rule applied to ``source`` (cached at ``cache`` when given)."""
+def manifest_for(source: AnySource, cache: str | os.PathLike | None = None, progress: bool = True) -> dict[str, str]:
+    """id -> cell type: a folder's own ``manifest.csv`` where it has one; else the shipped manifest when
+    ``source`` is the DSB2018 stage-1 set it was made for (no image is read); else the rule applied to
+    ``source`` (cached at ``cache`` when given)."""
+    own = source.manifest_types()
+    if own is not None:
+        return own
     shipped = Path(bundled_minidata_path()).parent / "dsb2018_stage1_manifest.json"
     if shipped.exists():
         try:
@@ -155,64 +169,159 @@ def manifest_for(source: Source, cache: str | os.PathLike | None = None, progres
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    train_ct1: list[str]  # labelled segmentation training set (CT1 minus its test and validation images)
+    train_ct1: list[str]  # labelled segmentation training set (the known type minus its test and validation images)
     test: dict[str, list[str]]  # cell type -> test ids
-    cluster: list[str]  # unlabeled clustering set: every non-CT1 image, test images included
-    val: list[str] = dataclasses.field(default_factory=list)  # CT1 validation ids (wide protocol)
+    cluster: list[str]  # unlabeled clustering set (data.cluster_from; default every non-CT1 image, test images included)
+    val: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # cell type -> validation ids
     protocol: str = "paper"
+    known_type: str = KNOWN_TYPE
+    unlabeled: list[str] = dataclasses.field(default_factory=list)  # no mask (or split 'unlabeled'): clustering only
 
     @property
     def test_known(self) -> list[str]:
-        return list(self.test.get(KNOWN_TYPE, []))
+        return list(self.test.get(self.known_type, []))
 
     @property
     def test_unknown(self) -> list[str]:
-        return [i for t, ids in sorted(self.test.items()) if t != KNOWN_TYPE for i in ids]
+        return [i for t, ids in sorted(self.test.items()) if t != self.known_type for i in ids]
 
     @property
     def test_all(self) -> list[str]:
         return self.test_known + self.test_unknown
 
+    @property
+    def val_known(self) -> list[str]:
+        """The known type's validation images (wide protocol): what segmentation settings are chosen on."""
+        return list(self.val.get(self.known_type, []))
+
+    @property
+    def val_unknown(self) -> list[str]:
+        """The other types' validation halves (wide protocol): what clustering settings are chosen on."""
+        return [i for t, ids in sorted(self.val.items()) if t != self.known_type for i in ids]
+
+    @property
+    def val_all(self) -> list[str]:
+        return self.val_known + self.val_unknown
+
+    def cell_types(self) -> list[str]:
+        """The cell types with test or validation images, the known type first, then by name."""
+        return type_order(set(self.test) | set(self.val), self.known_type)
+
+
+#: Where the clustering images come from (``data.cluster_from``).
+CLUSTER_FROM = ("all", "validation")
+
 
 def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 0, protocol: str = "paper",
-                test_fraction: float = 0.1, val_fraction: float = 0.05) -> Splits:
-    """The splits of ``protocol`` (module docstring), reproducible from the manifest and the arguments."""
+                test_fraction: float = 0.1, val_fraction: float = 0.05, *, known_type: str = KNOWN_TYPE,
+                unknown_val_fraction: float = 0.0, cluster_from: str = "all", fixed: dict[str, str] | None = None,
+                labeled=None) -> Splits:
+    """The splits of ``protocol`` (module docstring), reproducible from the manifest and the arguments.
+
+    ``manifest``: id -> cell type of every image. ``labeled``: the ids with a mask (default: all); the others
+    are unlabeled and join the clustering images only. ``fixed``: id -> split from a folder's manifest.csv
+    (``train``, ``val``, ``test``, ``unlabeled``; '' or absent: the protocol decides among those images).
+    ``unknown_val_fraction`` (wide protocol): the share of each other type's images held out for validation,
+    the rest is tested. ``cluster_from``: ``all`` (every image not of the known type and every unlabeled
+    image, test images included: the paper's transductive reading) or ``validation`` (the other types'
+    validation images and the unlabeled ones: no test image is clustered)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if n_test_per_type < 0:
         raise ValueError(f"n_test_per_type must be >= 0, got {n_test_per_type}")
-    cluster = sorted(i for i, t in manifest.items() if t != KNOWN_TYPE)
+    if not 0 <= unknown_val_fraction < 1:
+        raise ValueError(f"unknown_val_fraction must lie in [0, 1), got {unknown_val_fraction}")
+    if cluster_from not in CLUSTER_FROM:
+        raise ValueError(f"cluster_from must be one of {CLUSTER_FROM}, got {cluster_from!r}")
+    fixed = {i: s for i, s in (fixed or {}).items() if s}
+    labeled = set(manifest) if labeled is None else set(labeled)
+    bad = sorted(i for i, s in fixed.items() if s == "train" and manifest[i] != known_type)
+    if bad:
+        raise ValueError(f"{bad[0]!r} is a train image of cell type {manifest[bad[0]]!r}, but only the known type "
+                         f"{known_type!r} is trained on")
+    unlabeled = sorted(i for i in manifest if i not in labeled or fixed.get(i) == "unlabeled")
+    free = {i: t for i, t in manifest.items() if i in labeled and i not in fixed}  # the protocol places these
     rng = np.random.default_rng(seed)
+    train: list[str] = []
+    test: dict[str, list[str]] = {}
+    val: dict[str, list[str]] = {}
     if protocol == "wide":
         if not (0 < test_fraction and 0 <= val_fraction and test_fraction + val_fraction < 1):
             raise ValueError(f"need 0 < test_fraction, 0 <= val_fraction and a sum below 1, got "
                              f"{test_fraction} and {val_fraction}")
-        ct1 = sorted(i for i, t in manifest.items() if t == KNOWN_TYPE)
+        ct1 = sorted(i for i, t in free.items() if t == known_type)
         order = [ct1[j] for j in rng.permutation(len(ct1))]
         n_test = min(len(ct1), math.ceil(test_fraction * len(ct1)))
         n_val = min(len(ct1) - n_test, math.ceil(val_fraction * len(ct1)))
-        test = {KNOWN_TYPE: sorted(order[:n_test])} if ct1 else {}
-        test.update({t: sorted(i for i in cluster if manifest[i] == t) for t in CELL_TYPES
-                     if t != KNOWN_TYPE and any(manifest[i] == t for i in cluster)})
-        return Splits(train_ct1=sorted(order[n_test + n_val:]), test=test, cluster=cluster,
-                      val=sorted(order[n_test:n_test + n_val]), protocol=protocol)
-    test = {}
-    for ctype in CELL_TYPES:
-        ids = sorted(i for i, t in manifest.items() if t == ctype)
-        if not ids:
-            continue
-        n = min(n_test_per_type, len(ids) - 1 if ctype == KNOWN_TYPE else len(ids))
-        test[ctype] = sorted(rng.choice(ids, size=max(n, 0), replace=False).tolist())
-    known_test = set(test.get(KNOWN_TYPE, []))
-    train = sorted(i for i, t in manifest.items() if t == KNOWN_TYPE and i not in known_test)
-    return Splits(train_ct1=train, test=test, cluster=cluster, protocol=protocol)
+        if ct1:
+            test[known_type] = sorted(order[:n_test])
+            val[known_type] = sorted(order[n_test:n_test + n_val])
+        train = order[n_test + n_val:]
+        for ctype in sorted({t for t in free.values() if t != known_type}):
+            ids = sorted(i for i, t in free.items() if t == ctype)
+            if unknown_val_fraction > 0:  # drawn after CT1's split, so that one is the same with or without it
+                ids = [ids[j] for j in rng.permutation(len(ids))]
+            n_val = math.floor(unknown_val_fraction * len(ids))
+            test[ctype] = sorted(ids[n_val:])
+            if n_val:
+                val[ctype] = sorted(ids[:n_val])
+    else:
+        for ctype in sorted(set(free.values()), key=lambda t: (_type_rank(t), t)):
+            ids = sorted(i for i, t in free.items() if t == ctype)
+            n = min(n_test_per_type, len(ids) - 1 if ctype == known_type else len(ids))
+            test[ctype] = sorted(rng.choice(ids, size=max(n, 0), replace=False).tolist())
+        train = [i for i, t in free.items() if t == known_type and i not in set(test.get(known_type, []))]
+    for sid, split in sorted(fixed.items()):
+        if split == "train":
+            train.append(sid)
+        elif split in ("test", "val"):
+            (test if split == "test" else val).setdefault(manifest[sid], []).append(sid)
+    test = {t: sorted(ids) for t, ids in test.items() if ids}
+    val = {t: sorted(ids) for t, ids in val.items() if ids}
+    if cluster_from == "all":
+        cluster = sorted(set(unlabeled) | {i for i, t in manifest.items() if t != known_type})
+    else:
+        cluster = sorted(set(unlabeled) | {i for t, ids in val.items() if t != known_type for i in ids})
+    return Splits(train_ct1=sorted(train), test=test, cluster=cluster, val=val, protocol=protocol,
+                  known_type=known_type, unlabeled=unlabeled)
+
+
+def _type_rank(cell_type: str) -> int:
+    """DSB2018's types in the rule's order (what the paper protocol has always drawn in), then others."""
+    return CELL_TYPES.index(cell_type) if cell_type in CELL_TYPES else len(CELL_TYPES)
+
+
+def type_order(types, known_type: str, rule_order: bool = False) -> list[str]:
+    """``types`` with the known type first, then by name (``rule_order``: DSB2018's types in the rule's
+    order, as Fig. 5 shows them, then the others by name)."""
+    if rule_order:
+        return sorted(types, key=lambda t: (t != known_type, _type_rank(t), t))
+    return sorted(types, key=lambda t: (t != known_type, t))
 
 
 def open_data(cfg, cache_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> tuple[Source, dict[str, str], Splits]:
+              progress: bool = True) -> tuple[AnySource, dict[str, str], Splits]:
     """``(source, manifest, splits)`` of a ``data`` config section (``cfg.path`` None = the bundled
-    mini-set); a manifest built by the rule is cached as ``cache_dir/manifest.json``."""
+    mini-set); a manifest built by the rule is cached as ``cache_dir/manifest.json``.
+
+    Raises :class:`DataError` when no labeled image has the type ``cfg.known_type`` (naming the manifest
+    or the data), or a manifest's split cannot be used."""
     source = open_source(cfg.path)
     manifest = manifest_for(source, Path(cache_dir) / "manifest.json" if cache_dir is not None else None, progress)
-    return source, manifest, make_splits(manifest, cfg.n_test_per_type, cfg.seed, cfg.protocol, cfg.test_fraction,
-                                         cfg.val_fraction)
+    where = source.manifest_path if source.has_manifest else source.path
+    labeled = source.labeled_ids()
+    if not any(manifest[i] == cfg.known_type for i in labeled):
+        types = sorted({manifest[i] for i in labeled})
+        raise DataError(f"{where}: no labeled image of the known cell type {cfg.known_type!r} (data.known_type); "
+                        f"the labeled images are of type {', '.join(map(repr, types)) or 'none'}")
+    try:
+        splits = make_splits(manifest, cfg.n_test_per_type, cfg.seed, cfg.protocol, cfg.test_fraction,
+                             cfg.val_fraction, known_type=cfg.known_type, unknown_val_fraction=cfg.unknown_val_fraction,
+                             cluster_from=cfg.cluster_from, fixed=source.manifest_splits(), labeled=labeled)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+    if cfg.cluster_from == "validation" and not splits.cluster:
+        raise DataError(f"{where}: data.cluster_from='validation' but there are no validation images of the unknown "
+                        f"types nor unlabeled images to cluster (the wide protocol with data.unknown_val_fraction > 0 "
+                        f"makes them)")
+    return source, manifest, splits

@@ -1,13 +1,15 @@
 """DSB2018 stage-1 as a TensorFlow Datasets (TFDS) builder that works without TensorFlow.
 
 The builder reads the Kaggle download (``stage1_train.zip`` or its unpacked folder) from the TFDS manual
-dir, or from an explicit ``source`` path (e.g. the bundled mini zip), and writes ``array_record`` files.
+dir, or from an explicit ``source`` path (e.g. the bundled mini zip, or a collection in the folder layout
+``images/`` + ``masks/`` + ``manifest.csv`` of :mod:`dng_jax.data.folder`), and writes ``array_record`` files.
 Reading goes through :meth:`tfds.core.DatasetBuilder.as_data_source`, which gives random access to
 examples as NumPy arrays; neither step imports TensorFlow (see docs/tfds.md for what does).
 
 Features per example: ``id`` (text), ``image`` (uint8 [H, W, 3], zlib), ``labels`` (uint16 [H, W]
 instance labels, 0 = background, zlib), ``cell_type`` (ClassLabel over
-:data:`dng_jax.data.partition.CELL_TYPES`), ``height``, ``width``, ``n_nuclei``.
+:data:`dng_jax.data.partition.CELL_TYPES`, then a folder manifest's other types by name), ``height``,
+``width``, ``n_nuclei`` (-1 for an unlabeled image: one without a mask, whose labels are all 0).
 
 Splits (from :func:`dng_jax.data.partition.make_splits` with the config's ``seed`` and ``n_test_per_type``):
 ``train`` (CT1 training), ``test`` (every test image, all types), ``cluster`` (non-CT1 images, unlabeled
@@ -33,8 +35,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from dng_jax.data.dsb2018 import Source, bundled_minidata_path, open_source
+from dng_jax.data.dsb2018 import bundled_minidata_path
 from dng_jax.data.partition import CELL_TYPES, load_or_build_manifest, make_splits
+from dng_jax.data.sources import AnySource, open_source
 from dng_jax.errors import DataError, InputError
 
 __all__ = [
@@ -139,6 +142,11 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
         ``info.metadata["skipped"]``; this costs one extra pass over the masks; ``workers``: threads
         reading samples while TFDS encodes and writes (1 = no threads)."""
         self._source_path = None if source is None else Path(source)
+        self._cell_types = list(CELL_TYPES)
+        if self._source_path is not None:  # a folder's manifest may name other cell types
+            with open_source(find_source(self._source_path)) as src:
+                own = src.manifest_types() or {}
+            self._cell_types += sorted(set(own.values()) - set(CELL_TYPES))
         self._manifest_path = manifest_path
         self._skip_bad = skip_bad
         self._workers = workers
@@ -160,7 +168,7 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
                 "labels": tfds.features.Tensor(
                     shape=(None, None), dtype=np.uint16, encoding=tfds.features.Encoding.ZLIB
                 ),
-                "cell_type": tfds.features.ClassLabel(names=list(CELL_TYPES)),
+                "cell_type": tfds.features.ClassLabel(names=self._cell_types),
                 "height": tfds.features.Scalar(dtype=np.int32),
                 "width": tfds.features.Scalar(dtype=np.int32),
                 "n_nuclei": tfds.features.Scalar(dtype=np.int32),
@@ -169,7 +177,7 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
             metadata=tfds.core.MetadataDict(),
         )
 
-    def _open_source(self, dl_manager) -> Source:
+    def _open_source(self, dl_manager) -> AnySource:
         if self._source_path is not None:
             return open_source(find_source(self._source_path))
         # dl_manager.manual_dir raises with MANUAL_DOWNLOAD_INSTRUCTIONS when the folder is missing.
@@ -179,10 +187,11 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         source = self._open_source(dl_manager)
         skipped: dict[str, str] = {}
+        labeled = set(source.labeled_ids())
         if self._skip_bad:
             def check(sid: str) -> str | None:
                 try:
-                    source.load(sid)
+                    source.load(sid, with_labels=sid in labeled)
                 except DataError as e:
                     return str(e)
                 return None
@@ -191,9 +200,10 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
                 for sid, err in zip(source.ids(), pool.map(check, source.ids())):
                     if err is not None:
                         skipped[sid] = err
-        manifest = load_or_build_manifest(source, self._manifest_path)
+        manifest = source.manifest_types() or load_or_build_manifest(source, self._manifest_path)
         manifest = {k: v for k, v in manifest.items() if k not in skipped}
-        splits = make_splits(manifest, n_test_per_type=cfg.n_test_per_type, seed=cfg.seed)
+        splits = make_splits(manifest, n_test_per_type=cfg.n_test_per_type, seed=cfg.seed,
+                             fixed=source.manifest_splits(), labeled=labeled & set(manifest))
         ids = {
             "train": splits.train_ct1,
             "test": splits.test_all,
@@ -209,13 +219,13 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
             "test_by_type": {k: list(v) for k, v in splits.test.items()},
             "skipped": skipped,
         })
-        return {name: self._generate_examples(source, ids[name], manifest) for name in SPLITS}
+        return {name: self._generate_examples(source, ids[name], manifest, labeled) for name in SPLITS}
 
-    def _generate_examples(self, source: Source, ids: list[str], manifest: dict[str, str]):
+    def _generate_examples(self, source: AnySource, ids: list[str], manifest: dict[str, str], labeled: set[str]):
         # PNG decoding (here) and TFDS's zlib encoding (in the consumer) both release the GIL, so reading
         # the next samples in a few threads overlaps them. zipfile reads are thread-safe.
         def example(sid: str):
-            s = source.load(sid)
+            s = source.load(sid, with_labels=sid in labeled)
             h, w = s.labels.shape
             return sid, {
                 "id": sid,
@@ -224,7 +234,7 @@ class Dsb2018(tfds.core.GeneratorBasedBuilder):
                 "cell_type": manifest[sid],
                 "height": h,
                 "width": w,
-                "n_nuclei": int(s.labels.max()),
+                "n_nuclei": int(s.labels.max()) if sid in labeled else -1,
             }
 
         if self._workers <= 1:

@@ -21,11 +21,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dng_jax.data.partition import KNOWN_TYPE
+from dng_jax.data.partition import KNOWN_TYPE, Splits
 from dng_jax.errors import DataError
 from dng_jax.io.atomic import atomic_write_text
 
-__all__ = ["ScoreTable", "write_scores", "read_scores", "groups", "view_maps", "scored_test"]
+__all__ = ["ScoreTable", "write_scores", "read_scores", "groups", "view_maps", "scored_images"]
 
 
 class ScoreTable(NamedTuple):
@@ -112,13 +112,17 @@ def view_maps(per_image: Mapping[str, float], test: Mapping[str, Sequence[str]],
     return {"map_known": _mean(known), "map_unknown": _mean(unknown), "map_all": _mean(known + unknown)}
 
 
-def scored_test(test: Mapping[str, Sequence[str]], cluster: Sequence[str], manifest: Mapping[str, str],
-                every_unknown: bool, known_type: str = KNOWN_TYPE) -> dict[str, list[str]]:
-    """The images to score: the protocol's ``test`` images and, with ``every_unknown``, every image of the
-    unknown types (``cluster``: the non-CT1 images), so that the wide unknown view can be reported too."""
-    out = {t: list(ids) for t, ids in test.items()}
+def scored_images(splits: Splits, manifest: Mapping[str, str], every_unknown: bool = False) -> dict[str, list[str]]:
+    """The images to score, cell type -> ids: the test and the validation images and, with ``every_unknown``
+    (paper protocol), every labeled image of the unknown types, so that the wide unknown view can be
+    reported too."""
+    out: dict[str, set[str]] = {}
+    for part in (splits.test, splits.val):
+        for t, ids in part.items():
+            out.setdefault(t, set()).update(ids)
     if every_unknown:
-        for t in sorted({manifest[i] for i in cluster}):
-            if t != known_type:
-                out[t] = sorted(i for i in cluster if manifest[i] == t)
-    return out
+        unlabeled = set(splits.unlabeled)
+        for i in splits.cluster:
+            if manifest[i] != splits.known_type and i not in unlabeled:
+                out.setdefault(manifest[i], set()).add(i)
+    return {t: sorted(ids) for t, ids in out.items()}

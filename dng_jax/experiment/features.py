@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from dng_jax.clustering.pca import PCA, pca_fit, pca_transform
 from dng_jax.config import ExperimentConfig
 from dng_jax.data.augment import augment_batch
-from dng_jax.data.dsb2018 import Source
+from dng_jax.data.sources import AnySource
 from dng_jax.data.partition import Splits
 from dng_jax.data.pipeline import random_crop
 
@@ -51,7 +51,7 @@ class ClusterData(NamedTuple):
     sources: dict  # {"ids": [...], "types": [...]}: which image each draw came from
 
 
-def extract_cluster_data(cfg: ExperimentConfig, source: Source, manifest: dict[str, str], splits: Splits,
+def extract_cluster_data(cfg: ExperimentConfig, source: AnySource, manifest: dict[str, str], splits: Splits,
                          variables, model, progress: bool = False) -> ClusterData:
     """Draw, augment and encode the clustering images (deterministic given ``cluster_data.seed``)."""
     cc = cfg.cluster_data

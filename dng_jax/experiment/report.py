@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from dng_jax.clustering.methods import METHODS
+from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.errors import DataError, InputError
 from dng_jax.evaluation.scores import read_scores
 from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown,
@@ -340,10 +341,14 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
     return out
 
 
-def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None) -> None:
-    """``test_set.json``: which scored images are the protocol's test set (for :func:`rebuild_report`)."""
+def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None, *,
+                   val: Mapping[str, Sequence[str]] | None = None, known_type: str = KNOWN_TYPE) -> None:
+    """``test_set.json``: which scored images are the protocol's test set, which are for validation, and the
+    known cell type (for :func:`rebuild_report`)."""
     atomic_write_text(Path(workdir) / "test_set.json", json.dumps(
         {"test": {t: list(ids) for t, ids in test.items()},
+         "val": {t: list(ids) for t, ids in (val or {}).items()},
+         "known_type": known_type,
          "every_unknown": list(every_unknown) if every_unknown else None}, indent=1) + "\n")
 
 

@@ -55,13 +55,14 @@ from dng_jax import distributed
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
 from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
                             experiment_config)
-from dng_jax.data.dsb2018 import SampleCache, load_samples, open_source
-from dng_jax.data.partition import CELL_TYPES, KNOWN_TYPE, open_data
+from dng_jax.data.dsb2018 import SampleCache, load_samples
+from dng_jax.data.partition import open_data, type_order
+from dng_jax.data.sources import open_source
 from dng_jax.data.pipeline import CropBatches, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError, WorkerError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
 from dng_jax.evaluation.metrics import image_score
-from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_test, view_maps, write_scores
+from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_images, view_maps, write_scores
 from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment.features import extract_cluster_data
 from dng_jax.experiment.report import (draw_latent, plot_panels, read_sweep_scores, table1_notes, write_report,
@@ -183,7 +184,8 @@ def _method_files(cfg: ExperimentConfig) -> dict[str, str]:
 
 class Scoring(NamedTuple):
     """What every scoring stage shares: the evaluator, its worker pool, the test images in memory, the
-    images to score (``scored``: cell type -> ids) and the protocol's test set (``test``, a subset)."""
+    images to score (``scored``: cell type -> ids: the test and the validation images) and the protocol's
+    test set (``test``, a subset: what the MAPs of results.csv are of)."""
 
     evaluator: SegmentationEvaluator
     pool: ScoringPool
@@ -191,6 +193,11 @@ class Scoring(NamedTuple):
     scored: dict[str, list[str]]
     test: dict[str, list[str]]
     types: dict[str, str]  # image id -> cell type, in the order the images are scored
+    known_type: str
+
+    def maps(self, per_image: dict[str, float]) -> dict[str, float]:
+        """``map_known`` / ``map_unknown`` / ``map_all`` of the test images."""
+        return view_maps(per_image, self.test, self.known_type)
 
     def table(self, runs, per_image) -> ScoreTable:
         """A score table with the images in the scoring order, however the per-image dicts were stored."""
@@ -265,15 +272,49 @@ def stage_baseline(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progr
 
 def _score_baseline(cfg: ExperimentConfig, bdir: Path, scoring: Scoring, variables, model, step: int | None,
                     progress: bool) -> dict:
-    res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool)
+    res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool,
+                            known_type=scoring.known_type)
     res.write_json(bdir / "baseline.json")
     per_image = {k: v["score"] for k, v in res.per_image.items()}
     write_scores(bdir / "scores.csv", scoring.table(["baseline"], [per_image]))
-    metrics = {**view_maps(per_image, scoring.test), "per_image": per_image}
+    metrics = {**scoring.maps(per_image), "per_image": per_image}
     _write_json(bdir / "map.json", metrics)
     stage.write_done(bdir, ["map.json", "scores.csv", "baseline.json"], checkpoint_step=step,
                      checkpoint=cfg.sweep.checkpoint)
     return metrics
+
+
+def stage_baseline_views(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, variables, model,
+                         progress: bool, baseline_id: str) -> dict[str, dict[str, float]]:
+    """``eval.baseline_views``: the baseline scored again with test-time augmentation and / or AdaBN on the
+    same images (``baseline_views/scores.csv``, one row per view); returns each view's MAPs. Made again when
+    the baseline network changed (``baseline_id``, as for the clustering data)."""
+    if not cfg.eval.baseline_views:
+        return {}
+    vdir = workdir / "baseline_views"
+    distributed.on_writer(_score_baseline_views, cfg, vdir, scoring, variables, model, progress, baseline_id)
+    table = read_scores(vdir / "scores.csv")
+    out = {}
+    for view, row in zip(table.runs, table.scores):
+        out[view] = scoring.maps(dict(zip(table.ids, row)))
+        log.info(f"baseline + {view}: known {out[view]['map_known']:.3f}  unknown {out[view]['map_unknown']:.3f}  "
+                 f"all {out[view]['map_all']:.3f}")
+    return out
+
+
+def _score_baseline_views(cfg: ExperimentConfig, vdir: Path, scoring: Scoring, variables, model, progress: bool,
+                          baseline_id: str) -> None:
+    if _damaged(vdir) == [] and (stage.read_done(vdir) or {}).get("baseline") == baseline_id:
+        return
+    per_image = []
+    for view in cfg.eval.baseline_views:
+        log.info(f"the baseline with {view} on the test images")
+        evaluator = scoring.evaluator._replace(tta="tta" in view, adabn="adabn" in view)
+        res = evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool,
+                        known_type=scoring.known_type)
+        per_image.append({k: v["score"] for k, v in res.per_image.items()})
+    write_scores(vdir / "scores.csv", scoring.table(list(cfg.eval.baseline_views), per_image))
+    stage.write_done(vdir, ["scores.csv"], baseline=baseline_id)
 
 
 def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool) -> dict[str, float]:
@@ -281,7 +322,7 @@ def stage_classical(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, prog
     cdir = workdir / "classical"
     distributed.on_writer(_score_classical, cfg, cdir, scoring, progress)  # other processes read what it wrote
     table = read_scores(cdir / "scores.csv")
-    maps = view_maps(dict(zip(table.ids, table.scores[0])), scoring.test)
+    maps = scoring.maps(dict(zip(table.ids, table.scores[0])))
     log.info(f"classical MAP: known {maps['map_known']:.3f}  unknown {maps['map_unknown']:.3f}  "
              f"all {maps['map_all']:.3f}")
     return maps
@@ -291,7 +332,7 @@ def _score_classical(cfg: ExperimentConfig, cdir: Path, scoring: Scoring, progre
     if _damaged(cdir, ("scores.csv",)) != []:
         log.info("classical reference (Otsu + distance-transform watershed) on the test images")
         res = score_predictions(lambda image: classical_instances(image, cfg.classical), scoring.cache,
-                                scoring.scored, progress=progress)
+                                scoring.scored, known_type=scoring.known_type, progress=progress)
         per_image = {k: v["score"] for k, v in res.per_image.items()}
         write_scores(cdir / "scores.csv", scoring.table(["classical"], [per_image]))
         stage.write_done(cdir, ["scores.csv"])
@@ -452,7 +493,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             st = stats[seed]
             chunk_rows.append({"method": conf.method, "k": conf.k, "seed": seed, "units": int(st["units"]),
                                "norm_entropy": float(st["norm_entropy"]), "quant_error": float(st["quant_error"]),
-                               **view_maps(per_image, scoring.test),
+                               **scoring.maps(per_image),
                                "final_loss": float(losses[-1, j]) if len(losses) else float("nan"),
                                **{f"round{r + 2}_{name}": later[name][j] for r, later in enumerate(adapted.later_rounds)
                                   for name in ("units", "norm_entropy")},
@@ -488,7 +529,8 @@ def _score_runs(evaluator: SegmentationEvaluator, variables, adapted: dict, mode
         table, preds = np.full((mine.block, len(ids)), np.nan), None
         for i, j in enumerate(mine.runs):
             run_vars = run_variables(variables, mine.tree, i)
-            res = evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool)
+            res = evaluator(run_vars, model, scoring.cache, scoring.scored, pool=scoring.pool,
+                            known_type=scoring.known_type)
             table[i] = [res.per_image[sid]["score"] for sid in ids]
             if seeds[j] == 0:
                 preds = {sid: probs_to_instances(evaluator.probs(run_vars, model, scoring.cache.load(sid).image),
@@ -514,10 +556,11 @@ def _score_ensemble(rdir: Path, conf: Configuration, n: int, chunk: int, variabl
         with np.load(_chunk_variables(rdir, c0)) as f:
             adapted = unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
         members += [run_variables(variables, adapted, j) for j in range(min(chunk, n - c0))]
-    res = evaluator.ensemble(members, model, scoring.cache, scoring.scored, pool=scoring.pool, progress=progress)
+    res = evaluator.ensemble(members, model, scoring.cache, scoring.scored, pool=scoring.pool, progress=progress,
+                             known_type=scoring.known_type)
     per_image = {k: v["score"] for k, v in res.per_image.items()}
     write_scores(rdir / "ensemble_scores.csv", scoring.table([f"ensemble of {n}"], [per_image]))
-    maps = view_maps(per_image, scoring.test)
+    maps = scoring.maps(per_image)
     _write_json(rdir / "ensemble.json", {"members": n, **maps})
     log.info(f"{conf.method}({conf.k}) ensemble of {n}: known {maps['map_known']:.3f}  unknown "
              f"{maps['map_unknown']:.3f}  all {maps['map_all']:.3f}")
@@ -540,7 +583,8 @@ def ct1_training_batches(cfg: ExperimentConfig, source, splits, progress: bool) 
 
 def _panel_ids(cfg: ExperimentConfig, scoring: Scoring) -> list[str]:
     """The Fig. 5 images: the first test image of each cell type."""
-    return [scoring.test[t][0] for t in CELL_TYPES if scoring.test.get(t)][: cfg.report.panels]
+    return [scoring.test[t][0] for t in type_order(scoring.test, scoring.known_type, rule_order=True)
+            if scoring.test[t]][: cfg.report.panels]
 
 
 def stage_report(cfg: ExperimentConfig, workdir: Path, rows, baseline, latent, sources, variables, model,
@@ -615,24 +659,31 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, 
         event = itertools.count(sum(1 for _ in f) - 1)
     evaluator = SegmentationEvaluator.from_config(cfg)
     source, manifest, splits = open_data(cfg.data, workdir, progress)
-    scored = scored_test(splits.test, splits.cluster, manifest, cfg.eval.wide_unknown and splits.protocol == "paper")
-    ids = list(scored.get(KNOWN_TYPE, [])) + [i for t in sorted(scored) if t != KNOWN_TYPE for i in scored[t]]
-    write_test_set(workdir, splits.test, [i for t in sorted(scored) if t != KNOWN_TYPE for i in scored[t]]
-                   if scored != splits.test else None)
+    every_unknown = cfg.eval.wide_unknown and splits.protocol == "paper"
+    scored = scored_images(splits, manifest, every_unknown)
+    ids = [i for t in type_order(scored, splits.known_type) for i in scored[t]]
+    write_test_set(workdir, splits.test, [i for t in sorted(scored) if t != splits.known_type for i in scored[t]
+                                          if i not in splits.val_all] if every_unknown else None,
+                   val=splits.val, known_type=splits.known_type)
     cache = SampleCache(source, ids)
     with evaluator.pool(cache, ids) as pool:
-        scoring = Scoring(evaluator, pool, cache, scored, splits.test, {i: manifest[i] for i in ids})
+        scoring = Scoring(evaluator, pool, cache, scored, splits.test, {i: manifest[i] for i in ids}, splits.known_type)
         t0 = time.time()
         shared.note(stage="baseline")  # what a job waiting for the shared stages is told
         variables, model, baseline = stage_baseline(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "baseline", "", t0)
+        baseline_id = stage.array_digest(jax.tree.leaves(variables))
+        if cfg.eval.baseline_views:
+            t0 = time.time()
+            shared.note(stage="baseline_views")
+            stage_baseline_views(cfg, workdir, scoring, variables, model, progress, baseline_id)
+            _timed(timings, next(event), "baseline_views", "", t0)
         t0 = time.time()
         shared.note(stage="classical")
         stage_classical(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "classical", "", t0)
         t0 = time.time()
         shared.note(stage="cluster_data")
-        baseline_id = stage.array_digest(jax.tree.leaves(variables))
         images, latent, sources, upstream = stage_cluster_data(cfg, workdir, source, manifest, splits, variables,
                                                                model, progress, baseline_id)
         _timed(timings, next(event), "cluster_data", "", t0)

@@ -39,8 +39,9 @@ def _kind(path: Path) -> str:
                      f"(expected one of {', '.join(LABEL_SUFFIXES)})")
 
 
-def _as_labels(a: np.ndarray, path: Path) -> np.ndarray:
-    """Validate a decoded array and return it as uint16 (uint32 when the labels need it)."""
+def _as_labels(a: np.ndarray, path: Path, integer_only: bool = False) -> np.ndarray:
+    """Validate a decoded array and return it as uint16 (uint32 when the labels need it); ``integer_only``
+    refuses floating-point pixels even where their values are whole numbers."""
     if a.ndim == 3 and a.shape[0] == 1:  # (1, H, W) single-page stacks
         a = a[0]
     elif a.ndim == 3 and a.shape[-1] == 1:  # (H, W, 1)
@@ -51,6 +52,9 @@ def _as_labels(a: np.ndarray, path: Path) -> np.ndarray:
     if a.dtype == np.bool_:
         return a.astype(np.uint16)
     if np.issubdtype(a.dtype, np.floating):
+        if integer_only:
+            raise DataError(f"{path}: floating-point pixels ({a.dtype}); a mask must be an integer label image "
+                            f"(8- or 16-bit, 0 = background, 1..n = nuclei)")
         if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
             raise DataError(f"{path}: floating-point image with non-integer values is not a label image")
     elif not np.issubdtype(a.dtype, np.integer):
@@ -63,8 +67,9 @@ def _as_labels(a: np.ndarray, path: Path) -> np.ndarray:
     return a.astype(np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32, copy=False)
 
 
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read a label image as uint16 (or uint32 for TIFFs with labels above 65535)."""
+def read_labels(path: str | os.PathLike, integer_only: bool = False) -> np.ndarray:
+    """Read a label image as uint16 (or uint32 for TIFFs with labels above 65535); ``integer_only``: a
+    floating-point image is an error even with whole-number values (a dataset's masks)."""
     path = Path(path)
     kind = _kind(path)
     if not path.is_file():
@@ -92,7 +97,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
             log.setLevel(level)
         if np.asarray(a).size == 0:
             raise DataError(f"{path}: cannot read TIFF (no image data; corrupt or empty file)")
-    return _as_labels(np.asarray(a), path)
+    return _as_labels(np.asarray(a), path, integer_only)
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:

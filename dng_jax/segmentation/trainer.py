@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 from dng_jax import distributed
 from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig, differing_fields,
                             experiment_config)
-from dng_jax.data.dsb2018 import Sample, load_samples, open_source
+from dng_jax.data.dsb2018 import Sample, load_samples
 from dng_jax.data.partition import open_data
+from dng_jax.data.sources import open_source
 from dng_jax.data.pipeline import prefetch, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
@@ -99,7 +100,7 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
         samples = load_samples(source, ids, "load train", progress)
         if eval_samples is None:
             # monitored on the CT1 validation images where the protocol has them (wide), else the test images
-            eval_samples = load_samples(source, splits.val or splits.test_all, "load eval", progress)
+            eval_samples = load_samples(source, splits.val_known or splits.test_all, "load eval", progress)
 
     def batches_of(data, seed: int, batch_size: int):
         return segmentation_batches(data, batch_size, cfg.data.crop_size, cfg.data.border_width, seed,
@@ -208,6 +209,7 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
 
 
 def _evaluate(cfg: ExperimentConfig, variables, model, source, splits, workdir: Path, progress: bool) -> None:
-    scores = SegmentationEvaluator.from_config(cfg)(variables, model, source, splits.test, progress=progress)
+    scores = SegmentationEvaluator.from_config(cfg)(variables, model, source, splits.test, progress=progress,
+                                                    known_type=splits.known_type)
     scores.write_json(workdir / "baseline.json")
     print(format_table(scores))
