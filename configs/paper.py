@@ -81,6 +81,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.max_steps = ml_collections.FieldReference(None, field_type=int)  # stop early (as if interrupted)
     c.train.max_train_images = ml_collections.FieldReference(None, field_type=int)
     c.train.trainable = ml_collections.FieldReference(None, field_type=tuple)  # None: all subtrees
+    # extension: self-training on the unlabeled (clustering) images with the teacher's confident pixels
+    c.train.pseudo_label_rounds = 0  # 0: none (the paper)
+    c.train.pseudo_label_weight = 1.0
+    c.train.pseudo_label_confidence = 0.9
+    c.train.pseudo_label_epochs = 0  # per round; 0 = train.epochs
 
     c.postprocess = ml_collections.ConfigDict()
     c.postprocess.marker_threshold = 0.8

@@ -221,6 +221,10 @@ class SweepConfig(TypedConfig):
     """The ``sweep`` section: which configurations, how many runs."""
 
     checkpoint: str | None = param(None, "a trained baseline (train work dir or checkpoint); None = train one")
+    baseline_runs: int = param(1, "trainings of the baseline (train.seed, +1, ...) whose spread enters the intervals; "
+                               "run 0 is the one clustered and retrained")
+    baseline_checkpoints: tuple[str, ...] = param((), "trained baselines for runs 1, 2, ... (train work dirs); the "
+                                                  "runs without one are trained in baseline_runs/run<i>/")
     methods: tuple[str, ...] = param(("kmc", "ng", "gng"), "clustering methods: kmc, ng, gng or file.py:factory")
     ks: tuple[int, ...] = param((5, 50, 100, 500, 1000), "numbers of clusters of kMC, NG and file-loaded methods "
                                                          "(GNG runs once, at clustering.gng.start_units)")
@@ -234,6 +238,10 @@ class SweepConfig(TypedConfig):
                       "data); '' = the whole sweep and its report (docs/scaling.md)")
 
     def check(self) -> None:
+        require(self.baseline_runs >= 1, "baseline_runs", f"must be >= 1, got {self.baseline_runs}")
+        require(len(self.baseline_checkpoints) <= self.baseline_runs - 1, "baseline_checkpoints",
+                f"names {len(self.baseline_checkpoints)} checkpoints for baseline_runs - 1 = {self.baseline_runs - 1} "
+                f"extra runs (run 0 is sweep.checkpoint or trained)")
         require(len(self.methods) > 0, "methods", "name at least one method")
         require(len(set(self.methods)) == len(self.methods), "methods", f"names a method twice: {self.methods}")
         require(len(self.ks) > 0 and min(self.ks) >= 1, "ks", f"need numbers of clusters >= 1, got {self.ks}")

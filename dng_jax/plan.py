@@ -266,7 +266,7 @@ def plan_train(cfg: ExperimentConfig, workload: Workload, n_time: int) -> StepPl
     call_s = _median_time(call, n_time)
     return StepPlan("train", f"segmentation train step, batch {tcfg.batch_size} x {crop}x{crop}, "
                     f"{mesh.devices.size} device(s)", total, temp, flops, compile_s, call_s,
-                    tcfg.epochs * steps_per_epoch, f"{tcfg.epochs} epochs x {steps_per_epoch} steps")
+                    tcfg.total_epochs * steps_per_epoch, f"{tcfg.total_epochs} epochs x {steps_per_epoch} steps")
 
 
 def plan_features(cfg: ExperimentConfig, n_time: int) -> StepPlan:
@@ -632,8 +632,8 @@ def project_plan(cfg: ExperimentConfig, workload: Workload, timings: dict[tuple,
         if stage == "train":
             spe = max(1, workload.train_images // tcfg.batch_size)
             add("train", f"segmentation train step, batch {tcfg.batch_size} x {cfg.data.crop_size}x{cfg.data.crop_size}",
-                ("train", str(tcfg.batch_size), str(cfg.data.crop_size)), 1, tcfg.epochs * spe,
-                f"{tcfg.epochs} epochs x {spe} steps")
+                ("train", str(tcfg.batch_size), str(cfg.data.crop_size)), 1, tcfg.total_epochs * spe,
+                f"{tcfg.total_epochs} epochs x {spe} steps")
         elif stage == "features":
             add("features", f"pooled latent, batch {cc.batch_size} x {cc.crop_size}x{cc.crop_size}",
                 ("features", str(cc.batch_size), str(cc.crop_size)), 1, math.ceil(cc.n_images / cc.batch_size) * rc.rounds,

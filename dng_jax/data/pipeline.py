@@ -17,7 +17,7 @@ import numpy as np
 from dng_jax.data.dsb2018 import Sample
 from dng_jax.data.targets import labels_to_classes
 
-__all__ = ["pad_to", "random_crop", "CropBatches", "segmentation_batches", "prefetch"]
+__all__ = ["pad_to", "random_crop", "CropBatches", "MixedBatches", "segmentation_batches", "prefetch"]
 
 
 def pad_to(array: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -87,6 +87,36 @@ class CropBatches:
             yield np.stack(images), np.stack(targets)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return self.epoch(0)
+
+
+class MixedBatches:
+    """Every step a batch of ``labeled`` crops beside one of ``other`` crops (pseudo-labeled images), with
+    their sample weights: ``(images [B+B'], targets [B+B'], weights [B+B'])``, weight 1 for the labeled
+    crops and ``other_weight`` for the others. An epoch is the labeled set's; the other set's batches run
+    through its own epochs, however many it has (deterministic from both seeds, as :class:`CropBatches`)."""
+
+    def __init__(self, labeled: CropBatches, other: CropBatches, other_weight: float):
+        self.labeled, self.other, self.other_weight = labeled, other, float(other_weight)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.labeled.steps_per_epoch
+
+    def _other(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        n = self.other.steps_per_epoch
+        k = epoch * self.steps_per_epoch + step  # the k-th step of the whole training, in the other set's epochs
+        other_epoch, other_step = divmod(k, n)
+        return next(self.other.epoch(other_epoch, start_step=other_step))
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for step, (images, targets) in enumerate(self.labeled.epoch(epoch, start_step), start=start_step):
+            oi, ot = self._other(epoch, step)
+            weights = np.concatenate([np.ones(len(images), np.float32), np.full(len(oi), self.other_weight, np.float32)])
+            yield (np.concatenate([images, oi]), np.concatenate([targets.astype(np.uint8), ot.astype(np.uint8)]),
+                   weights)
+
+    def __iter__(self):
         return self.epoch(0)
 
 

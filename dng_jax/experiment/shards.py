@@ -160,7 +160,7 @@ def claim(workdir: Path, name: str, job: Job) -> LockFile | _NoLock | None:
 
 
 #: The folders of the stages every configuration needs (made under the shared stages' lock).
-SHARED_STAGES = ("baseline", "baseline_views", "classical", "cluster_data")
+SHARED_STAGES = ("baseline", "baseline_runs", "baseline_views", "classical", "cluster_data")
 
 
 def clean_stale_files(workdir: Path, job: Job) -> list[Path]:

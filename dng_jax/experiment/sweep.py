@@ -35,6 +35,7 @@ and classical scores, clustering data, ensemble, report) and writes every file.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import itertools
@@ -53,8 +54,8 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 
 from dng_jax import distributed
 from dng_jax.clustering.methods import METHODS, build_method, method_keys, resolve_method, run_method
-from dng_jax.config import (SPLIT_FIELDS, ExperimentConfig, check_sweep, comparable, differing_fields,
-                            experiment_config)
+from dng_jax.config import (SPLIT_FIELDS, TRAINING_VOLATILE, ExperimentConfig, check_sweep, comparable,
+                            differing_fields, experiment_config)
 from dng_jax.data.dsb2018 import SampleCache, load_samples
 from dng_jax.data.partition import open_data, type_order
 from dng_jax.data.sources import open_source
@@ -282,6 +283,63 @@ def _score_baseline(cfg: ExperimentConfig, bdir: Path, scoring: Scoring, variabl
     stage.write_done(bdir, ["map.json", "scores.csv", "baseline.json"], checkpoint_step=step,
                      checkpoint=cfg.sweep.checkpoint)
     return metrics
+
+
+def stage_baseline_runs(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, progress: bool) -> list[dict]:
+    """``sweep.baseline_runs``: the baseline's other trainings (runs 1, 2, ...: ``train.seed`` + i, or
+    ``sweep.baseline_checkpoints``), each scored on the same images, so that the baseline's training variance
+    enters the two-level intervals. Run 0 (``baseline/``) is the network that is clustered and retrained.
+    Writes ``baseline_runs/scores.csv`` (one row per run); returns each run's MAPs."""
+    n = cfg.sweep.baseline_runs
+    if n <= 1:
+        return []
+    bdir = workdir / "baseline_runs"
+    if _damaged(bdir) != []:
+        per_image = [_baseline_run_scores(cfg, bdir, i, scoring, progress) for i in range(1, n)]
+        distributed.on_writer(_write_baseline_runs, bdir, scoring, per_image, n)
+    table = read_scores(bdir / "scores.csv")
+    out = [scoring.maps(dict(zip(table.ids, row))) for row in table.scores]
+    for i, m in enumerate(out, start=1):
+        log.info(f"baseline run {i}: known {m['map_known']:.3f}  unknown {m['map_unknown']:.3f}  all {m['map_all']:.3f}")
+    return out
+
+
+def _baseline_run_scores(cfg: ExperimentConfig, bdir: Path, i: int, scoring: Scoring, progress: bool) -> dict:
+    """Baseline run ``i``'s per-image scores (from ``run<i>/scores.csv`` when that run is done)."""
+    rdir = bdir / f"run{i}"
+    if _damaged(rdir) == []:
+        table = read_scores(rdir / "scores.csv")
+        return dict(zip(table.ids, table.scores[0]))
+    given = cfg.sweep.baseline_checkpoints
+    if i <= len(given):
+        variables, model, trained = load_variables(given[i - 1])
+        diffs = differing_fields(trained, cfg, ("model.", "augment.", "train.") + SPLIT_FIELDS,
+                                 frozenset({"train.seed"}) | TRAINING_VOLATILE)
+        if diffs:
+            raise ConfigMismatchError(f"sweep.baseline_checkpoints {given[i - 1]} was trained with another model, "
+                                      f"recipe or test split (differs in: {', '.join(diffs)})")
+        source = given[i - 1]
+    else:
+        run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + i))
+        log.info(f"baseline run {i}: training with train.seed={run_cfg.train.seed}")
+        state = train_and_evaluate(run_cfg, rdir, evaluate=False, progress=progress)
+        variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+        model, source = make_model(cfg.model), f"train.seed={run_cfg.train.seed}"
+    res = scoring.evaluator(variables, model, scoring.cache, scoring.scored, progress=progress, pool=scoring.pool,
+                            known_type=scoring.known_type)
+    per_image = {k: v["score"] for k, v in res.per_image.items()}
+    distributed.on_writer(_write_run_scores, rdir, scoring, per_image, i, source)
+    return per_image
+
+
+def _write_run_scores(rdir: Path, scoring: Scoring, per_image: dict, i: int, source: str) -> None:
+    write_scores(rdir / "scores.csv", scoring.table([f"baseline run {i}"], [per_image]))
+    stage.write_done(rdir, ["scores.csv"], source=source)
+
+
+def _write_baseline_runs(bdir: Path, scoring: Scoring, per_image: list[dict], n: int) -> None:
+    write_scores(bdir / "scores.csv", scoring.table([f"baseline run {i}" for i in range(1, n)], per_image))
+    stage.write_done(bdir, ["scores.csv"])
 
 
 def stage_baseline_views(cfg: ExperimentConfig, workdir: Path, scoring: Scoring, variables, model,
@@ -673,6 +731,11 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, 
         variables, model, baseline = stage_baseline(cfg, workdir, scoring, progress)
         _timed(timings, next(event), "baseline", "", t0)
         baseline_id = stage.array_digest(jax.tree.leaves(variables))
+        if cfg.sweep.baseline_runs > 1:
+            t0 = time.time()
+            shared.note(stage="baseline_runs")
+            stage_baseline_runs(cfg, workdir, scoring, progress)
+            _timed(timings, next(event), "baseline_runs", "", t0)
         if cfg.eval.baseline_views:
             t0 = time.time()
             shared.note(stage="baseline_views")

@@ -23,8 +23,11 @@ import optax
 from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.segmentation.train_state import TrainState
 
-__all__ = ["segmentation_loss", "make_segmentation_loss", "soft_dice_loss", "to_float_images", "make_augment_fn", "make_train_step", "make_eval_step",
-           "train_step", "eval_step"]
+__all__ = ["IGNORE", "segmentation_loss", "make_segmentation_loss", "make_weighted_loss", "soft_dice_loss",
+           "to_float_images", "make_augment_fn", "make_train_step", "make_eval_step", "train_step", "eval_step"]
+
+#: A target pixel that no loss counts (a pseudo-label the teacher was not confident of).
+IGNORE = 255
 
 Batch = tuple[Any, Any]
 LossFn = Callable[[Any, Any], tuple[jax.Array, dict[str, jax.Array]]]
@@ -41,13 +44,16 @@ def segmentation_loss(logits, targets) -> tuple[jax.Array, dict[str, jax.Array]]
     return loss, {"loss": loss, "accuracy": accuracy}
 
 
-def soft_dice_loss(logits, targets, classes: Sequence[int] = (1, 2), eps: float = 1.0) -> jax.Array:
+def soft_dice_loss(logits, targets, classes: Sequence[int] = (1, 2), eps: float = 1.0, mask=None) -> jax.Array:
     """Mean over ``classes`` of ``1 - (2 sum p t + eps) / (sum p + sum t + eps)``, sums over the whole
-    batch (so a crop without nuclei does not count as a perfect or a failed one on its own)."""
+    batch (so a crop without nuclei does not count as a perfect or a failed one on its own); ``mask``
+    (``[B,H,W]`` in [0, 1]) weighs the pixels (0: not counted)."""
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     onehot = jax.nn.one_hot(targets.astype(jnp.int32), logits.shape[-1], dtype=jnp.float32)
     idx = jnp.asarray(classes)
     p, t = probs[..., idx], onehot[..., idx]
+    if mask is not None:
+        p, t = p * mask[..., None], t * mask[..., None]
     axes = tuple(range(p.ndim - 1))
     dice = (2.0 * jnp.sum(p * t, axes) + eps) / (jnp.sum(p, axes) + jnp.sum(t, axes) + eps)
     return 1.0 - jnp.mean(dice)
@@ -77,6 +83,30 @@ def make_segmentation_loss(class_weights: Sequence[float] = (1.0, 1.0, 1.0), dic
     return loss_fn
 
 
+def make_weighted_loss(class_weights: Sequence[float] = (1.0, 1.0, 1.0), dice_weight: float = 0.0) -> Callable:
+    """``loss_fn(logits, targets, sample_weights)`` for batches mixing labeled crops (weight 1) and
+    pseudo-labeled ones (``train.pseudo_label_weight``): the cross-entropy of :func:`make_segmentation_loss`
+    with each pixel weighted by its class weight and its sample's weight, pixels whose target is
+    :data:`IGNORE` left out; the Dice term over the same pixels. On a batch of weight-1 samples without
+    ignored pixels it equals :func:`make_segmentation_loss`'s loss."""
+    w = jnp.asarray(tuple(float(x) for x in class_weights), jnp.float32)
+
+    def loss_fn(logits, targets, sample_weights):
+        logits = logits.astype(jnp.float32)
+        valid = targets != IGNORE
+        t = jnp.where(valid, targets, 0).astype(jnp.int32)
+        onehot = jax.nn.one_hot(t, logits.shape[-1], dtype=jnp.float32)
+        ce = -jnp.sum(onehot * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+        pixel_w = jnp.sum(onehot * w, axis=-1) * valid * sample_weights.astype(jnp.float32)[:, None, None]
+        loss = jnp.sum(pixel_w * ce) / jnp.maximum(jnp.sum(pixel_w), 1e-12)
+        if dice_weight:
+            loss = loss + dice_weight * soft_dice_loss(logits, t, mask=valid.astype(jnp.float32))
+        accuracy = jnp.sum((jnp.argmax(logits, -1) == t) * valid) / jnp.maximum(jnp.sum(valid), 1)
+        return loss, {"loss": loss, "accuracy": accuracy}
+
+    return loss_fn
+
+
 def to_float_images(images):
     """uint8 [0, 255] -> float32 [0, 1]; float input is taken to be in [0, 1] already."""
     if jnp.issubdtype(images.dtype, jnp.integer):
@@ -95,8 +125,9 @@ def make_train_step(loss_fn: LossFn = segmentation_loss, *, trainable: Sequence[
                     augment_fn: Callable | None = None, apply_kwargs: dict | None = None):
     """Returns a pure ``train_step(state, batch, key) -> (state, metrics)`` to be jitted by the caller.
 
-    - ``loss_fn(outputs, targets) -> (loss, metrics)``: ``outputs`` is whatever ``state.apply_fn``
-      returns with ``train=True``.
+    - ``loss_fn(outputs, targets, *extra) -> (loss, metrics)``: ``outputs`` is whatever ``state.apply_fn``
+      returns with ``train=True``; ``extra`` are the batch's entries after the targets (the sample weights
+      of a mixed batch, :func:`make_weighted_loss`).
     - ``trainable``: top-level parameter subtrees to differentiate (``None``: all). Frozen subtrees get
       no gradient (zeros are passed to the optimizer: use ``make_optimizer`` with the same
       ``trainable`` so they get exactly zero updates) and keep their BatchNorm statistics.
@@ -106,7 +137,7 @@ def make_train_step(loss_fn: LossFn = segmentation_loss, *, trainable: Sequence[
     apply_kwargs = dict(apply_kwargs or {})
 
     def step(state: TrainState, batch: Batch, key):
-        images, targets = batch
+        images, targets, *extra = batch
         images = to_float_images(images)
         step_key = jax.random.fold_in(key, state.step)
         if augment_fn is not None:
@@ -121,7 +152,7 @@ def make_train_step(loss_fn: LossFn = segmentation_loss, *, trainable: Sequence[
             params = {k: params[k] for k in state.params}  # keep the original key order
             outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
                                               train=True, mutable=["batch_stats"], **apply_kwargs)
-            loss, metrics = loss_fn(outputs, targets)
+            loss, metrics = loss_fn(outputs, targets, *extra)
             return loss, (metrics, updates["batch_stats"])
 
         grads, (metrics, new_stats) = jax.grad(compute_loss, has_aux=True)(train_params)

@@ -50,6 +50,18 @@ class TrainConfig(TypedConfig):
     max_steps: int | None = param(None, "stop after this many steps, as if interrupted (tests)")
     max_train_images: int | None = param(None, "use only the first N CT1 training images")
     trainable: tuple[str, ...] | None = param(None, "parameter subtrees to train ('encoder', 'decoder'); None = all")
+    pseudo_label_rounds: int = param(0, "self-training: rounds of a student trained on CT1 plus the teacher's "
+                                     "confident pixels on the clustering images (0 = none, the paper)")
+    pseudo_label_weight: float = param(1.0, "self-training: weight of the pseudo-labeled crops' loss")
+    pseudo_label_confidence: float = param(0.9, "self-training: a pixel is a target where the teacher's (TTA) "
+                                           "softmax reaches this, else it is ignored")
+    pseudo_label_epochs: int = param(0, "self-training: epochs of each student round (0 = train.epochs), going "
+                                     "on from the teacher's weights")
+
+    @property
+    def total_epochs(self) -> int:
+        """The teacher's epochs and every self-training round's."""
+        return self.epochs + self.pseudo_label_rounds * (self.pseudo_label_epochs or self.epochs)
 
     def check(self) -> None:
         for f in ("epochs", "batch_size", "max_to_keep", "log_every", "eval_every_epochs"):
@@ -67,6 +79,11 @@ class TrainConfig(TypedConfig):
         for f in ("max_steps", "max_train_images"):
             v = getattr(self, f)
             require(v is None or v >= 1, f, f"must be >= 1 (or None), got {v}")
+        require(self.pseudo_label_rounds >= 0, "pseudo_label_rounds", f"must be >= 0, got {self.pseudo_label_rounds}")
+        require(self.pseudo_label_weight >= 0, "pseudo_label_weight", f"must be >= 0, got {self.pseudo_label_weight}")
+        require(0 < self.pseudo_label_confidence <= 1, "pseudo_label_confidence",
+                f"must lie in (0, 1], got {self.pseudo_label_confidence}")
+        require(self.pseudo_label_epochs >= 0, "pseudo_label_epochs", f"must be >= 0, got {self.pseudo_label_epochs}")
         require(self.trainable is None or (len(self.trainable) > 0 and set(self.trainable) <= {"encoder", "decoder"}),
                 "trainable", f"must name 'encoder' and/or 'decoder' (or be None), got {self.trainable}")
 
@@ -89,10 +106,11 @@ def trainable_mask(params, trainable: Sequence[str] | None):
 
 def learning_rate(cfg: TrainConfig, steps_per_epoch: int = 1):
     """The LAMB learning rate: ``cfg.lr`` (paper), or with ``schedule="cosine"`` a linear warm-up over
-    ``warmup_epochs`` and a cosine decay to 0 at the last of ``epochs * steps_per_epoch`` steps."""
+    ``warmup_epochs`` and a cosine decay to 0 at the last step of the whole training (the self-training
+    rounds included: :attr:`TrainConfig.total_epochs`)."""
     if cfg.schedule == "constant":
         return cfg.lr
-    total = max(cfg.epochs * steps_per_epoch, 1)
+    total = max(cfg.total_epochs * steps_per_epoch, 1)
     warmup = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total - 1)
     return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, total, end_value=0.0)
 

@@ -35,7 +35,7 @@ from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig
 from dng_jax.data.dsb2018 import Sample, load_samples
 from dng_jax.data.partition import open_data
 from dng_jax.data.sources import open_source
-from dng_jax.data.pipeline import prefetch, segmentation_batches
+from dng_jax.data.pipeline import CropBatches, MixedBatches, prefetch, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.io.atomic import atomic_write_text
@@ -43,8 +43,9 @@ from dng_jax.io.workdir import WorkdirLock, prepare_dir
 from dng_jax.metric_writers import create_default_writer, up_to_step
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import Checkpointer
+from dng_jax.segmentation.self_training import confident_share, load_pseudo_labels, pseudo_label, save_pseudo_labels
 from dng_jax.segmentation.steps import (make_augment_fn, make_eval_step, make_segmentation_loss, make_train_step,
-                                        segmentation_loss)
+                                        make_weighted_loss, segmentation_loss)
 from dng_jax.segmentation.train_state import TrainState, create_train_state, make_optimizer
 from dng_jax.sharding import jit_eval_step, jit_train_step, make_mesh, replicate, shard_batch
 from dng_jax.typed_config import as_dict
@@ -74,6 +75,51 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Samp
     workdir = prepare_dir(workdir)
     with WorkdirLock(workdir, "--workdir"):
         return _train(cfg, workdir, samples, eval_samples, evaluate, progress)
+
+
+class SelfTraining:
+    """The rounds of ``train.pseudo_label_rounds`` (:mod:`dng_jax.segmentation.self_training`): which round a
+    step belongs to (0: the teacher), and each round's pseudo-labeled crops, labeled from the network as it
+    is when the round starts and saved, so a resumed round trains on the same targets."""
+
+    def __init__(self, cfg: ExperimentConfig, workdir: Path, steps_per_epoch: int, source, splits, progress: bool):
+        tcfg = cfg.train
+        self.cfg, self.workdir, self.source, self.splits, self.progress = cfg, workdir, source, splits, progress
+        self.teacher_steps = tcfg.epochs * steps_per_epoch
+        self.student_steps = (tcfg.pseudo_label_epochs or tcfg.epochs) * steps_per_epoch
+        if tcfg.pseudo_label_rounds and (source is None or not splits.cluster):
+            raise ConfigError("config field train.pseudo_label_rounds: self-training needs the data's unlabeled "
+                              "(clustering) images; there are none")
+        self._images: dict | None = None
+
+    def round_of(self, step: int) -> int:
+        return 0 if step < self.teacher_steps else 1 + (step - self.teacher_steps) // self.student_steps
+
+    def path(self, r: int) -> Path:
+        return self.workdir / "pseudo_labels" / f"round{r}.npz"
+
+    def batches(self, r: int, state) -> CropBatches:
+        """Crop batches of round ``r``'s pseudo-labeled images (labeled now from ``state`` if not yet)."""
+        if self._images is None:
+            self._images = {i: self.source.load(i, with_labels=False).image for i in self.splits.cluster}
+        if not self.path(r).exists():
+            variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
+            distributed.on_writer(self._label, r, variables)
+        samples = load_pseudo_labels(self.path(r), self._images)
+        if distributed.is_writer():
+            tqdm.write(f"self-training round {r}: {len(samples)} pseudo-labeled images, "
+                       f"{confident_share(samples):.0%} of their pixels confident")
+        tcfg = self.cfg.train
+        if len(samples) < tcfg.batch_size:
+            raise ConfigError(f"config field train.pseudo_label_rounds: {len(samples)} unlabeled images cannot fill a "
+                              f"batch of {tcfg.batch_size}")
+        return CropBatches(samples, tcfg.batch_size, self.cfg.data.crop_size, seed=tcfg.seed + 1000 * r)
+
+    def _label(self, r: int, variables) -> None:
+        targets = pseudo_label(variables, make_model(self.cfg.model), self._images,
+                               confidence=self.cfg.train.pseudo_label_confidence, tile_size=self.cfg.eval.tile_size,
+                               progress=self.progress)
+        save_pseudo_labels(self.path(r), targets)
 
 
 def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path) -> None:
@@ -111,9 +157,10 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                           f"of {tcfg.batch_size}")
     batches = batches_of(samples, tcfg.seed, tcfg.batch_size)
     steps_per_epoch = batches.steps_per_epoch
-    total_steps = tcfg.epochs * steps_per_epoch
+    total_steps = tcfg.total_epochs * steps_per_epoch
     stop_at = min(total_steps, tcfg.max_steps) if tcfg.max_steps else total_steps
     batch_size = tcfg.batch_size
+    rounds = SelfTraining(cfg, workdir, steps_per_epoch, source, splits, progress)
 
     mesh = make_mesh()
     n_dev = mesh.devices.size
@@ -127,6 +174,9 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
     train_loss = make_segmentation_loss(tcfg.class_weights, tcfg.dice_weight)
     p_train = jit_train_step(make_train_step(train_loss, trainable=tcfg.trainable,
                                              augment_fn=make_augment_fn(cfg.augment)), mesh)
+    p_student = jit_train_step(make_train_step(make_weighted_loss(tcfg.class_weights, tcfg.dice_weight),
+                                               trainable=tcfg.trainable, augment_fn=make_augment_fn(cfg.augment)),
+                               mesh) if tcfg.pseudo_label_rounds else None
     p_eval = jit_eval_step(make_eval_step(segmentation_loss), mesh)
 
     cfg_dict = json.loads(json.dumps(as_dict(cfg)))
@@ -172,8 +222,11 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
         try:
             while step < stop_at:
                 epoch, in_epoch = divmod(step, steps_per_epoch)
-                for batch in prefetch(batches.epoch(epoch, start_step=in_epoch)):
-                    state, metrics = p_train(state, shard_batch(batch, mesh), aug_key)
+                r = rounds.round_of(step)
+                source_of_batches, step_fn = (batches, p_train) if r == 0 else (
+                    MixedBatches(batches, rounds.batches(r, state), tcfg.pseudo_label_weight), p_student)
+                for batch in prefetch(source_of_batches.epoch(epoch, start_step=in_epoch)):
+                    state, metrics = step_fn(state, shard_batch(batch, mesh), aug_key)
                     step += 1
                     n_log += 1
                     bar.update(1)
@@ -190,11 +243,12 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                     if step >= stop_at:
                         break
                 done_epochs = step // steps_per_epoch
-                if step % steps_per_epoch == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == total_steps):
+                if step % steps_per_epoch == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == total_steps
+                                                    or rounds.round_of(step) != r):
                     ev = run_eval(step, done_epochs - 1)
                     if ev is not None and distributed.is_writer():
-                        bar.write(f"epoch {step // steps_per_epoch}/{tcfg.epochs}: eval loss {ev['loss']:.4f} "
-                                  f"pixel accuracy {ev['accuracy']:.3f}")
+                        bar.write(f"epoch {step // steps_per_epoch}/{tcfg.total_epochs}: eval loss {ev['loss']:.4f} "
+                                  f"pixel accuracy {ev['accuracy']:.3f}" + (f" (self-training round {r})" if r else ""))
             ckpt.save(step, state, meta_for(step), force=True)
         finally:
             bar.close()
