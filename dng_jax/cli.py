@@ -7,9 +7,9 @@ Conventions (all ``python -m dng_jax.<command>``):
   progress bars off, ``--quiet`` prints less, ``--help`` shows the usage and exits 0.
 - Exit status 0: done; 1: done, but some items failed (they are listed); 2: bad input (a flag, a
   file, a config value, a busy or unusable work dir), one line ``error: ...`` on stderr naming it.
-- The config-driven commands (train, sweep) take ``--config configs/<file>.py`` and override any field
-  with ``--config.<section>.<field>=value``; ``--config.help`` prints every field with its value and
-  meaning. They run as several processes with ``--coordinator_address``, ``--num_processes`` and
+- The config-driven commands (train, sweep) take ``--config configs/<file>.py`` (default: the embedded
+  ``configs/default.py``, :data:`DEFAULT_CONFIG`) and override any field with
+  ``--config.<section>.<field>=value``; ``--config.help`` prints every field with its value and meaning. They run as several processes with ``--coordinator_address``, ``--num_processes`` and
   ``--process_id`` (:mod:`dng_jax.distributed`; process 0 prints and writes, the others only warn).
 """
 
@@ -19,6 +19,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -29,10 +31,14 @@ from dng_jax.config import DataConfig, ExperimentConfig, config_table, experimen
 from dng_jax.errors import USER_ERRORS, ConfigError, InputError
 from dng_jax.typed_config import FieldError
 
-__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser", "add_output_flag",
-           "add_progress_flag", "add_data_flags", "data_config", "report_skipped", "run_command", "run_config_command", "show_log"]
+__all__ = ["DEFAULT_CONFIG", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser",
+           "add_output_flag", "add_progress_flag", "add_data_flags", "data_config", "report_skipped", "run_command",
+           "run_config_command", "show_log"]
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USER_ERROR = 0, 1, 2
+#: The config a config-driven command runs without ``--config``: configs/default.py, installed with the
+#: package as ``dng_jax.configs`` (a tiny model on the bundled mini-set).
+DEFAULT_CONFIG = Path(str(resources.files("dng_jax.configs") / "default.py"))
 _HELP_FLAGS = ("--help", "-h", "--helpfull", "--helpshort", "-?", "--helpxml")
 
 

@@ -2,7 +2,7 @@
 
 example:
   python -m dng_jax.export_labels --data stage1_train.zip --split test --protocol wide --output test_set
-  python -m dng_jax.predict --checkpoint runs/cpu_real --input test_set/images --output test_set/pred
+  python -m dng_jax.predict --checkpoint runs/cpu_real/baseline --input test_set/images --output test_set/pred
   python -m dng_jax.evaluate --gt test_set/gt --pred test_set/pred
 
 Kaggle ships one mask PNG per nucleus; this writes, for every image of a split, OUTPUT/gt/<id>.png

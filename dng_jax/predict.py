@@ -10,11 +10,13 @@ model:
   baseline of configs/cpu_real.py, trained on the DSB2018 stage-1 fluorescence
   images; which data, config and commit made it, and its MAP, are in
   dng_jax/segmentation/weights/cpu_real.json; --model-info prints them).
-  --checkpoint is a training work dir (python -m dng_jax.train --workdir DIR, or
-  a sweep's WORKDIR/baseline/), its checkpoints/ folder (latest step) or one
-  checkpoints/<step>/ folder. The sweep does not keep its retrained encoders
-  (only their scores and seed 0's test predictions), so the baseline network is
-  the one to predict with. The model and the watershed thresholds
+  --checkpoint is a training work dir (python -m dng_jax.train --workdir DIR),
+  its checkpoints/ folder (latest step), one checkpoints/<step>/ folder, or a
+  sweep's work dir (its baseline/ is used: WORKDIR and WORKDIR/baseline are the
+  same network). The sweep does not keep its retrained encoders (only their
+  scores and seed 0's test predictions), so the baseline network is the one to
+  predict with; a sweep that loaded its baseline from --config.sweep.checkpoint
+  keeps no copy: give that folder. The model and the watershed thresholds
   (config.postprocess) come from the training config stored with the
   checkpoint, the same config the training wrote to its work dir's config.json;
   editing that file changes nothing here.
@@ -44,10 +46,14 @@ padding and tiling:
   overlapping tiles of --tile-size; overlapping softmax outputs are blended with
   a window that fades out over --overlap px towards the tile edges.
 
-test-time augmentation:
-  --tta averages the softmax over the 8 flips and 90-degree rotations of each
-  image (8x the forward passes); --no-tta turns it off. Default: the model's
-  config (eval.tta), on for the bundled model.
+test-time augmentation (TTA):
+  On for the shipped model; with --checkpoint, its config's eval.tta decides.
+  TTA averages the softmax over the 8 flips and 90-degree rotations of each
+  image (README's results table gives the MAP with and without it).
+  --no-tta turns it off, --tta turns it on. It runs 8 forward passes per image
+  instead of 1: once compiled it takes about 7x the time per image on a CPU
+  (a large folder), and about 2.5x for one command on the 18 mini-set images
+  (start-up and compilation included); scripts/bench_predict_tta.py measures it.
 
 exit status: 0 done; 1 some images could not be read (listed); 2 bad flags,
 checkpoint or output folder (one line naming it).
@@ -73,15 +79,16 @@ from dng_jax.segmentation.inference import make_predictor, segment_files
 def _parser() -> cli.ArgumentParser:
     ap = cli.make_parser("python -m dng_jax.predict", __doc__)
     ap.add_argument("--checkpoint", default=None,
-                    help="training work dir (latest step), its checkpoints/ folder, or one step folder "
-                         "checkpoints/<step> (see below); default: the model shipped in the package")
+                    help="training work dir (latest step), its checkpoints/ folder, one step folder "
+                         "checkpoints/<step>, or a sweep's work dir (its baseline; see below); default: the "
+                         "model shipped in the package")
     ap.add_argument("--input", nargs="+", help="image files, folders of images and/or Kaggle-layout folders")
     ap.add_argument("--output", "--out", dest="output", help="folder for the label images")
     ap.add_argument("--model-info", action="store_true",
                     help="print where the bundled model came from (data, config, commit, MAP) and exit")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                    help="test-time augmentation: mean softmax over 8 flips / rotations (default: the "
-                         "model's eval.tta)")
+                    help="test-time augmentation: mean softmax over 8 flips / rotations, about 7x the time "
+                         "per image (default: the model's eval.tta, on for the shipped model)")
     ap.add_argument("--csv", default=None, help="also write a Kaggle run-length submission CSV here")
     ap.add_argument("--format", choices=("png", "tif"), default="png", help="label image format (16-bit)")
     ap.add_argument("--tile-size", type=int, default=1024,

@@ -48,7 +48,6 @@ Exit status:
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from pathlib import Path
 
 from dng_jax import cli, distributed
@@ -56,7 +55,7 @@ from dng_jax.config import ExperimentConfig
 from dng_jax.experiment.sweep import run_sweep
 
 # configs/ at the top of the repository, installed as the package dng_jax.configs
-DEFAULT_CONFIG = Path(str(resources.files("dng_jax.configs") / "default.py"))
+DEFAULT_CONFIG = cli.DEFAULT_CONFIG
 
 
 def sweep(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:

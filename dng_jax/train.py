@@ -1,11 +1,12 @@
 """python -m dng_jax.train: segmentation training alone (paper II-C), resumable.
 
-usage: python -m dng_jax.train --config configs/<file>.py --workdir DIR [--config.<section>.<field>=V]
+usage: python -m dng_jax.train [--config configs/<file>.py] --workdir DIR [--config.<section>.<field>=V]
                                [--no-progress] [--config.help]
                                [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 flags:
-  --config FILE            a configs/*.py file (required)
+  --config FILE            a configs/*.py file (default: configs/default.py, the embedded default, as
+                           for the sweep: a tiny model on the bundled mini-set)
   --workdir DIR            the work dir (required); rerun with it to resume (with the same config:
                            another model, data, augmentation or optimizer setting is refused)
   --config.S.F=VALUE       override any field, e.g. --config.train.epochs=3
@@ -47,7 +48,7 @@ def train(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
 
 
 def main(argv=None) -> int:
-    return cli.run_config_command(argv, train, default_config=None, default_workdir=None,
+    return cli.run_config_command(argv, train, default_config=str(cli.DEFAULT_CONFIG), default_workdir=None,
                                   workdir_help="folder for checkpoints/, metrics.csv, config.json and "
                                                "baseline.json (required); rerun with the same one to resume")
 

@@ -3,6 +3,8 @@ status, no traceback, and (for config values) no work done before the check."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +91,15 @@ def test_every_typed_field_is_in_the_paper_config():
             node = node[part]
 
 
+def test_train_takes_overrides_without_config():
+    """Like the sweep, train runs the embedded configs/default.py when --config is not given."""
+    proc = run_module("dng_jax.train", "--workdir", "never-written", "--config.train.epochs=7", "--config.help")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.lstrip().startswith("--config.train.epochs"))
+    assert line.split()[1] == "7", line
+    assert not (ROOT / "never-written").exists()
+
+
 # ----------------------------------------------------------------------------------------- work dirs
 
 
@@ -149,6 +160,47 @@ def test_predict_output_is_a_file_and_corrupt_images(checkpoint, tmp_path, capsy
     assert (out / "good.png").exists() and not (out / "broken.png").exists()
     err = capsys.readouterr().err
     assert "broken.png" in err and "1 of 2 images" in err and "Traceback" not in err
+
+
+def test_predict_takes_a_sweeps_workdir_and_the_docs_agree(checkpoint, tmp_path, capsys):
+    """A sweep's work dir keeps one network, its baseline/: --checkpoint WORKDIR predicts with it; a sweep
+    whose baseline came from sweep.checkpoint keeps none, and the error names the folder to give."""
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(checkpoint, sweep_dir / "baseline")
+    img = tmp_path / "a.png"
+    Image.fromarray(np.full((40, 40, 3), 30, np.uint8)).save(img)
+    for given in (sweep_dir, sweep_dir / "baseline"):
+        out = tmp_path / f"out_{given.name}"
+        assert predict.main(["--checkpoint", str(given), "--input", str(img), "--output", str(out),
+                             "--quiet", "--no-progress"]) == 0
+        assert (out / "a.png").exists()
+    capsys.readouterr()
+    loaded = tmp_path / "loaded"
+    (loaded / "baseline").mkdir(parents=True)
+    (loaded / "baseline" / "done.json").write_text('{"files": {}, "checkpoint": "runs/cpu_real_train"}')
+    assert predict.main(["--checkpoint", str(loaded), "--input", str(img), "--output", str(tmp_path / "o"),
+                         "--no-progress"]) == 2
+    one_line_error(capsys, loaded / "baseline", "sweep.checkpoint runs/cpu_real_train")
+    # export_labels' example and the README give the same --checkpoint
+    pattern = r"dng_jax\.predict --checkpoint (\S+) --input test_set/images"
+    assert re.findall(pattern, export_labels.__doc__) == re.findall(pattern, (ROOT / "README.md").read_text())
+    assert re.findall(pattern, export_labels.__doc__) == ["runs/cpu_real/baseline"]
+
+
+def test_predict_names_a_png_that_is_no_image_and_goes_on(checkpoint, tmp_path, capsys):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 30, np.uint8)).save(inp / "good.png")
+    (inp / "notes.png").write_text("these are my notes, not an image\n")
+    out = tmp_path / "out"
+    assert predict.main(["--checkpoint", str(checkpoint), "--input", str(inp), "--output", str(out),
+                         "--no-progress"]) == cli.EXIT_PARTIAL
+    assert (out / "good.png").exists()
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {inp / 'notes.png'}: not a readable image (its content is not PNG, TIFF, JPEG "
+                      "or BMP)"], captured.err
+    assert "cannot identify" not in captured.out + captured.err and "1 of 2 images" in captured.err
 
 
 # ----------------------------------------------------------------------------------------- others

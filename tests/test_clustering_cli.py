@@ -79,4 +79,20 @@ def test_cli_bad_inputs(tmp_path, capsys):
     assert "no such file" in _bad(tmp_path, capsys, tmp_path / "missing.npy")
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"not an array")
-    assert "readable" in _bad(tmp_path, capsys, junk)
+    assert "not an .npy file" in _bad(tmp_path, capsys, junk)
+
+
+def test_cli_input_that_is_not_npy(tmp_path, capsys):
+    """A text table, an image or an object array: named as not an .npy data matrix; numpy's advice to
+    load pickles unsafely is never passed on."""
+    text = tmp_path / "X.txt"
+    text.write_text("1 2\n3 4\n5 6\n")
+    png = tmp_path / "X.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    for path in (text, png):
+        err = _bad(tmp_path, capsys, path)
+        assert "not an .npy file" in err and "pickle" not in err, err
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}, None], dtype=object))
+    err = _bad(tmp_path, capsys, objects)
+    assert "Python objects" in err and "pickle" not in err, err

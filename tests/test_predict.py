@@ -1,6 +1,7 @@
 """Prediction: odd-sized non-square images, tiling, the CLI (label images + CSV), baseline evaluation."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,34 @@ def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
     assert main(["--checkpoint", str(tmp_path / "nope"), "--input", str(inp), "--output", str(out)]) == 2
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")
+
+
+def test_cli_says_where_the_csv_went_unless_quiet(model_and_state, tmp_path, capsys):
+    model, state = model_and_state
+    with Checkpointer(tmp_path / "run" / "checkpoints") as ck:
+        ck.save(0, state, {"global_step": 0, "config": tiny_config().to_dict()})
+        ck.wait()
+    Image.fromarray(random_image(32, 32)).save(tmp_path / "a.png")
+    args = ["--checkpoint", str(tmp_path / "run"), "--input", str(tmp_path / "a.png"), "--no-progress"]
+    csv = tmp_path / "sub.csv"
+    capsys.readouterr()
+    assert main(args + ["--output", str(tmp_path / "out"), "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert csv.exists() and f"Kaggle run-length CSV of 1 image -> {csv}" in out.splitlines(), out
+    assert main(args + ["--output", str(tmp_path / "out2"), "--csv", str(tmp_path / "q.csv"), "--quiet"]) == 0
+    assert (tmp_path / "q.csv").exists() and capsys.readouterr().out == ""
+
+
+def test_help_says_tta_is_on_for_the_shipped_model_and_what_it_costs(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--tta, --no-tta" in text
+    assert "on for the shipped model" in text and "--no-tta turns it off" in text
+    assert re.search(r"about [\d.]+x the time", text), text
+    if SHIPPED.exists():  # what the help says is what the shipped model's config does
+        assert bundled_info()["config"]["eval"]["tta"] is True
 
 
 def test_tta_is_the_mean_over_the_eight_views(model_and_state):

@@ -12,6 +12,9 @@ from dng_jax.errors import InputError
 
 __all__ = ["load_data_matrix"]
 
+_NPY_MAGIC = b"\x93NUMPY"  # what numpy.save writes first (numpy.lib.format)
+_ZIP_MAGIC = b"PK\x03\x04"  # an .npz archive (refused below, by name)
+
 
 def load_data_matrix(path: str | os.PathLike) -> np.ndarray:
     """An ``n x d`` float32 data matrix from a ``.npy`` file; :class:`InputError` naming the file and
@@ -23,10 +26,17 @@ def load_data_matrix(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: is a directory, expected a .npy file")
     if p.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    with open(p, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC and not head.startswith(_ZIP_MAGIC):
+        raise InputError(f"{path}: not an .npy file (no NumPy header); write the n x d matrix with numpy.save")
     try:
         X = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "pickle" in why:  # numpy's advice is to load it unsafely: never
+            why = "it holds Python objects, not numbers"
+        raise InputError(f"{path}: not a readable .npy array ({why})") from None
     if isinstance(X, np.lib.npyio.NpzFile):
         X.close()
         raise InputError(f"{path}: is an .npz archive, expected a single .npy array")

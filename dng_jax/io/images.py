@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from PIL import Image, UnidentifiedImageError
 
 from dng_jax.data.dsb2018 import decode_png, to_rgb_uint8
 from dng_jax.errors import DataError, InputError
@@ -32,8 +34,25 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             data = path.read_bytes()
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
-        a = decode_png(data, str(path))
+        try:
+            a = decode_png(data, str(path))
+        except DataError:
+            if _format_known(data):
+                raise  # a broken file of a known format: the decoder's message says what is wrong
+            raise DataError(f"{path}: not a readable image (its content is not PNG, TIFF, JPEG or BMP)") from None
     return to_rgb_uint8(a, str(path))
+
+
+def _format_known(data: bytes) -> bool:
+    """Whether PIL recognises the bytes' format from their header (a truncated file of a known format
+    fails later, with another error)."""
+    try:
+        Image.open(io.BytesIO(data)).close()
+    except UnidentifiedImageError:
+        return False
+    except Exception:  # noqa: BLE001 - the header was recognised, the rest is broken
+        return True
+    return True
 
 
 def list_inputs(inputs: Sequence[str | os.PathLike]) -> dict[str, Path]:

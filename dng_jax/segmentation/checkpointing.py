@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 
 from dng_jax.config import ExperimentConfig, experiment_config
 from dng_jax.errors import CheckpointError, ConfigError
+from dng_jax.io.stage import read_done
 from dng_jax.models import make_model
 from dng_jax.segmentation.train_state import create_train_state, make_optimizer
 
@@ -172,8 +173,9 @@ class Checkpointer:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, int | None]:
-    """``(manager directory, step or None=latest)`` for a run workdir, a checkpoints directory or one
-    step's directory ``.../checkpoints/<step>``."""
+    """``(manager directory, step or None=latest)`` for a run workdir, a checkpoints directory, one
+    step's directory ``.../checkpoints/<step>`` or a sweep's work dir (its ``baseline/``, the one network
+    the sweep keeps)."""
     p = Path(path).absolute()
     if not p.exists():
         raise CheckpointError(f"checkpoint path {p} does not exist")
@@ -181,6 +183,13 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, int | None]:
         raise CheckpointError(f"checkpoint path {p} is not a directory")
     if (p / "checkpoints").is_dir():
         return p / "checkpoints", None
+    if (p / "baseline" / "checkpoints").is_dir():  # a sweep's work dir
+        return p / "baseline" / "checkpoints", None
+    if (p / "baseline").is_dir():  # a sweep that loaded its baseline from sweep.checkpoint keeps no copy
+        source = (read_done(p / "baseline") or {}).get("checkpoint")
+        raise CheckpointError(f"{p} is a sweep work dir without checkpoints in {p / 'baseline'}"
+                              + (f"; its baseline was loaded from sweep.checkpoint {source}: give that as --checkpoint"
+                                 if source else " (its baseline did not finish training)"))
     if p.name.isdigit() and ((p / "state").exists() or (p / "_CHECKPOINT_METADATA").exists()):
         return p.parent, int(p.name)
     return p, None

@@ -162,7 +162,8 @@ def segment_files(segment: Callable[[np.ndarray], np.ndarray], inputs: Mapping[s
             image = read_image(path)
         except DataError as e:
             bad[str(path)] = str(e)
-            tqdm.write(f"skipped {e}")
+            if verbose:
+                tqdm.write(f"{path}: skipped, not readable (listed at the end)")
             continue
         labels = segment(image)
         write_labels(out_dir / f"{name}.{fmt}", labels)
@@ -172,4 +173,7 @@ def segment_files(segment: Callable[[np.ndarray], np.ndarray], inputs: Mapping[s
             tqdm.write(f"{path} -> {out_dir / f'{name}.{fmt}'}: {int(labels.max())} objects")
     if csv:
         write_submission_csv(csv, labels_by_id)
+        if verbose:
+            n = len(labels_by_id)
+            print(f"Kaggle run-length CSV of {n} image{'s' * (n != 1)} -> {csv}")
     return bad
