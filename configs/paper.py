@@ -160,6 +160,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one
+    c.sweep.baseline_runs = 1  # trainings of the baseline (train.seed + i) whose spread enters the intervals
+    c.sweep.baseline_checkpoints = ()  # trained baselines for runs 1, 2, ...; the others are trained here
     c.sweep.methods = ("kmc", "ng", "gng")  # or path/to/file.py:factory (docs/clustering_variants.md)
     c.sweep.ks = (5, 50, 100, 500, 1000)
     c.sweep.seeds = 48  # how many runs per configuration (run i uses clustering seed i)
