@@ -15,6 +15,7 @@ from dng_jax.errors import DataError
 from dng_jax.data.partition import CELL_TYPES, build_manifest, make_splits
 from dng_jax.data.pipeline import CropBatches
 from dng_jax.data.tfds_builder import SPLITS, load_builder, load_data_source, prepare_dsb2018
+from dng_jax import pack
 from dng_jax.tfds_dsb2018 import main
 from dng_jax.data.tfds_pipeline import TfdsCropBatches, from_data_dir
 
@@ -223,3 +224,22 @@ def test_plain_builder_reads_manual_dir(tmp_path):
     )
     assert b.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
     assert len(tfds.data_source("dsb2018", data_dir=tmp_path / "data", split="full")) == 18
+
+
+def test_builder_reads_the_folder_layout_with_its_own_cell_types(tmp_path):
+    """An experiment of one's own (folder layout, manifest with other cell types, an unlabeled image): the
+    cell types extend the class names, the unlabeled image is clustered only (n_nuclei -1, labels 0)."""
+    folder = tmp_path / "own"
+    assert pack.main(["--types", "fluorescence,brightfield", "--output", str(folder), "--no-progress"]) == 0
+    rows = (folder / "manifest.csv").read_text().splitlines()
+    unlabeled = rows[1].split(",")[0]
+    (folder / "masks" / f"{unlabeled}.png").unlink()
+    (folder / "manifest.csv").write_text("\n".join([rows[0]] + [r.replace("brightfield", "my_new_type")
+                                                               for r in rows[1:]]) + "\n")
+    b = prepare_dsb2018(folder, tmp_path / "tfds")
+    assert "my_new_type" in b.info.features["cell_type"].names
+    full = load_data_source(tmp_path / "tfds", "full")
+    by_id = {ex["id"].decode(): ex for ex in (full[i] for i in range(len(full)))}
+    assert by_id[unlabeled]["n_nuclei"] == -1 and by_id[unlabeled]["labels"].max() == 0
+    assert unlabeled in b.info.metadata["split_ids"]["cluster"]
+    assert unlabeled not in b.info.metadata["split_ids"]["test"] + b.info.metadata["split_ids"]["train"]
