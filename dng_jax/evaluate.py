@@ -11,9 +11,11 @@ bootstrap interval (images resampled within cell types when --cell-types, or the
 that python -m dng_jax.export_labels writes beside the gt folder, names them).
 
 --compare B scores a second prediction folder on the same images and prints the paired comparison
-B - PRED: the mean difference with its bootstrap interval, the share of images that improved, and the
-Wilcoxon signed-rank p-value. --json writes {"map", "interval", "n_images", "per_image"} (and
-"compare") atomically.
+B - PRED: the mean difference with its bootstrap interval (images resampled within cell types), the
+share of images that improved, and the two-sided sign-flip permutation p-value of the mean difference
+(exact up to 13 images that differ, else 10000 random sign sets). The verdict needs the interval on one
+side of 0 and p < 0.05, and at least 10 images (5 of each cell type). --json writes {"map", "interval",
+"n_images", "per_image"} (and "compare") atomically.
 
 A ground-truth image without a prediction is an error listing the names, unless --allow-missing
 scores it as an empty prediction. A prediction without a ground truth is an error unless
@@ -33,7 +35,7 @@ import numpy as np
 from dng_jax import cli
 from dng_jax.errors import InputError
 from dng_jax.evaluation.folders import evaluate_dirs
-from dng_jax.evaluation.statistics import MIN_N, MIN_PER_STRATUM, bootstrap_mean, paired_comparison
+from dng_jax.evaluation.statistics import bootstrap_mean, paired_comparison, verdict_text
 from dng_jax.io.atomic import atomic_write_text
 from dng_jax.io.workdir import check_output_file
 
@@ -101,15 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             other = evaluate_dirs(args.gt, args.compare, allow_missing=args.allow_missing,
                                   ignore_extra=args.ignore_extra, progress=None if args.progress else False)
             pc = paired_comparison(values, np.array([other[n] for n in names]), strata, n_boot=args.n_boot)
-            verdict = ("better" if pc.better else "worse" if pc.worse_than else
-                       "no difference shown" if pc.decisive else
-                       f"too few images to tell (< {MIN_N}, or < {MIN_PER_STRATUM} of a cell type)")
             print(f"{args.compare} - {args.pred}: {pc.diff.estimate:+.4f} [{pc.diff.low:+.4f}, {pc.diff.high:+.4f}] "
                   f"(mAP {pc.mean_b:.4f} vs {pc.mean_a:.4f}); improved on {pc.improved:.0%} of the images, worse on "
-                  f"{pc.worse:.0%}; Wilcoxon p = {pc.p_wilcoxon:.3g}: {verdict}")
+                  f"{pc.worse:.0%}; sign-flip permutation p = {pc.p:.3g}{' (exact)' if pc.p_exact else ''}: "
+                  f"{verdict_text(pc)}")
             out["compare"] = {"pred_b": str(args.compare), "map_b": pc.mean_b, "diff": pc.diff.estimate,
                               "interval": [pc.diff.low, pc.diff.high], "improved": pc.improved, "worse": pc.worse,
-                              "p_wilcoxon": pc.p_wilcoxon, "per_image_b": other}
+                              "p_permutation": pc.p, "p_exact": pc.p_exact, "per_image_b": other}
         if args.json:
             atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
         return cli.EXIT_OK

@@ -5,7 +5,8 @@ example:
 
 Rewrites in --workdir: results.csv (from every finished configuration's runs/*/results.json, whichever
 job ran it; from results.csv itself in a work dir without them), table1.md (with the notes line rebuilt
-from sweep_config.json when present), differences.csv, fig6_map_known.png, fig7_map_unknown.png and
+from sweep_config.json when present), differences.csv (and differences_validation.csv when the sweep
+scored validation images), fig6_map_known.png, fig7_map_unknown.png and
 fig8_entropy_std.png (the figures only when there are rows), and fig2_latent_tsne.png when it is missing
 and cluster_data/ is finished; the intervals use the sweep's own eval.n_boot and eval.level unless
 --n-boot / --level say otherwise. These are the bytes the whole sweep writes from the same runs.

@@ -2,11 +2,12 @@
 """Paired comparison of segmenters on the same test images, per group and per cell type.
 
 Each scored segmenter is ``NAME=PATH``: a training's ``baseline.json`` (per-image scores, written at the
-end of ``python -m dng_jax.train``), a ``scores.csv`` of a sweep stage (e.g. ``WORKDIR/classical/scores.csv``,
-seeds averaged per image), or ``classical`` (the reference without learning, scored here on the
-images of the first one with the ``classical`` settings of ``--config``). The first is A; every other
-is compared with it: B - A per image, the mean with its bootstrap interval (images resampled within
-cell types), the share of images improved, on CT1, on the other types, on all and on each type.
+end of ``python -m dng_jax.train``), a ``scores.csv`` of a sweep stage (e.g. ``WORKDIR/baseline/scores.csv``,
+one row per run), or ``classical`` (the reference without learning, scored here on the images of the
+first one with the ``classical`` settings of ``--config``). The first is A; every other is compared with
+it: B - A per image (each side's runs averaged), the mean with its two-level bootstrap interval (the
+runs of each side and the images within cell types resampled), the share of images improved and the
+sign-flip permutation p, Holm-adjusted over the table, on CT1, on the other types, on all and on each type.
 
     python scripts/compare_baselines.py --data ../shared/data/dsb2018/stage1_train.zip \\
         classical=classical new=runs/baseline_cpu_real/baseline.json old=runs/cpu_real/baseline/baseline.json
@@ -29,27 +30,27 @@ from dng_jax.data.sources import open_source  # noqa: E402
 from dng_jax.data.partition import KNOWN_TYPE  # noqa: E402
 from dng_jax.evaluation.evaluator import score_predictions  # noqa: E402
 from dng_jax.evaluation.scores import read_scores  # noqa: E402
-from dng_jax.evaluation.statistics import paired_comparison  # noqa: E402
+from dng_jax.evaluation.statistics import paired_comparison, with_holm  # noqa: E402
 from dng_jax.segmentation.classical import classical_instances  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def read_per_image(path: Path) -> dict[str, tuple[str, float]]:
-    """``{image id: (cell type, score)}`` from a baseline.json or a scores.csv (runs averaged per image)."""
+def read_per_image(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    """``{image id: (cell type, its score in every run)}`` from a baseline.json (one run) or a scores.csv."""
     if path.suffix == ".json":
         per_image = json.loads(path.read_text())["per_image"]
-        return {i: (r["type"], float(r["score"])) for i, r in per_image.items()}
+        return {i: (r["type"], np.array([float(r["score"])])) for i, r in per_image.items()}
     table = read_scores(path)
-    return {i: (t, float(v)) for i, t, v in zip(table.ids, table.types, table.per_image_mean())}
+    return {i: (t, table.scores[:, j]) for j, (i, t) in enumerate(zip(table.ids, table.types))}
 
 
-def classical_scores(ids_types: dict[str, str], data: str, config) -> dict[str, tuple[str, float]]:
+def classical_scores(ids_types: dict[str, str], data: str, config) -> dict[str, tuple[str, np.ndarray]]:
     test: dict[str, list[str]] = defaultdict(list)
     for i, t in ids_types.items():
         test[t].append(i)
     scores = score_predictions(lambda image: classical_instances(image, config.classical), open_source(data), test)
-    return {i: (r["type"], float(r["score"])) for i, r in scores.per_image.items()}
+    return {i: (r["type"], np.array([float(r["score"])])) for i, r in scores.per_image.items()}
 
 
 def main() -> None:
@@ -85,24 +86,29 @@ def main() -> None:
     known = types == KNOWN_TYPE
     groups = {"CT1": known, "without CT1": ~known, "all": np.ones_like(known)}
     groups.update({f"type {t}": types == t for t in sorted(set(types))})
+    runs = {name: np.stack([scores[name][i][1] for i in ids], axis=1) for name, _ in named}  # (runs, images)
     name_a = named[0][0]
-    va = np.array([scores[name_a][i][1] for i in ids])
-    print(f"{len(ids)} images in all scored; B - A with {a.level:.0%} bootstrap intervals (within cell types)")
-    print(f"\n| images | n | {' | '.join(n for n, _ in named)} | " + " | ".join(f"{n} - {name_a}" for n, _ in named[1:])
-          + " |")
+    va = runs[name_a]
+    groups = {g: mask for g, mask in groups.items() if mask.any()}
+    cells = [(g, name) for g in groups for name, _ in named[1:]]
+    compared = with_holm([paired_comparison(va[:, groups[g]], runs[name][:, groups[g]], types[groups[g]],
+                                            n_boot=a.n_boot, level=a.level) for g, name in cells])
+    found = dict(zip(cells, compared))
+    print(f"{len(ids)} images in all scored; B - A with {a.level:.0%} two-level intervals (runs of each side, "
+          f"images within cell types); p = sign-flip permutation test, Holm-adjusted over the table's "
+          f"{len(cells)} comparisons")
+    heads = [f"{n} ({len(runs[n])} run{'s' * (len(runs[n]) > 1)})" for n, _ in named]
+    print(f"\n| images | n | {' | '.join(heads)} | "
+          + " | ".join(f"{n} - {name_a}" for n, _ in named[1:]) + " |")
     print("|---|---|" + "---|" * len(named) + "---|" * (len(named) - 1))
     for g, mask in groups.items():
-        if not mask.any():
-            continue
-        cells = [f"{va[mask].mean():.3f}"]
+        means = [f"{runs[name][:, mask].mean():.3f}" for name, _ in named]
         diffs = []
         for name, _ in named[1:]:
-            vb = np.array([scores[name][i][1] for i in ids])
-            pc = paired_comparison(va[mask], vb[mask], types[mask], n_boot=a.n_boot, level=a.level)
-            cells.append(f"{vb[mask].mean():.3f}")
+            pc = found[(g, name)]
             diffs.append(f"{pc.diff.estimate:+.3f} [{pc.diff.low:+.3f}, {pc.diff.high:+.3f}], "
-                         f"{pc.improved:.0%} improved")
-        print(f"| {g} | {int(mask.sum())} | " + " | ".join(cells) + " | " + " | ".join(diffs) + " |")
+                         f"{pc.improved:.0%} improved, p {pc.p:.2g} (Holm {pc.p_holm:.2g})")
+        print(f"| {g} | {int(mask.sum())} | " + " | ".join(means) + " | " + " | ".join(diffs) + " |")
 
 
 if __name__ == "__main__":

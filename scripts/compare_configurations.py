@@ -3,14 +3,18 @@
 
 Table I compares every configuration with the baseline; this compares any two (``kmc:500`` against
 ``kmc:5``, ``ng:100`` against ``kmc:100``, ``classical`` or ``baseline`` against either) on the same
-test images: per image, each configuration's seeds averaged, then the difference B - A with its
-stratified bootstrap interval, the share of images improved and the Wilcoxon p-value
-(:func:`dng_jax.evaluation.statistics.paired_comparison`). No prediction is run again.
+images (:func:`dng_jax.evaluation.statistics.paired_comparison`): the mean difference B - A (each side's
+runs averaged) with its two-level bootstrap interval (the runs of each side and the images within cell
+types resampled), the interval over the images alone, the share of images improved, and the sign-flip
+permutation p of the mean per-image difference, Holm-adjusted over the pairs given. B is better when
+the interval lies above 0 and the Holm-adjusted p is below 1 - level; no verdict from fewer than 10
+images or fewer than 5 of a cell type. No prediction is run again.
 
     python scripts/compare_configurations.py --workdir runs/cpu_real --pair kmc:5 ng:5 --pair kmc:5 kmc:500
 
-Reruns the configuration comparisons of docs/results.md (``--group`` picks the test images: CT1,
-"without CT1" (default) or all).
+Reruns the configuration comparisons of docs/results.md (``--group`` picks the images: CT1,
+"without CT1" (default) or all; ``--split validation`` the validation images, on which choices are
+made, instead of the test images).
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
 
 from dng_jax.evaluation.scores import ScoreTable  # noqa: E402
-from dng_jax.evaluation.statistics import paired_comparison  # noqa: E402
-from dng_jax.experiment.comparisons import SweepScores, test_groups  # noqa: E402
+from dng_jax.evaluation.statistics import paired_comparison, verdict_text, with_holm  # noqa: E402
+from dng_jax.experiment.comparisons import SweepScores, test_groups, validation_groups  # noqa: E402
 from dng_jax.experiment.report import read_sweep_scores  # noqa: E402
 
 
@@ -48,24 +52,32 @@ def main() -> None:
     ap.add_argument("--workdir", required=True, help="a sweep work dir")
     ap.add_argument("--pair", nargs=2, action="append", metavar=("A", "B"), required=True,
                     help="compare B against A (method:k, baseline or classical); repeatable")
-    ap.add_argument("--group", default="without CT1", help='test images: "CT1", "without CT1" or "all"')
+    ap.add_argument("--group", default="without CT1", help='images: "CT1", "without CT1" or "all"')
+    ap.add_argument("--split", choices=("test", "validation"), default="test",
+                    help="the test images (default) or the validation images (for choosing)")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--level", type=float, default=0.95)
     a = ap.parse_args()
     scores = read_sweep_scores(a.workdir)
     if scores is None:
         sys.exit(f"error: {a.workdir} holds no per-image scores (scores.csv) to compare")
-    groups = test_groups(scores)
+    groups = validation_groups(scores) if a.split == "validation" else test_groups(scores)
     if a.group not in groups:
         sys.exit(f"error: --group {a.group!r}: choose one of {', '.join(groups)}")
     ids = groups[a.group]
-    print(f"{a.group}: {len(ids)} images; B - A, {a.level:.0%} bootstrap interval over images within cell types")
+    if not ids:
+        sys.exit(f"error: this sweep has no {a.split} images in {a.group!r}")
+    print(f"{a.group} ({a.split}): {len(ids)} images; B - A with its {a.level:.0%} two-level interval (runs of "
+          f"each side, images within cell types), p = sign-flip permutation test, Holm over {len(a.pair)} pair(s)")
+    compared = []
     for name_a, name_b in a.pair:
         ta, tb = table(scores, name_a).select(ids), table(scores, name_b).select(ids)
-        pc = paired_comparison(ta.per_image_mean(), tb.per_image_mean(), ta.types, n_boot=a.n_boot, level=a.level)
-        verdict = "B better" if pc.better else "B worse" if pc.worse_than else "no difference shown"
+        compared.append(paired_comparison(ta.scores, tb.scores, ta.types, n_boot=a.n_boot, level=a.level))
+    for (name_a, name_b), pc in zip(a.pair, with_holm(compared)):
         print(f"  {name_b} - {name_a}: {pc.diff.estimate:+.3f} [{pc.diff.low:+.3f}, {pc.diff.high:+.3f}]  "
-              f"improved {pc.improved:.0%}  worse {pc.worse:.0%}  p {pc.p_wilcoxon:.2g}  {verdict}")
+              f"runs {pc.runs_b} vs {pc.runs_a}  images only [{pc.diff_images.low:+.3f}, {pc.diff_images.high:+.3f}]  "
+              f"improved {pc.improved:.0%}  worse {pc.worse:.0%}  p {pc.p:.2g} (Holm {pc.p_holm:.2g})  "
+              f"{verdict_text(pc, 'B better', 'B worse')}")
 
 
 if __name__ == "__main__":

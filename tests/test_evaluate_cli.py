@@ -51,6 +51,26 @@ def test_main_scores_and_json(dirs, tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["scores.json"]  # no temp file left
 
 
+
+def test_compare_prints_the_permutation_test_and_one_rule(tmp_path, capsys):
+    """--compare: B - PRED with its interval and the sign-flip p (exact for 3 images); 3 images are too
+    few for a verdict, said as one rule even though the interval lies above 0."""
+    gt, pred = _gt_pred()
+    for name in ("a", "b", "c"):
+        write_labels(tmp_path / "gt" / f"{name}.png", gt)
+        write_labels(tmp_path / "pred" / f"{name}.png", pred)  # 0.2 each
+        write_labels(tmp_path / "better" / f"{name}.png", gt)  # 1.0 each
+    out = tmp_path / "cmp.json"
+    assert main(["--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--compare", str(tmp_path / "better"),
+                 "--json", str(out), "-q"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    res = json.loads(out.read_text())["compare"]
+    assert res["diff"] == pytest.approx(0.8) and res["interval"] == pytest.approx([0.8, 0.8])
+    # 3 images up by 0.8: of the 8 sign sets, all-up and all-down are as far from 0
+    assert res["p_permutation"] == 0.25 and res["p_exact"] and "p_wilcoxon" not in res
+    assert "sign-flip permutation p = 0.25 (exact)" in line
+    assert line.endswith("too few images for a verdict (n < 10 or a type < 5)") and "no difference" not in line
+
 def test_bad_json_path_is_refused_before_scoring(dirs, tmp_path, capsys):
     gt_dir, pred_dir = dirs
     nowhere = tmp_path / "nope" / "dir" / "out.json"

@@ -1,13 +1,24 @@
-"""Encoder retraining on pseudo-labels (runs vmapped), t-SNE, and the report's table and figures."""
+"""Encoder retraining on pseudo-labels (runs vmapped), t-SNE, and the report's tables and figures."""
 
 from __future__ import annotations
+
+import csv
+import json
+import runpy
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dng_jax.experiment.report import read_results_csv, table1_markdown, write_report
+from dng_jax.data.partition import KNOWN_TYPE
+from dng_jax.evaluation.scores import ScoreTable, view_maps, write_scores
+from dng_jax.experiment import comparisons  # (its test_groups would be collected as a test if imported by name)
+from dng_jax.experiment.comparisons import DIFFERENCE_FIELDS, SweepScores, validation_groups
+from dng_jax.experiment.report import (map_vs_k_figure, read_results_csv, read_sweep_scores, table1_markdown,
+                                       write_report, write_test_set)
 from dng_jax.experiment.retrain import EncoderClassifier, RetrainConfig, random_crops, retrain_runs
 from dng_jax.experiment.tsne import tsne
 from dng_jax.models import ResNetEncoder
@@ -104,3 +115,140 @@ def test_write_report_round_trip(tmp_path):
     assert len(back) == len(rows)
     assert {(r["method"], r["seed"], r["map_known"]) for r in back} == {
         (r["method"], r["seed"], r["map_known"]) for r in rows}
+
+
+def test_fig6_legend_covers_no_point_or_line():
+    """The legend sits outside the axes (right of them), so it cannot cover the classical reference line
+    or any point, and the saved figure (bbox_inches="tight") still holds it."""
+    rows = _rows()
+    base = {"map_known": 0.41, "map_unknown": 0.21, "map_all": 0.23}
+    intervals = {"baseline": (0.41, 0.38, 0.44), "classical": (0.55, 0.5, 0.6), ("kmc", 5): (0.45, 0.4, 0.5)}
+    fig = map_vs_k_figure(rows, base, "map_known", "MAP on the known cell type (Fig. 6)", intervals)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    inside = ax.get_window_extent(renderer)
+    classical = [ln for ln in ax.get_lines() if ln.get_label() == "classical (no learning)"]
+    assert classical and inside.y0 < ax.transData.transform((0, 0.55))[1] < inside.y1  # the line is drawn
+    assert legend.x0 > inside.x1 and not legend.overlaps(inside)
+    whole = fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans)  # what is saved, in pixels
+    assert whole.x1 >= legend.x1 - 1 and whole.y0 <= legend.y0 + 1
+
+
+def _scores(baseline_runs, known="fluorescence", val=True):
+    """Two types of 12 test images (and 6 + 6 validation images), kMC(5) clearly up, NG(5) the same."""
+    rng = np.random.default_rng(0)
+    types = {f"k{i}": known for i in range(18)} | {f"u{i}": "brightfield" for i in range(18)}
+    ids = list(types)
+    truth = rng.uniform(0.2, 0.6, len(ids))
+
+    def table(runs, shift, sd=0.01):
+        return ScoreTable.from_per_image([str(r) for r in range(runs)], [dict(zip(ids, np.clip(
+            truth + shift + rng.normal(0, sd, len(ids)), 0, 1))) for _ in range(runs)], types)
+
+    return SweepScores(baseline=table(baseline_runs, 0.0), classical=table(1, -0.1),
+                       runs={("kmc", 5): table(3, 0.05), ("ng", 5): table(3, 0.0)},
+                       test={known: ids[:12], "brightfield": ids[18:30]},
+                       val={known: ids[12:18], "brightfield": ids[30:]} if val else {}, known_type=known)
+
+
+def _rows_of(scores):
+    return [{"method": m, "k": k, "seed": r, "units": k, "norm_entropy": 0.9, "quant_error": 1.0,
+             **view_maps(dict(zip(t.ids, t.scores[r])), scores.test, scores.known_type)}
+            for (m, k), t in scores.runs.items() for r in range(len(t.runs))]
+
+
+def test_report_validation_table_baseline_runs_and_holm(tmp_path):
+    scores = _scores(baseline_runs=3)
+    base = {"map_known": 0.0, "map_unknown": 0.0, "map_all": 0.0}  # replaced by the 3 runs' mean
+    paths = write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)
+    table = (tmp_path / "table1.md").read_text()
+    runs = [view_maps(dict(zip(scores.baseline.ids, s)), scores.test) for s in scores.baseline.scores]
+    known = np.array([r["map_known"] for r in runs])
+    assert f"| baseline | 3 | - | {known.mean():.3f} ± {known.std(ddof=1):.3f} |" in table
+    assert "Baseline: 3 runs (trainings), resampled like a row's seeds." in table
+    assert "baseline variance is not included" not in table
+    # Holm is named, over the table's 3 rows x 3 groups; the validation table is its own family
+    assert "| improved / p / Holm p, CT1 |" in table
+    assert table.count("Holm's method over this table's 9 comparisons") == 2
+    test_part, val_part = table.split("## Validation (for choosing)")
+    assert "Δ CT1 (n=12)" in test_part and "Δ CT1 (n=6)" in val_part and "## MAP per cell type" in val_part
+    assert "Beat the baseline on some column: kMC(5) (CT1, without CT1, all)." in test_part
+    with open(tmp_path / "differences.csv", newline="") as f:
+        test_rows = list(csv.DictReader(f))
+    with open(tmp_path / "differences_validation.csv", newline="") as f:
+        val_rows = list(csv.DictReader(f))
+    assert tuple(test_rows[0]) == DIFFERENCE_FIELDS == tuple(val_rows[0])
+    assert tmp_path / "differences_validation.csv" in paths
+    kmc = {r["group"]: r for r in test_rows if r["name"] == "kMC(5)"}
+    assert kmc["all"]["runs"] == "3" and kmc["all"]["baseline_runs"] == "3" and kmc["all"]["verdict"] == "better"
+    assert float(kmc["all"]["low"]) < float(kmc["all"]["images_low"])  # the runs widen the interval
+    assert {r["n"] for r in val_rows if r["group"] == "all"} == {"12"}
+    before = {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")}
+    write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)  # deterministic, byte for byte
+    assert {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")} == before
+
+
+def test_report_with_one_baseline_run_says_so(tmp_path):
+    scores = _scores(baseline_runs=1, val=False)
+    base = view_maps(dict(zip(scores.baseline.ids, scores.baseline.scores[0])), scores.test)
+    paths = write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)
+    table = (tmp_path / "table1.md").read_text()
+    assert "Baseline: 1 run, so baseline variance is not included" in table
+    assert "Validation" not in table and not (tmp_path / "differences_validation.csv").exists()
+    assert tmp_path / "differences_validation.csv" not in paths
+
+
+def test_sweep_scores_read_the_split_and_the_known_type(tmp_path):
+    scores = _scores(baseline_runs=2, known="tissue")
+    write_scores_dir(tmp_path, scores)
+    write_test_set(tmp_path, scores.test, None, scores.val, "tissue")
+    back = read_sweep_scores(tmp_path)
+    assert back.val == scores.val and back.known_type == "tissue" and back.test == scores.test
+    assert comparisons.test_groups(back)["CT1"] == scores.test["tissue"]  # the known type, not the constant
+    assert validation_groups(back)["without CT1"] == scores.val["brightfield"]
+    assert back.baseline.scores.shape == (2, 36)
+    # a work dir from before the validation split: no "val" / "known_type" keys
+    (tmp_path / "test_set.json").write_text(json.dumps({"test": scores.test, "every_unknown": None}))
+    old = read_sweep_scores(tmp_path)
+    assert old.val == {} and old.known_type == KNOWN_TYPE and not any(validation_groups(old).values())
+
+
+def write_scores_dir(workdir, scores):
+    """The score files a sweep leaves: baseline/, classical/, runs/<m>_k<k>/ (with results.json)."""
+    for sub, table in (("baseline", scores.baseline), ("classical", scores.classical)):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+        write_scores(workdir / sub / "scores.csv", table)
+    for (method, k), table in scores.runs.items():
+        d = workdir / "runs" / f"{method}_k{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        write_scores(d / "scores.csv", table)
+        (d / "results.json").write_text("[]")
+
+
+def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path, monkeypatch, capsys):
+    """Issue 23: an interval that excludes 0 was printed next to "no difference shown" when there were
+    too few images for a verdict. Now the rule reads as one; --split validation compares the validation
+    images. (The script runs in this process: runpy, as ``python scripts/compare_configurations.py``.)"""
+    full = _scores(baseline_runs=1)
+    few = full._replace(test={t: ids[:4] for t, ids in full.test.items()})  # 8 test images, 4 per type
+    write_scores_dir(tmp_path, few)
+    write_test_set(tmp_path, few.test, None, few.val, few.known_type)
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "compare_configurations.py")
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", [script, "--workdir", str(tmp_path), "--group", "all", "--n-boot", "300",
+                                          *args])
+        runpy.run_path(script, run_name="__main__")
+        return capsys.readouterr().out
+
+    out = run("--pair", "baseline", "kmc:5", "--pair", "baseline", "ng:5")
+    head, kmc, ng = out.splitlines()
+    assert head.startswith("all (test): 8 images") and "Holm over 2 pair(s)" in head
+    low = float(kmc.split("[")[1].split(",")[0])
+    assert low > 0 and kmc.endswith("too few images for a verdict (n < 10 or a type < 5)")
+    assert ng.endswith("too few images for a verdict (n < 10 or a type < 5)") and "no difference" not in out
+    val = run("--split", "validation", "--pair", "baseline", "kmc:5")
+    assert val.startswith("all (validation): 12 images") and "runs 3 vs 1" in val
+    assert val.rstrip().endswith("B better")  # 6 images per type, all up by 0.05

@@ -24,9 +24,9 @@ import numpy as np
 from dng_jax.clustering.methods import METHODS
 from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.errors import DataError, InputError
-from dng_jax.evaluation.scores import read_scores
-from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown,
-                                            group_intervals, per_type_markdown, test_groups, write_differences_csv)
+from dng_jax.evaluation.scores import read_scores, view_maps
+from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown, map_interval,
+                                            per_type_markdown, test_groups, validation_groups, write_differences_csv)
 from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
@@ -39,6 +39,7 @@ __all__ = [
     "table1_markdown",
     "table1_notes",
     "plot_map_vs_k",
+    "map_vs_k_figure",
     "plot_entropy_std",
     "plot_latent",
     "draw_latent",
@@ -106,20 +107,27 @@ def _name(method: str, k: int) -> str:
     return f"{_label(method)}({k})"
 
 
+def _mean_std(v: np.ndarray) -> str:
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
 def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
-                    classical: Mapping[str, float] | None = None) -> str:
+                    classical: Mapping[str, float] | None = None,
+                    baseline_runs: Sequence[Mapping[str, float]] | None = None) -> str:
     """Mean +- std over seeds of the MAP per configuration, with the baseline (and the classical
-    reference) first (Table I)."""
+    reference) first (Table I). ``baseline_runs``: the MAPs of each baseline training when there are
+    several (the baseline row then shows their mean +- std, like a configuration's)."""
     lines = ["| name | runs | units | CT1 | without CT1 | all |", "|---|---|---|---|---|---|"]
-    lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+    if baseline_runs and len(baseline_runs) > 1:
+        lines.append(f"| baseline | {len(baseline_runs)} | - | " + " | ".join(
+            _mean_std(np.array([r[c] for r in baseline_runs], float)) for c, _ in MAP_COLUMNS) + " |")
+    else:
+        lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     if classical is not None:
         lines.append(f"| {CLASSICAL} | 1 | - | " + " | ".join(f"{classical[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     for (method, k), rs in _group(rows).items():
         units = np.array([r["units"] for r in rs], float)
-        cells = []
-        for c, _ in MAP_COLUMNS:
-            v = np.array([r[c] for r in rs], float)
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}")
+        cells = [_mean_std(np.array([r[c] for r in rs], float)) for c, _ in MAP_COLUMNS]
         unit_txt = f"{units.mean():.0f}" if units.std() == 0 else f"{units.mean():.0f} ± {units.std():.0f}"
         lines.append(f"| {_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
     head = "# Table I: MAP on the test images (mean ± std over seeds)\n\n"
@@ -163,10 +171,17 @@ def _save(fig, path) -> None:
 
 def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, path, title: str,
                   intervals: Mapping[object, tuple[float, float, float]] | None = None) -> None:
+    """Figs. 6/7 (:func:`map_vs_k_figure`) written to ``path``."""
+    _save(map_vs_k_figure(rows, baseline, column, title, intervals), path)
+
+
+def map_vs_k_figure(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, title: str,
+                    intervals: Mapping[object, tuple[float, float, float]] | None = None):
     """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed.
 
-    ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` of the seeds averaged per image, drawn
-    as error bars; the keys ``"baseline"`` and ``"classical"`` give a shaded band and a dotted line."""
+    ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` with the two-level interval (runs and
+    images), drawn as error bars; the keys ``"baseline"`` and ``"classical"`` give a shaded band and a
+    dotted line. The legend sits outside the axes, right of them, so it covers no point or line."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rng = np.random.default_rng(0)
@@ -204,10 +219,10 @@ def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column
         ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xlabel("k (number of clusters; GNG at its final size)")
     ax.set_ylabel("MAP")
-    ax.set_title(title + ("\n(bars: 95% interval over the images, seeds averaged per image)" if intervals else ""))
-    ax.legend(fontsize=7)
+    ax.set_title(title + ("\n(bars: 95% interval over the runs and the images)" if intervals else ""))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    return fig
 
 
 def plot_entropy_std(rows: Sequence[Mapping], path) -> None:
@@ -296,25 +311,34 @@ def plot_panels(panels: Sequence[Mapping], path) -> None:
 
 
 def _figure_intervals(scores: SweepScores, ids, *, n_boot: int, level: float) -> dict:
-    out = {"baseline": tuple(group_intervals(scores.baseline, ids, n_boot=n_boot, level=level))}
+    out = {"baseline": tuple(map_interval(scores.baseline, ids, n_boot=n_boot, level=level))}
     if scores.classical is not None:
-        out["classical"] = tuple(group_intervals(scores.classical, ids, n_boot=n_boot, level=level))
+        out["classical"] = tuple(map_interval(scores.classical, ids, n_boot=n_boot, level=level))
     for key, table in scores.runs.items():
-        out[key] = tuple(group_intervals(table, ids, n_boot=n_boot, level=level))
+        out[key] = tuple(map_interval(table, ids, n_boot=n_boot, level=level))
     return out
+
+
+def _baseline_run_maps(scores: SweepScores) -> list[dict[str, float]]:
+    """Each baseline training's MAPs on the test images (one dict per row of its score table)."""
+    return [view_maps(dict(zip(scores.baseline.ids, row)), scores.test, scores.known_type)
+            for row in scores.baseline.scores]
 
 
 def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
                  scores: SweepScores | None = None, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
     """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths.
 
-    With the per-image ``scores``: the classical row, the paired differences to the baseline
-    (``differences.csv`` too), the per-type MAPs, and intervals in Figs. 6 and 7."""
+    With the per-image ``scores``: the classical row, the paired differences to the baseline on the
+    test images (``differences.csv`` too), on the validation images when the sweep has them
+    (``differences_validation.csv``, same columns), the per-type MAPs, and intervals in Figs. 6 and 7.
+    With several baseline runs, the baseline's MAPs (row, dashed line) are their mean."""
     workdir = Path(workdir)
     out = [workdir / "results.csv", workdir / "table1.md", workdir / "fig6_map_known.png",
            workdir / "fig7_map_unknown.png", workdir / "fig8_entropy_std.png"]
     write_results_csv(out[0], rows)
     classical = None
+    baseline_runs = None
     text = ""
     fig_intervals: dict[str, dict] = {"map_known": {}, "map_unknown": {}}
     if scores is not None:
@@ -323,15 +347,26 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
         if scores.classical is not None:
             classical = {c: float(scores.classical.select(groups[g]).scores.mean()) if groups[g] else float("nan")
                          for c, g in zip(("map_known", "map_unknown", "map_all"), ("CT1", "without CT1", "all"))}
-        comparisons = compare_all(scores, names, n_boot=n_boot, level=level)
-        text = "\n" + differences_markdown(comparisons, groups, n_boot=n_boot, level=level)
-        text += "\n" + per_type_markdown(scores, names, n_boot=n_boot, level=level)
+        if len(scores.baseline.runs) > 1:
+            baseline_runs = _baseline_run_maps(scores)
+            baseline = {c: float(np.mean([r[c] for r in baseline_runs])) for c, _ in MAP_COLUMNS}
+        n_base = len(scores.baseline.runs)
+        comparisons = compare_all(scores, names, groups, n_boot=n_boot, level=level)
+        text = "\n" + differences_markdown(comparisons, groups, n_boot=n_boot, level=level, baseline_runs=n_base)
         write_differences_csv(workdir / "differences.csv", comparisons)
         out.append(workdir / "differences.csv")
+        val = validation_groups(scores)
+        if any(val.values()):
+            checked = compare_all(scores, names, val, n_boot=n_boot, level=level)
+            text += "\n" + differences_markdown(checked, val, n_boot=n_boot, level=level, baseline_runs=n_base,
+                                                validation=True)
+            write_differences_csv(workdir / "differences_validation.csv", checked)
+            out.append(workdir / "differences_validation.csv")
+        text += "\n" + per_type_markdown(scores, names, n_boot=n_boot, level=level)
         for column, g in (("map_known", "CT1"), ("map_unknown", "without CT1")):
             if groups[g]:
                 fig_intervals[column] = _figure_intervals(scores, groups[g], n_boot=n_boot, level=level)
-    atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical) + text)
+    atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical, baseline_runs) + text)
     if rows:
         plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)",
                       fig_intervals["map_known"])
@@ -341,19 +376,20 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
     return out
 
 
-def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None, *,
+def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None,
                    val: Mapping[str, Sequence[str]] | None = None, known_type: str = KNOWN_TYPE) -> None:
-    """``test_set.json``: which scored images are the protocol's test set, which are for validation, and the
-    known cell type (for :func:`rebuild_report`)."""
+    """``test_set.json``: which scored images are the protocol's test set, which its validation set
+    (``val``, type -> ids: choices are made on them) and the known type (for :func:`rebuild_report`)."""
     atomic_write_text(Path(workdir) / "test_set.json", json.dumps(
         {"test": {t: list(ids) for t, ids in test.items()},
-         "val": {t: list(ids) for t, ids in (val or {}).items()},
-         "known_type": known_type,
-         "every_unknown": list(every_unknown) if every_unknown else None}, indent=1) + "\n")
+         "every_unknown": list(every_unknown) if every_unknown else None,
+         "val": {t: list(ids) for t, ids in (val or {}).items()}, "known_type": known_type}, indent=1) + "\n")
 
 
 def read_sweep_scores(workdir) -> SweepScores | None:
-    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept)."""
+    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept).
+    A ``test_set.json`` without ``val`` / ``known_type`` (made before the validation split) reads as no
+    validation images and the known type :data:`KNOWN_TYPE`."""
     wd = Path(workdir)
     if not (wd / "test_set.json").exists() or not (wd / "baseline" / "scores.csv").exists():
         return None
@@ -370,7 +406,8 @@ def read_sweep_scores(workdir) -> SweepScores | None:
     classical = wd / "classical" / "scores.csv"
     return SweepScores(baseline=read_scores(wd / "baseline" / "scores.csv"),
                        classical=read_scores(classical) if classical.exists() else None, runs=runs,
-                       test=test_set["test"], every_unknown=test_set.get("every_unknown"))
+                       test=test_set["test"], every_unknown=test_set.get("every_unknown"),
+                       val=test_set.get("val") or {}, known_type=test_set.get("known_type", KNOWN_TYPE))
 
 
 def _saved_statistics(workdir: Path) -> tuple[int, float]:
