@@ -91,7 +91,7 @@ for phase in "${PHASES[@]}"; do
         PDATA="$OUT/pilot_data"
         [ -f "$PDATA/manifest.csv" ] || $PY -m dng_jax.pack --output "$PDATA" --no-progress >/dev/null
         run pilot $PY -m dng_jax.sweep --config configs/paper_pilot.py --workdir "$OUT/pilot_workdir" --no-progress \
-          --config.data.path="$PDATA" --config.data.crop_size=32 --config.model.stage_sizes="(1,1,1,1)" \
+          --config.data.path="$PDATA" --config.data.crop_size=32 --config.model.stage_sizes="(1,1,1,1)" --config.model.dtype=float32 \
           --config.model.width=4 --config.model.decoder_features="(8,8,8,8,8)" --config.train.epochs=1 \
           --config.train.batch_size=2 --config.eval.tile_size=512 --config.cluster_data.n_images=12 \
           --config.cluster_data.crop_size=32 --config.cluster_data.batch_size=6 --config.cluster_data.pca_dim=4 \

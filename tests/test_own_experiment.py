@@ -44,7 +44,8 @@ def test_labeled_and_unlabeled_folders_through_train_sweep_and_predict(tmp_path,
                            *data]) == 0
     # (a second command line in this process would define its --config.* flags twice: a process of its own)
     proc = subprocess.run([sys.executable, "-m", "dng_jax.sweep", "--config", str(config), "--workdir",
-                           str(tmp_path / "sweep"), "--no-progress", *data, f"--config.sweep.checkpoint={tmp_path / 'train'}"],
+                           str(tmp_path / "sweep"), "--no-progress", *data, f"--config.sweep.checkpoint={tmp_path / 'train'}",
+                           "--config.sweep.baseline_runs=2"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     wd = tmp_path / "sweep"
@@ -56,6 +57,9 @@ def test_labeled_and_unlabeled_folders_through_train_sweep_and_predict(tmp_path,
     test_set = json.loads((wd / "test_set.json").read_text())
     assert test_set["known_type"] == "ct1" and set(test_set["test"]) == {"ct1"}
     assert np.isfinite(float(rows[0]["map_known"])) and (wd / "table1.md").exists()
+    # sweep.baseline_runs=2: a second baseline trained by the sweep (train.seed + 1), both in Table I's row
+    assert (wd / "baseline_runs" / "run1" / "checkpoints").is_dir()
+    assert "| baseline | 2 |" in (wd / "table1.md").read_text()
     capsys.readouterr()
     out = tmp_path / "labels"
     assert predict.main(["--checkpoint", str(tmp_path / "train"), "--input", str(study / "new" / "images"),

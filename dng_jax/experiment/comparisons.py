@@ -50,6 +50,8 @@ class SweepScores(NamedTuple):
     every_unknown: list[str] | None = None  # paper protocol: every non-CT1 image, scored as well
     val: dict[str, list[str]] = {}  # validation images (cell type -> ids), scored too: choices are made on them
     known_type: str = KNOWN_TYPE  # the known cell type (CT1)
+    references: dict[str, ScoreTable] = {}  # other networks shown beside the classical reference, one row each
+    # (eval.baseline_views: "baseline + tta", "baseline + adabn", ...)
 
 
 class Comparison(NamedTuple):
@@ -89,6 +91,7 @@ def compare_all(scores: SweepScores, names: Mapping[tuple[str, int], str], group
     candidates: list[tuple[str, tuple[str, int] | None, ScoreTable]] = []
     if scores.classical is not None:
         candidates.append((CLASSICAL, None, scores.classical))
+    candidates += [(name, None, table) for name, table in scores.references.items()]
     candidates += [(names[key], key, table) for key, table in scores.runs.items()]
     flat: list[PairedComparison] = []
     cells: list[tuple[int, str]] = []
@@ -174,7 +177,7 @@ def per_type_markdown(scores: SweepScores, names: Mapping[tuple[str, int], str],
                       level: float) -> str:
     types = sorted(scores.test, key=lambda t: (t != scores.known_type, t))
     tables = [(BASELINE, scores.baseline)] + ([(CLASSICAL, scores.classical)] if scores.classical else [])
-    tables += [(names[k], t) for k, t in scores.runs.items()]
+    tables += list(scores.references.items()) + [(names[k], t) for k, t in scores.runs.items()]
     head = ["name"] + [f"{t} (n={len(scores.test[t])})" for t in types]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, table in tables:

@@ -24,7 +24,7 @@ import numpy as np
 from dng_jax.clustering.methods import METHODS
 from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.errors import DataError, InputError
-from dng_jax.evaluation.scores import read_scores, view_maps
+from dng_jax.evaluation.scores import ScoreTable, read_scores, view_maps
 from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown, map_interval,
                                             per_type_markdown, test_groups, validation_groups, write_differences_csv)
 from dng_jax.experiment.tsne import tsne
@@ -113,10 +113,12 @@ def _mean_std(v: np.ndarray) -> str:
 
 def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
                     classical: Mapping[str, float] | None = None,
-                    baseline_runs: Sequence[Mapping[str, float]] | None = None) -> str:
+                    baseline_runs: Sequence[Mapping[str, float]] | None = None,
+                    references: Mapping[str, Mapping[str, float]] | None = None) -> str:
     """Mean +- std over seeds of the MAP per configuration, with the baseline (and the classical
-    reference) first (Table I). ``baseline_runs``: the MAPs of each baseline training when there are
-    several (the baseline row then shows their mean +- std, like a configuration's)."""
+    reference, and the ``references``: the baseline's views) first (Table I). ``baseline_runs``: the MAPs
+    of each baseline training when there are several (the baseline row then shows their mean +- std, like
+    a configuration's)."""
     lines = ["| name | runs | units | CT1 | without CT1 | all |", "|---|---|---|---|---|---|"]
     if baseline_runs and len(baseline_runs) > 1:
         lines.append(f"| baseline | {len(baseline_runs)} | - | " + " | ".join(
@@ -125,6 +127,8 @@ def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], note
         lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     if classical is not None:
         lines.append(f"| {CLASSICAL} | 1 | - | " + " | ".join(f"{classical[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+    for name, maps in (references or {}).items():
+        lines.append(f"| {name} | 1 | - | " + " | ".join(f"{maps[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     for (method, k), rs in _group(rows).items():
         units = np.array([r["units"] for r in rs], float)
         cells = [_mean_std(np.array([r[c] for r in rs], float)) for c, _ in MAP_COLUMNS]
@@ -140,9 +144,13 @@ def table1_notes(config: Mapping) -> str:
     ``config`` is the sweep's ``ConfigDict`` or the dict read from a work dir's ``sweep_config.json``
     (same text for both); the sweep and ``python -m dng_jax.report`` both use this."""
     sweep, cluster_data, model = config["sweep"], config["cluster_data"], config["model"]
+    dtype = model.get("dtype", "float32")
+    data = config.get("data", {})
     return (f"{int(sweep['seeds'])} seeds per configuration; {int(cluster_data['n_images'])} "
-            f"clustering images; model stage_sizes={tuple(model['stage_sizes'])} width={model['width']}; "
-            f"segmentation {config['train']['epochs']} epochs, retraining {config['retrain']['epochs']} epochs.")
+            f"clustering images; model stage_sizes={tuple(model['stage_sizes'])} width={model['width']}"
+            + (f", computed in {dtype} (parameters float32)" if dtype != "float32" else "") + "; "
+            f"segmentation {config['train']['epochs']} epochs, retraining {config['retrain']['epochs']} epochs"
+            + (f"; {data['protocol']} protocol" if data.get("protocol") else "") + ".")
 
 
 def _read_notes(workdir: Path) -> str:
@@ -339,6 +347,7 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
     write_results_csv(out[0], rows)
     classical = None
     baseline_runs = None
+    references = {}
     text = ""
     fig_intervals: dict[str, dict] = {"map_known": {}, "map_unknown": {}}
     if scores is not None:
@@ -347,6 +356,8 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
         if scores.classical is not None:
             classical = {c: float(scores.classical.select(groups[g]).scores.mean()) if groups[g] else float("nan")
                          for c, g in zip(("map_known", "map_unknown", "map_all"), ("CT1", "without CT1", "all"))}
+        references = {name: view_maps(dict(zip(t.ids, t.scores[0])), scores.test, scores.known_type)
+                      for name, t in scores.references.items()}
         if len(scores.baseline.runs) > 1:
             baseline_runs = _baseline_run_maps(scores)
             baseline = {c: float(np.mean([r[c] for r in baseline_runs])) for c, _ in MAP_COLUMNS}
@@ -366,7 +377,7 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
         for column, g in (("map_known", "CT1"), ("map_unknown", "without CT1")):
             if groups[g]:
                 fig_intervals[column] = _figure_intervals(scores, groups[g], n_boot=n_boot, level=level)
-    atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical, baseline_runs) + text)
+    atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical, baseline_runs, references) + text)
     if rows:
         plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)",
                       fig_intervals["map_known"])
@@ -404,10 +415,20 @@ def read_sweep_scores(workdir) -> SweepScores | None:
     runs = dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0].removesuffix(ENSEMBLE) != "gng" else math.inf,
                                                        _method_rank(kv[0][0]))))
     classical = wd / "classical" / "scores.csv"
-    return SweepScores(baseline=read_scores(wd / "baseline" / "scores.csv"),
-                       classical=read_scores(classical) if classical.exists() else None, runs=runs,
+    baseline = read_scores(wd / "baseline" / "scores.csv")
+    if (wd / "baseline_runs" / "scores.csv").exists():  # sweep.baseline_runs: the baseline's other trainings
+        more = read_scores(wd / "baseline_runs" / "scores.csv").select(baseline.ids)
+        baseline = ScoreTable(baseline.runs + more.runs, baseline.ids, baseline.types,
+                              np.concatenate([baseline.scores, more.scores]))
+    references = {}
+    if (wd / "baseline_views" / "scores.csv").exists():  # eval.baseline_views
+        views = read_scores(wd / "baseline_views" / "scores.csv")
+        references = {f"baseline + {v}": ScoreTable((v,), views.ids, views.types, views.scores[i:i + 1])
+                      for i, v in enumerate(views.runs)}
+    return SweepScores(baseline=baseline, classical=read_scores(classical) if classical.exists() else None, runs=runs,
                        test=test_set["test"], every_unknown=test_set.get("every_unknown"),
-                       val=test_set.get("val") or {}, known_type=test_set.get("known_type", KNOWN_TYPE))
+                       val=test_set.get("val") or {}, known_type=test_set.get("known_type", KNOWN_TYPE),
+                       references=references)
 
 
 def _saved_statistics(workdir: Path) -> tuple[int, float]:
