@@ -48,6 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.decoder_features = (256, 128, 64, 32, 16)
     c.model.num_classes = 3
     c.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+    c.model.input_polarity = "none"  # the image as it is; extension: "grey_bright_nuclei" (grey, bright nuclei)
+    c.model.polarity_threshold = 0.3  # grey_bright_nuclei: median grey level above it = bright background
     c.model.input_norm = "none"  # encoder input x - 0.5; extension: "per_image" standardisation
 
     c.augment = ml_collections.ConfigDict()
