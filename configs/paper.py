@@ -48,6 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.decoder_features = (256, 128, 64, 32, 16)
     c.model.num_classes = 3
     c.model.dtype = "float32"  # compute dtype; "bfloat16" for mixed precision (params stay float32)
+    c.model.input_polarity = "none"  # the image as it is; extension: "grey_bright_nuclei" (grey, bright nuclei)
+    c.model.polarity_threshold = 0.3  # grey_bright_nuclei: median grey level above it = bright background
     c.model.input_norm = "none"  # encoder input x - 0.5; extension: "per_image" standardisation
 
     c.augment = ml_collections.ConfigDict()
@@ -61,6 +63,22 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment.scale_min = 0.5
     c.augment.scale_max = 2.0
     c.augment.scale_log_uniform = False  # the paper draws the zoom uniformly in [0.5, 2]
+    # Extension: CT1 made to look like other experiments (probability 0 = off, as in the paper)
+    c.augment.p_grey_to_colour = 0.0  # grey level onto the line between two random colours (lighter = dark pixels)
+    c.augment.p_hed = 0.0  # HED stain jitter (Tellez et al. 2018)
+    c.augment.hed_sigma = 0.05  # stains x U(1 - s, 1 + s) + U(-s, s)
+    c.augment.p_contrast = 0.0
+    c.augment.contrast_min = 0.5  # factor about the image mean
+    c.augment.contrast_max = 1.5
+    c.augment.brightness_max = 0.1  # shift in [-0.1, 0.1]
+    c.augment.p_gamma = 0.0
+    c.augment.gamma_min = 0.5  # log-uniform in [0.5, 2]
+    c.augment.gamma_max = 2.0
+    c.augment.p_blur = 0.0
+    c.augment.blur_sigma_min = 0.5  # px
+    c.augment.blur_sigma_max = 2.0
+    c.augment.p_noise = 0.0
+    c.augment.noise_std_max = 0.05  # additive Gaussian, std in [0, 0.05]
 
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 50

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dng_jax.models.polarity import INPUT_POLARITIES, POLARITY_THRESHOLD
 from dng_jax.models.resnet import INPUT_NORMS, BottleneckBlock, ResNetEncoder, normalize_input
 from dng_jax.models.unet import DecoderBlock, UNet, UNetDecoder
 from dng_jax.typed_config import TypedConfig, param, require
@@ -29,6 +30,11 @@ class ModelConfig(TypedConfig):
     decoder_features: tuple[int, ...] = param((256, 128, 64, 32, 16), "channels of the 5 U-Net decoder blocks")
     num_classes: int = param(3, "output classes: background, cell, cell border")
     dtype: str = param("float32", "compute dtype: float32, bfloat16 or float16 (parameters stay float32)")
+    input_polarity: str = param("none", "before input_norm: 'none' = the image as it is (paper), 'grey_bright_nuclei' "
+                                "= grey, inverted where the background is bright (not in the paper)")
+    polarity_threshold: float = param(POLARITY_THRESHOLD, "grey_bright_nuclei: a median grey level (0-1) above it "
+                                      "marks a bright background (chosen on validation images: "
+                                      "scripts/check_polarity.py)")
     input_norm: str = param("none", "encoder input: 'none' = x - 0.5 (paper), 'per_image' = standardised per image")
 
     def check(self) -> None:
@@ -40,6 +46,10 @@ class ModelConfig(TypedConfig):
         require(self.expansion >= 1, "expansion", f"must be >= 1, got {self.expansion}")
         require(self.num_classes == 3, "num_classes", f"the targets have 3 classes, got {self.num_classes}")
         require(self.dtype in _DTYPES, "dtype", f"use one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        require(self.input_polarity in INPUT_POLARITIES, "input_polarity",
+                f"use one of {INPUT_POLARITIES}, got {self.input_polarity!r}")
+        require(0.0 < self.polarity_threshold < 1.0, "polarity_threshold",
+                f"must lie in (0, 1) (grey levels are in [0, 1]), got {self.polarity_threshold}")
         require(self.input_norm in INPUT_NORMS, "input_norm", f"use one of {INPUT_NORMS}, got {self.input_norm!r}")
 
 
@@ -62,7 +72,8 @@ def make_model(cfg: ModelConfig | Mapping[str, Any] | None = None) -> UNet:
         cfg = ModelConfig(**(cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)))
     dtype = resolve_dtype(cfg.dtype)
     encoder = ResNetEncoder(stage_sizes=cfg.stage_sizes, width=cfg.width, expansion=cfg.expansion, dtype=dtype,
-                            input_norm=cfg.input_norm)
+                            input_polarity=cfg.input_polarity,
+                            polarity_threshold=cfg.polarity_threshold, input_norm=cfg.input_norm)
     decoder = UNetDecoder(features=cfg.decoder_features, num_classes=cfg.num_classes, dtype=dtype)
     return UNet(encoder=encoder, decoder=decoder)
 

@@ -20,6 +20,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dng_jax.models.polarity import POLARITY_THRESHOLD, apply_polarity
+
 Dtype = Any
 
 # He et al. initialise conv kernels with fan-out variance scaling (as torchvision does).
@@ -56,14 +58,17 @@ class BottleneckBlock(nn.Module):
 INPUT_NORMS = ("none", "per_image")
 
 
-def normalize_input(x, mode: str = "none"):
+def normalize_input(x, mode: str = "none", polarity: str = "none", threshold: float = POLARITY_THRESHOLD):
     """Float images ``[B, H, W, C]`` in [0, 1] -> the encoder's input, in float32.
 
-    ``"none"`` (paper): centred, ``x - 0.5``; the stem BatchNorm does the scaling, with one scale for every
-    image. ``"per_image"`` (extension): each image standardised over its pixels and channels, so a dim
-    fluorescence image and a bright one reach the first convolution at the same contrast (the statistics
-    a single batch-wide BatchNorm cannot give each image)."""
-    x = jnp.asarray(x, jnp.float32)
+    ``polarity`` first (``model.input_polarity``, :mod:`dng_jax.models.polarity`): ``"none"`` keeps the
+    image, ``"grey_bright_nuclei"`` makes it grey with bright nuclei (inverted where its median grey level is
+    above ``threshold``).
+    Then ``mode``: ``"none"`` (paper): centred, ``x - 0.5``; the stem BatchNorm does the scaling, with one
+    scale for every image. ``"per_image"`` (extension): each image standardised over its pixels and channels,
+    so a dim fluorescence image and a bright one reach the first convolution at the same contrast (the
+    statistics a single batch-wide BatchNorm cannot give each image)."""
+    x = apply_polarity(jnp.asarray(x, jnp.float32), polarity, threshold)
     if mode == "none":
         return x - 0.5
     if mode == "per_image":
@@ -80,6 +85,8 @@ class ResNetEncoder(nn.Module):
     width: int = 64
     expansion: int = 4
     dtype: Dtype = jnp.float32
+    input_polarity: str = "none"  # "grey_bright_nuclei": grey, inverted where the background is bright
+    polarity_threshold: float = POLARITY_THRESHOLD  # median grey level above it: a bright background
     input_norm: str = "none"  # "none": x - 0.5 (paper); "per_image": zero mean, unit variance per image
 
     @property
@@ -88,7 +95,7 @@ class ResNetEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = normalize_input(x, self.input_norm).astype(self.dtype)
+        x = normalize_input(x, self.input_norm, self.input_polarity, self.polarity_threshold).astype(self.dtype)
         skips = []
         x = nn.Conv(self.width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
                     dtype=self.dtype, kernel_init=conv_init, name="stem_conv")(x)
