@@ -51,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.input_polarity = "none"  # the image as it is; extension: "grey_bright_nuclei" (grey, bright nuclei)
     c.model.polarity_threshold = 0.3  # grey_bright_nuclei: median grey level above it = bright background
     c.model.input_norm = "none"  # encoder input x - 0.5; extension: "per_image" standardisation
+    c.model.conv = "xla"  # lax.conv; "gemm_1x1" | "gemm" | "im2col": the same parameters as matmuls (speed only)
 
     c.augment = ml_collections.ConfigDict()
     c.augment.enabled = True
@@ -175,6 +176,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.retrain.segmentation_weight = 0.0  # joint objective: + w x segmentation loss on CT1 crops
     c.retrain.decoder_epochs = 0  # then re-pair the decoder: LAMB on CT1, encoder fixed
     c.retrain.rounds = 1  # DeepCluster: re-extract, re-cluster, retrain
+    c.retrain.conv = "auto"  # the runs' convolutions: "auto" = matmuls ("gemm") on a CPU, model.conv elsewhere
+    c.retrain.runs_layout = "vmap"  # "map": the runs one after another in one step (a control)
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.checkpoint = ml_collections.FieldReference(None, field_type=str)  # baseline; None: train one

@@ -341,8 +341,10 @@ def comparable(cfg: ExperimentConfig) -> dict[str, Any]:
 
 #: What a trained segmentation network depends on (a resumed training, a sweep's ``sweep.checkpoint``).
 TRAINING_FIELDS = ("data.", "model.", "augment.", "train.")
-#: ... except these, which may differ (where the data lies, logging, when to stop or checkpoint).
-TRAINING_VOLATILE = frozenset({"data.path", "data.unknown_val_fraction", "data.cluster_from", "train.max_steps", "train.log_every", "train.checkpoint_every",
+#: ... except these, which may differ (where the data lies, logging, when to stop or checkpoint, how a
+#: convolution is computed: the same parameters either way).
+TRAINING_VOLATILE = frozenset({"model.conv", "data.path", "data.unknown_val_fraction", "data.cluster_from",
+                               "train.max_steps", "train.log_every", "train.checkpoint_every",
                                "train.max_to_keep", "train.eval_every_epochs"})
 #: What the test split depends on: a network trained on another split may have seen the test images.
 SPLIT_FIELDS = ("data.protocol", "data.known_type", "data.n_test_per_type", "data.test_fraction", "data.val_fraction",

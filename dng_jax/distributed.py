@@ -276,11 +276,21 @@ def _gather(x):
 
 def to_local(tree):
     """``tree`` with every array that spans several processes' devices gathered whole onto this
-    process (a local ``jax.Array``); the others as they are (one process: ``tree`` itself). A
-    collective: every process calls it."""
+    process (a local ``jax.Array``); the others as they are (one process: arrays split over its devices
+    moved onto the first). A collective: every process calls it."""
     if not is_multiprocess():
-        return tree
+        return _on_one_device(tree)
     return jax.tree.map(lambda x: _gather(x) if _spans_processes(x) else x, tree)
+
+
+def _on_one_device(tree):
+    """One process with several devices: the arrays split over them (the runs mesh), moved onto the first,
+    where the one-device computations beside them (scoring, reclustering) run."""
+    def move(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
+            return jax.device_put(x, jax.local_devices()[0])
+        return x
+    return jax.tree.map(move, tree)
 
 
 def fetch(tree):
@@ -300,10 +310,10 @@ class LocalRuns(NamedTuple):
 def local_runs(tree, n_runs: int) -> LocalRuns:
     """The runs ``0..n_runs-1`` of ``tree`` (leaves with a leading runs axis, sharded over
     :func:`dng_jax.sharding.runs_mesh` and padded to a multiple of its devices) held here. One process:
-    every run, ``tree`` itself."""
+    every run (moved onto one device if split over several)."""
     leaves = jax.tree.leaves(tree)
     if not leaves or not any(_spans_processes(x) for x in leaves):
-        return LocalRuns(range(n_runs), n_runs, tree)
+        return LocalRuns(range(n_runs), n_runs, _on_one_device(tree))
     first = next(x for x in leaves if _spans_processes(x))
     starts = sorted({s.index[0].start or 0 for s in first.addressable_shards})
     stops = sorted({s.index[0].stop if s.index[0].stop is not None else first.shape[0]

@@ -67,7 +67,8 @@ from dng_jax.experiment.retrain import make_retrain_step
 from dng_jax.experiment.features import _pool as pool_latent
 from dng_jax.experiment.sweep import Configuration, sweep_configurations
 from dng_jax.io.atomic import atomic_write_text
-from dng_jax.models import STRIDE, make_model
+from dng_jax.models import STRIDE, make_model, with_conv
+from dng_jax.models.conv import resolve_retrain_conv
 from dng_jax.segmentation.inference import _softmax_forward, tile_starts
 from dng_jax.segmentation.postprocess import probs_to_instances
 from dng_jax.segmentation.steps import make_augment_fn, make_segmentation_loss, make_train_step
@@ -143,7 +144,7 @@ class Plan(NamedTuple):
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _analyse(compiled) -> tuple[int | None, int | None, float | None]:
+def analyse_compiled(compiled) -> tuple[int | None, int | None, float | None]:
     """``(bytes per device, temporaries, flops)`` of a compiled step; None where the backend says nothing."""
     total = temp = flops = None
     try:
@@ -175,7 +176,7 @@ def _zeros(init: Callable[[], Any]):
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(init))
 
 
-def _median_time(call: Callable[[], Any], n: int) -> float:
+def median_time(call: Callable[[], Any], n: int) -> float:
     """Median wall time of ``n`` calls of ``call`` after one untimed call (results waited for)."""
     jax.block_until_ready(call())
     times = []
@@ -256,14 +257,14 @@ def plan_train(cfg: ExperimentConfig, workload: Workload, n_time: int) -> StepPl
                          rng.integers(0, 3, (tcfg.batch_size, crop, crop), dtype=np.uint8)), mesh)
     key = jax.random.key(1)
     compiled, compile_s = _compile(step, state, batch, key)
-    total, temp, flops = _analyse(compiled)
+    total, temp, flops = analyse_compiled(compiled)
     box = [state]
 
     def call():
         box[0], metrics = compiled(box[0], batch, key)
         return metrics
 
-    call_s = _median_time(call, n_time)
+    call_s = median_time(call, n_time)
     return StepPlan("train", f"segmentation train step, batch {tcfg.batch_size} x {crop}x{crop}, "
                     f"{mesh.devices.size} device(s)", total, temp, flops, compile_s, call_s,
                     tcfg.total_epochs * steps_per_epoch, f"{tcfg.total_epochs} epochs x {steps_per_epoch} steps")
@@ -276,8 +277,8 @@ def plan_features(cfg: ExperimentConfig, n_time: int) -> StepPlan:
     variables = _zeros(lambda: model.init(jax.random.key(0), jnp.zeros((1, cc.crop_size, cc.crop_size, 3)), train=False))
     x = jnp.zeros((cc.batch_size, cc.crop_size, cc.crop_size, 3), jnp.float32)
     compiled, compile_s = _compile(pool_latent, model, variables, x)
-    total, temp, flops = _analyse(compiled)
-    call_s = _median_time(lambda: compiled(variables, x), n_time)
+    total, temp, flops = analyse_compiled(compiled)
+    call_s = median_time(lambda: compiled(variables, x), n_time)
     calls = math.ceil(cc.n_images / cc.batch_size) * cfg.retrain.rounds
     return StepPlan("features", f"pooled latent, batch {cc.batch_size} x {cc.crop_size}x{cc.crop_size}", total, temp,
                     flops, compile_s, call_s, calls, f"{cc.n_images} images" +
@@ -311,14 +312,14 @@ def plan_clustering(cfg: ExperimentConfig, confs: list[Configuration], n_time: i
             for m, epochs in sorted(Counter(ms.tolist()).items(), reverse=True):
                 start = int(np.argmax(ms == m))
                 st = states._replace(epoch=jnp.full((S,), start, jnp.int32))
-                s = _median_time(lambda st=st: ng_lib.update_epochs_many(st, X, orders, ncfg).centroids, n_time) / steps
+                s = median_time(lambda st=st: ng_lib.update_epochs_many(st, X, orders, ncfg).centroids, n_time) / steps
                 per_pattern += s * epochs
                 parts.append(f"m={m}:{epochs}ep")
             call_s, calls, note = per_pattern, n, " ".join(parts)
         elif conf.method == "gng":
             gcfg = gng_lib.GNGConfig(**{k: v for k, v in hp.items() if k in gng_lib.GNGConfig.__dataclass_fields__})
             s0 = jax.vmap(lambda kk: gng_lib.init(kk, X, gcfg))(keys)
-            call_s = _median_time(lambda: gng_lib.update_epochs_many(s0, X, orders, gcfg).w, n_time) / steps
+            call_s = median_time(lambda: gng_lib.update_epochs_many(s0, X, orders, gcfg).w, n_time) / steps
             calls, note = n * gcfg.epochs, f"{gcfg.epochs} epochs, capacity {gcfg.max_units} units"
         else:
             out.append(StepPlan("cluster", f"{conf.method}({conf.k}) x {S} seeds", None, None, None, 0.0, None, 0,
@@ -330,10 +331,10 @@ def plan_clustering(cfg: ExperimentConfig, confs: list[Configuration], n_time: i
     return out
 
 
-def _retrain_parts(cfg: ExperimentConfig, n_classes: int):
+def retrain_parts(cfg: ExperimentConfig, n_classes: int):
     """The retraining step of one configuration and abstract arguments for ``R`` runs."""
     rc, cc = cfg.retrain, cfg.cluster_data
-    unet = make_model(cfg.model)
+    unet = with_conv(make_model(cfg.model), resolve_retrain_conv(rc.conv, cfg.model.conv))
     clf = EncoderClassifier(unet.encoder, n_classes)
     steps_per_epoch = max(1, cc.n_images // min(rc.batch_size, cc.n_images))
     joint = rc.segmentation_weight > 0
@@ -371,10 +372,10 @@ def plan_retrain(cfg: ExperimentConfig, confs: list[Configuration], budget: int 
     """The vmapped retraining step: memory for 1 and 2 runs -> the chunk that fits, compiled and timed."""
     n_classes = max([c.k for c in confs if c.method != "gng"] + [cfg.clustering.gng.max_units] * any(
         c.method == "gng" for c in confs) + [2])
-    step, args, steps_per_epoch, resident = _retrain_parts(cfg, n_classes)
+    step, args, steps_per_epoch, resident = retrain_parts(cfg, n_classes)
     seeds = cfg.sweep.seeds
     compiled_for: dict[int, tuple[Any, float]] = {R: _compile(step, *args(R)) for R in (1, 2)}
-    mem = {R: _analyse(c)[0] for R, (c, _) in compiled_for.items()}
+    mem = {R: analyse_compiled(c)[0] for R, (c, _) in compiled_for.items()}
     model: dict[str, Any] = {"resident_bytes": resident, "runs_1_bytes": mem[1], "runs_2_bytes": mem[2]}
     chunk = cfg.sweep.seeds_per_chunk
     if mem[1] is not None and mem[2] is not None:
@@ -387,7 +388,7 @@ def plan_retrain(cfg: ExperimentConfig, confs: list[Configuration], budget: int 
     if chunk not in compiled_for:
         compiled_for[chunk] = _compile(step, *args(chunk))
     compiled, compile_s = compiled_for[chunk]
-    total, temp, flops = _analyse(compiled)
+    total, temp, flops = analyse_compiled(compiled)
     model["chunk_bytes"] = total
     R = min(chunk, max(1, time_runs))
     a = args(R, concrete=True)
@@ -398,7 +399,7 @@ def plan_retrain(cfg: ExperimentConfig, confs: list[Configuration], budget: int 
         box[0], loss = timed(box[0], *a[1:])
         return loss
 
-    call_s = _median_time(call, n_time) * chunk / R
+    call_s = median_time(call, n_time) * chunk / R
     note = f"timed with {R} run(s), scaled to {chunk}" if R != chunk else f"timed with {chunk} runs"
     epochs = cfg.retrain.epochs * cfg.retrain.rounds
     chunks = -(-seeds // chunk)
@@ -468,8 +469,8 @@ def plan_eval(cfg: ExperimentConfig, workload: Workload, networks: Networks, n_t
     for (h, w), count in sorted(eval_forward_counts(cfg, workload, networks).items(), key=lambda kv: -kv[1]):
         x = jnp.zeros((1, h, w, 3), jnp.uint8)
         compiled, compile_s = _compile(_softmax_forward, model, variables, x, adabn)
-        total, temp, flops = _analyse(compiled)
-        call_s = _median_time(lambda: compiled(variables, x), n_time)
+        total, temp, flops = analyse_compiled(compiled)
+        call_s = median_time(lambda: compiled(variables, x), n_time)
         out.append(StepPlan("eval", f"forward {h}x{w}", total, temp, flops, compile_s, call_s, count,
                             f"{networks.note}"))
     workers = cfg.eval.workers or os.cpu_count() or 1

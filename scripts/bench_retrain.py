@@ -1,14 +1,22 @@
 #!/usr/bin/env python
-"""Retraining speed of the checkout on PYTHONPATH: 1 and 2 epochs of 10 steps, 8 runs vmapped.
+"""The sweep's retraining step, its variants side by side in one run: which way of computing it is fastest?
 
-The sweep's retraining (encoder + classifier head on pseudo-labels, ``retrain_runs``) on a finished
-sweep's clustering images and one configuration's labels, at that sweep's model size. Each call
-compiles its step again, so the times include compilation; the difference of the two is 10 steps.
-It also runs an older checkout (layout before the redesign: ``dng_jax.retrain``), so code and host
-can be told apart side by side (docs/results.md, "Wall time"):
+Each variant is the retraining step of ``--config`` (default configs/paper.py: ResNet-50, 128 px crops,
+batch 32) for one chunk of ``--runs`` runs vmapped together, with the variant's overrides. All are compiled
+ahead, then each is called ``--calls`` times (median, after one untimed call) with zero weights (a step's
+time does not depend on their values). Per variant: compile time, ms per step, ms per run-step, memory
+(``memory_analysis``), grouped convolutions in the compiled HLO (:func:`dng_jax.models.conv.grouped_convolutions`)
+and TFLOP/s. FLOPs per run-step come from ``--gflop-per-run-step`` (a CPU plan's count, which includes the
+convolutions) or else from XLA's count for the first variant (on a GPU it leaves out cuDNN's convolutions:
+give the CPU plan's figure there, 245 GFLOP per run-step at the paper's shapes). Ratios are to the first
+variant, measured in the same process.
 
-    python scripts/bench_retrain.py --workdir runs/cpu_real
-    git worktree add /tmp/old 167a9cc && PYTHONPATH=/tmp/old python scripts/bench_retrain.py --workdir runs/cpu_real
+    python scripts/bench_retrain.py                                  # the paper's shapes (a GPU)
+    python scripts/bench_retrain.py --config configs/cpu_real.py --runs 8 --calls 3   # this CPU
+    python scripts/bench_retrain.py --variant xla:retrain.conv=xla --variant mine:retrain.conv=im2col,...
+
+A variant is ``NAME:FIELD=VALUE,...``; ``retrain.batch_size`` and ``runs=N`` (runs in the chunk) may differ
+per variant, for per-run batch / runs-per-chunk pairs with the same crops per step.
 """
 
 from __future__ import annotations
@@ -17,40 +25,119 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
-try:  # this layout
-    from dng_jax.data.augment import AugmentConfig
-    from dng_jax.experiment.retrain import EncoderClassifier, RetrainConfig, retrain_runs
-    from dng_jax.segmentation.checkpointing import load_variables
-except ImportError:  # before the redesign (issue 9)
-    from dng_jax.augment import AugmentConfig
-    from dng_jax.checkpointing import load_variables
-    from dng_jax.retrain import EncoderClassifier, RetrainConfig, retrain_runs
-import dng_jax
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
+
+from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
+from dng_jax.io.atomic import atomic_write_text  # noqa: E402
+from dng_jax.models.conv import grouped_convolutions, resolve_retrain_conv  # noqa: E402
+from dng_jax.plan import analyse_compiled, median_time, retrain_parts  # noqa: E402
+
+# the most informative first: a device's window may end before the last
+DEFAULT_VARIANTS = [
+    "xla_f32:retrain.conv=xla",
+    "gemm_f32:retrain.conv=gemm",
+    "xla_bf16:retrain.conv=xla,model.dtype=bfloat16",
+    "gemm_bf16:retrain.conv=gemm,model.dtype=bfloat16",
+    "gemm_1x1_f32:retrain.conv=gemm_1x1",
+    "im2col_f32:retrain.conv=im2col",
+    "map_xla_f32:retrain.conv=xla,retrain.runs_layout=map",
+    "xla_f32_no_augment:retrain.conv=xla,augment.enabled=False",
+    "gemm_f32_batch2x_runs_half:retrain.conv=gemm,retrain.batch_size=*2,runs=/2",
+]
+
+
+def parse_variant(spec: str, base_batch: int, base_runs: int) -> tuple[str, dict, int]:
+    """``NAME:FIELD=VALUE,...`` -> (name, overrides, runs); ``*2`` / ``/2`` scale the batch or the runs."""
+    name, _, rest = spec.partition(":")
+    items = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
+    runs = items.pop("runs", str(base_runs))
+    runs = base_runs // int(runs[1:]) if runs.startswith("/") else base_runs * int(runs[1:]) \
+        if runs.startswith("*") else int(runs)
+    batch = items.get("retrain.batch_size")
+    if batch and batch[0] in "*/":
+        items["retrain.batch_size"] = str(base_batch * int(batch[1:]) if batch[0] == "*" else base_batch // int(batch[1:]))
+    return name, parse_overrides(",".join(f"{k}={v}" for k, v in items.items())), max(1, runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workdir", required=True, help="a finished sweep (baseline/, cluster_data/, runs/)")
-    ap.add_argument("--run", default="kmc_k50", help="the configuration whose pseudo-labels are used")
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "paper.py"))
+    ap.add_argument("--set", default="", help="overrides of every variant: FIELD=VALUE,...")
+    ap.add_argument("--runs", type=int, default=24, help="runs vmapped in one chunk (the H200 plan's chunk: 24)")
+    ap.add_argument("--k", type=int, default=500, help="clusters: the head's classes")
+    ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--variant", action="append", help=f"NAME:FIELD=VALUE,... (default: {len(DEFAULT_VARIANTS)} variants)")
+    ap.add_argument("--only", type=int, default=0, help="the first N variants")
+    ap.add_argument("--gflop-per-run-step", type=float, default=None)
+    ap.add_argument("--out", default=None, help="write the rows as JSON here")
     a = ap.parse_args()
-    variables, model, _ = load_variables(f"{a.workdir}/baseline")
-    labels = np.load(f"{a.workdir}/runs/{a.run}/pseudo_labels.npy")[:, :320]  # 10 batches of 32
-    images = np.asarray(np.load(f"{a.workdir}/cluster_data/images.npy", mmap_mode="r")[:320])
-    clf = EncoderClassifier(model.encoder, int(labels.max()) + 1)
-    encoder = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
-    times = {}
-    for epochs in (1, 2):
-        cfg = RetrainConfig(epochs=epochs, crop_size=64, batch_size=32, decay_every_epochs=3)
+
+    base = apply_overrides(load_config(a.config), parse_overrides(a.set))
+    specs = a.variant or DEFAULT_VARIANTS
+    specs = specs[: a.only] if a.only else specs
+    print(f"backend {jax.default_backend()} ({jax.devices()[0].device_kind}), jax {jax.__version__}, "
+          f"{a.config}: {a.runs} runs x batch {base.retrain.batch_size} x {base.retrain.crop_size}px, k={a.k}",
+          flush=True)
+    built = []
+    for spec in specs:
+        name, overrides, runs = parse_variant(spec, base.retrain.batch_size, a.runs)
+        cfg = experiment_config(apply_overrides(base.copy_and_resolve_references(), overrides))
+        step, args, _, _ = retrain_parts(cfg, a.k)
         t = time.perf_counter()
-        retrain_runs(jax.random.key(1), clf, encoder, images, labels, cfg, AugmentConfig(), progress=False)
-        times[epochs] = time.perf_counter() - t
-    print(json.dumps({"code": dng_jax.__file__, "runs": int(labels.shape[0]), "one_epoch_s": round(times[1], 1),
-                      "two_epochs_s": round(times[2], 1), "s_per_step": round((times[2] - times[1]) / 10, 2)}))
+        lowered = step.lower(*args(runs))
+        compiled = lowered.compile()
+        compile_s = time.perf_counter() - t
+        try:
+            grouped = grouped_convolutions(compiled.as_text())
+        except Exception:  # noqa: BLE001 - a backend without the text: the lowered module
+            grouped = grouped_convolutions(lowered.as_text(dialect="hlo"))
+        total, temp, flops = analyse_compiled(compiled)
+        conv = resolve_retrain_conv(cfg.retrain.conv, cfg.model.conv)
+        built.append(dict(name=name, overrides=overrides, runs=runs, batch=cfg.retrain.batch_size, conv=conv,
+                          dtype=cfg.model.dtype, layout=cfg.retrain.runs_layout, compiled=compiled, args=args,
+                          compile_s=compile_s, grouped_convs=grouped, bytes=total, temp_bytes=temp,
+                          xla_gflop=None if flops is None else flops / 1e9))
+        print(f"compiled {name}: {compile_s:.1f} s, {grouped} grouped convolutions", flush=True)
+    rows = []
+    for b in built:
+        concrete = b["args"](b["runs"], concrete=True)
+        box = [concrete[0]]
+
+        def call(compiled=b["compiled"], rest=concrete[1:]):
+            box[0], loss = compiled(box[0], *rest)
+            return loss
+
+        s = median_time(call, a.calls)
+        rows.append({k: v for k, v in b.items() if k not in ("compiled", "args")} | {
+            "ms_per_step": 1e3 * s, "ms_per_run_step": 1e3 * s / b["runs"],
+            "crops_per_s": b["runs"] * b["batch"] / s})
+        print(f"timed {b['name']}: {1e3 * s:.1f} ms per step", flush=True)
+    # FLOPs per crop are the same for every variant (the same math): from the CPU plan or the first variant
+    ref = rows[0]
+    gflop_crop = (a.gflop_per_run_step / base.retrain.batch_size if a.gflop_per_run_step
+                  else (ref["xla_gflop"] or 0) / (ref["runs"] * ref["batch"]) or None)
+    for r in rows:
+        r["tflop_per_s"] = None if not gflop_crop else gflop_crop * r["crops_per_s"] / 1e3
+        r["speedup"] = r["crops_per_s"] / ref["crops_per_s"]  # per crop: runs x batch may differ
+    head = "| variant | conv | dtype | runs x batch | compile s | ms/step | ms/run-step | speed-up | TFLOP/s | memory GiB | grouped convs |"
+    lines = [head, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        tf = "-" if r["tflop_per_s"] is None else f"{r['tflop_per_s']:.3g}"
+        mem = "-" if r["bytes"] is None else f"{r['bytes'] / 2**30:.2f}"
+        lines.append(f"| {r['name']} | {r['conv']}{' (map)' if r['layout'] == 'map' else ''} | {r['dtype']} | "
+                     f"{r['runs']} x {r['batch']} | {r['compile_s']:.1f} | {r['ms_per_step']:.1f} | "
+                     f"{r['ms_per_run_step']:.1f} | {r['speedup']:.2f}x | {tf} | {mem} | {r['grouped_convs']} |")
+    print("\n".join(lines))
+    if a.out:
+        meta = {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                "config": a.config, "set": a.set, "k": a.k, "calls": a.calls, "gflop_per_crop": gflop_crop}
+        atomic_write_text(a.out, json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

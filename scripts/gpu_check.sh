@@ -3,12 +3,15 @@
 #
 #   scripts/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data DATA] [PHASE ...]
 #
-# Phases, in order (default: all): pilot env plan bench_train bench_cluster sweep
+# Phases, in order (default: all): pilot bench_retrain env plan bench_train bench_cluster sweep
 #   pilot          the paper's question at the paper's scale in one command (configs/paper_pilot.py: ResNet-50,
 #                  kMC(500), the wide protocol; needs --data, the DSB2018 collection packed by python -m
 #                  dng_jax.pack, which travels beside the repository): the sweep, then its results gathered in
 #                  DIR/pilot/ as at most 8 files (results.csv, scores.csv, table1.md, differences.csv,
 #                  figures.tar, verdict.json, timings.csv, pilot.log) for a machine that sends back 8 files
+#   bench_retrain  scripts/bench_retrain.py at the paper's shapes (24 runs x batch 32 x 128 px, k=500): the
+#                  retraining step as lax convs and as matmuls, float32 and bfloat16, 1x1-only and im2col, side
+#                  by side (~46 s compile each on an H200: the first 6 variants, about 5 minutes)
 #   env            nvidia-smi, JAX's devices and versions
 #   plan           python -m dng_jax.plan --config configs/paper.py: memory per device, FLOPs, the largest
 #                  sweep.seeds_per_chunk that fits, projected time per stage (the sweep's goal: < 60 min)
@@ -41,15 +44,20 @@ while [ $# -gt 0 ]; do
     --minutes) MINUTES=$2; shift ;;
     --data) DATA=$2; shift ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    pilot|env|plan|bench_train|bench_cluster|sweep) PHASES+=("$1") ;;
+    pilot|bench_retrain|env|plan|bench_train|bench_cluster|sweep) PHASES+=("$1") ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ ${#PHASES[@]} -eq 0 ] && PHASES=(pilot env plan bench_train bench_cluster)
+[ ${#PHASES[@]} -eq 0 ] && PHASES=(pilot bench_retrain env plan bench_train bench_cluster)
 [ -z "$OUT" ] && OUT=$([ $DRY = 1 ] && echo runs/gpu_check_dry || echo runs/gpu_check)
 # a dry run checks that every step runs, not how fast: XLA:CPU compiles without its expensive passes
-[ $DRY = 1 ] && export XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if [ $DRY = 1 ]; then
+  for f in --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true; do
+    case " ${XLA_FLAGS:-} " in *" $f "*) ;; *) XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$f" ;; esac  # once each
+  done
+  export XLA_FLAGS
+fi
 mkdir -p "$OUT" || { echo "error: cannot create $OUT" >&2; exit 2; }
 START=$(date +%s); DEADLINE=$((START + MINUTES * 60))
 [ -z "$DATA" ] && [ -f ../shared/data/dsb2018/stage1_train.zip ] && DATA=../shared/data/dsb2018/stage1_train.zip
@@ -106,6 +114,13 @@ for phase in "${PHASES[@]}"; do
           --config.data.path="$DATA"
       fi
       pilot_outputs "$OUT/pilot_workdir" "$OUT/pilot" ;;
+    bench_retrain)
+      if [ $DRY = 1 ]; then
+        run bench_retrain $PY scripts/bench_retrain.py --config configs/default.py --runs 2 --k 5 --calls 1 --only 2 \
+          --set cluster_data.crop_size=32,retrain.crop_size=32,retrain.batch_size=4 --out "$OUT/bench_retrain.json"
+      else  # FLOPs per run-step from the CPU plan (cuDNN's convolutions are not in XLA's count on a GPU)
+        run bench_retrain $PY scripts/bench_retrain.py --only 6 --gflop-per-run-step 245 --out "$OUT/bench_retrain.json"
+      fi ;;
     env)
       if [ $DRY = 1 ]; then
         run env $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"
@@ -150,7 +165,7 @@ done
 # summary.md: the tables of every phase that wrote one
 {
   echo "# gpu_check $(date -u +%Y-%m-%dT%H:%MZ) $([ $DRY = 1 ] && echo '(dry run)')"
-  for phase in pilot env plan bench_train bench_cluster sweep; do
+  for phase in pilot bench_retrain env plan bench_train bench_cluster sweep; do
     [ -f "$OUT/$phase.log" ] || continue
     echo; echo "## $phase $([ -f "$OUT/$phase.done" ] && echo '(finished)' || echo '(NOT finished)')"; echo
     case $phase in
@@ -158,6 +173,7 @@ done
       pilot) [ -f "$OUT/pilot/table1.md" ] && cat "$OUT/pilot/table1.md"; [ -f "$OUT/pilot/verdict.json" ] && \
                { echo '```'; cat "$OUT/pilot/verdict.json"; echo '```'; } ;;
       bench_train) grep -E '^(\||[0-9]+ x )' "$OUT/bench_train.log" ;;
+      bench_retrain) grep -E '^(\||backend )' "$OUT/bench_retrain.log" ;;
       bench_cluster) grep -E '^(#|kmc|ng|gng|     end-to-end)' "$OUT/bench_cluster.log" ;;
       *) echo '```'; tail -n 25 "$OUT/$phase.log"; echo '```' ;;
     esac

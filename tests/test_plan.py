@@ -91,11 +91,14 @@ def test_gpu_check_dry_run(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    for phase in ("pilot", "env", "plan", "bench_train", "bench_cluster"):
+    for phase in ("pilot", "bench_retrain", "env", "plan", "bench_train", "bench_cluster"):
         assert (out / f"{phase}.done").exists(), phase
     summary = (out / "summary.md").read_text()
     assert "| stage | step |" in summary and "| batch | images/s |" in summary and "kmc  k=" in summary
     assert json.loads((out / "plan.json").read_text())["projected_s"]["total"] > 0
+    rows = json.loads((out / "bench_retrain.json").read_text())["rows"]  # lax convs grouped under vmap, matmuls not
+    assert [(r["conv"], r["grouped_convs"] > 0) for r in rows] == [("xla", True), ("gemm", False)]
+    assert "| xla_f32 | xla |" in summary
     # the pilot's outputs fit what a lent machine sends back: at most 8 files, one folder down
     files = list((out / "pilot").rglob("*"))
     assert 6 <= len(files) <= 8 and all(f.is_file() and f.parent == out / "pilot" for f in files)
@@ -104,7 +107,7 @@ def test_gpu_check_dry_run(tmp_path):
     # a rerun resumes: every phase is done already
     again = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                            capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done before") == 5
+    assert again.returncode == 0 and again.stdout.count("done before") == 6
 
 
 def test_the_pilot_is_projected_within_eight_minutes_on_one_h200():

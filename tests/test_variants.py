@@ -25,7 +25,8 @@ from dng_jax.experiment.retrain import EncoderClassifier, init_runs, make_optimi
 from dng_jax.segmentation.steps import make_segmentation_loss
 from dng_jax.segmentation.train_state import TrainConfig
 from dng_jax.experiment.sweep import run_sweep
-from dng_jax.models import make_model
+from dng_jax.models import make_model, with_conv
+from dng_jax.models.conv import resolve_retrain_conv
 from dng_jax.segmentation.checkpointing import load_variables
 from dng_jax.segmentation.inference import predict_probs
 from dng_jax.segmentation.postprocess import probs_to_instances
@@ -69,7 +70,7 @@ def test_paper_settings_are_the_paper_step(setup):
     model, variables, images, labels, _ = setup
     cfg = config()
     out = adapt(setup, cfg)
-    clf = EncoderClassifier(model.encoder, 2)
+    clf = EncoderClassifier(with_conv(model, resolve_retrain_conv(cfg.retrain.conv, "xla")).encoder, 2)
     enc = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
     states, losses = retrain_runs(jax.random.key(5), clf, enc, images, labels, cfg.retrain, cfg.augment,
                                   progress=False, run_ids=[0, 1])

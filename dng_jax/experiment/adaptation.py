@@ -32,6 +32,8 @@ from dng_jax.experiment.decoder_tuning import tune_decoders
 from dng_jax.experiment.features import pooled_latent
 from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
 from dng_jax.metric_writers import MetricWriter
+from dng_jax.models import with_conv
+from dng_jax.models.conv import resolve_retrain_conv
 from dng_jax.models.unet import UNet
 
 __all__ = ["AdaptedRuns", "adapt_runs", "run_variables", "needs_ct1_batches"]
@@ -88,7 +90,7 @@ def adapt_runs(key: jax.Array, cfg, unet: UNet, baseline: dict, images: np.ndarr
     for the joint objective and the decoder tuning (:func:`needs_ct1_batches`). The first round uses
     ``key`` itself, so the paper's variant gives the paper's step bit for bit.
 
-    ``mesh`` (:func:`dng_jax.sharding.runs_mesh`, used with several processes): the runs are split over
+    ``mesh`` (:func:`dng_jax.sharding.runs_mesh`, used with several devices): the runs are split over
     its devices, padded to a multiple of their number with copies of the last run; the variables come
     back split and padded (:func:`dng_jax.distributed.local_runs` picks a process's runs), the losses and
     later rounds' statistics whole, for the ``R`` runs."""
@@ -105,6 +107,8 @@ def adapt_runs(key: jax.Array, cfg, unet: UNet, baseline: dict, images: np.ndarr
         ids, labels = ids[pad], np.asarray(labels)[pad]
         method_keys = None if method_keys is None else method_keys[jnp.asarray(pad)]
     encoders, decoders = _subtree(baseline, "encoder"), _subtree(baseline, "decoder")
+    # the networks stepped vmapped over runs compute their convolutions by retrain.conv (same parameters)
+    runs_unet = with_conv(unet, resolve_retrain_conv(rc.conv, unet.encoder.conv))
     stacked, losses, later = False, [], []
     for r in range(rc.rounds):
         if r > 0:
@@ -113,11 +117,11 @@ def adapt_runs(key: jax.Array, cfg, unet: UNet, baseline: dict, images: np.ndarr
                                                   cfg.cluster_data.pca_dim, cfg.cluster_data.batch_size)
             stats = {name: values[:n_runs] for name, values in stats.items()}
             later.append(stats)
-        clf = EncoderClassifier(unet.encoder, n_classes)
+        clf = EncoderClassifier(runs_unet.encoder, n_classes)
         states, round_losses = retrain_runs(
             key if r == 0 else jax.random.fold_in(key, r), clf, encoders, images, labels, rc, cfg.augment,
             progress=progress, desc=desc if rc.rounds == 1 else f"{desc} round {r + 1}", run_ids=ids,
-            writer=writer, stacked=stacked, decoder_variables=decoders if joint else None, unet=unet,
+            writer=writer, stacked=stacked, decoder_variables=decoders if joint else None, unet=runs_unet,
             seg_batches=ct1_batches, seg_train=cfg.train, first_epoch=r * rc.epochs, mesh=mesh)
         losses.append(round_losses)
         encoders = _subtree({"params": states.params, "batch_stats": states.batch_stats}, "encoder")
@@ -127,7 +131,7 @@ def adapt_runs(key: jax.Array, cfg, unet: UNet, baseline: dict, images: np.ndarr
     decoder_losses = np.zeros((0, len(ids)), np.float32)
     if rc.decoder_epochs:
         decoders, decoder_losses = tune_decoders(
-            jax.random.fold_in(key, 1_000_003), unet, encoders, decoders, ct1_batches, rc.decoder_epochs, cfg.train,
+            jax.random.fold_in(key, 1_000_003), runs_unet, encoders, decoders, ct1_batches, rc.decoder_epochs, cfg.train,
             cfg.augment, run_ids=ids, encoder_batch_stats=rc.batch_norm == "adabn", stacked_decoder=joint,
             progress=progress, desc=f"{desc} decoder", mesh=mesh)
     changed = {"encoder": encoders}

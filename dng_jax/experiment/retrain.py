@@ -13,9 +13,11 @@ BatchNorm on the baseline's statistics while it learns (they never move to the c
 
 All seeds of one configuration train together: the state carries a leading *runs* axis and the step is
 ``vmap``-ed over it (each run has its own labels, visiting order and augmentation keys); with a ``mesh``
-(:func:`dng_jax.sharding.runs_mesh`, several processes) the runs axis is split over its devices and
-each device steps its own runs (``shard_map``, nothing communicated). The paper does not give the batch
-size of this step: it is a config field.
+(:func:`dng_jax.sharding.runs_mesh`: several devices, in one process or many) the runs axis is split over
+its devices and each device steps its own runs (``shard_map``, nothing communicated), so a topology with
+the same devices runs the same programs. ``RetrainConfig.conv`` computes the convolutions as batched
+matmuls instead of grouped convolutions (:mod:`dng_jax.models.conv`); ``runs_layout="map"`` steps the runs
+one after another (a control). The paper does not give the batch size of this step: it is a config field.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dng_jax.data.augment import AugmentConfig, augment_batch
 from dng_jax.metric_writers import MetricWriter
 from dng_jax.data.pipeline import CropBatches
 from dng_jax.models import ResNetEncoder
+from dng_jax.models.conv import CONV_IMPLS
 from dng_jax.models.unet import UNet
 from dng_jax.segmentation.steps import make_segmentation_loss, to_float_images
 from dng_jax.segmentation.train_state import TrainConfig
@@ -47,6 +50,7 @@ from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = [
     "BATCH_NORM_MODES",
+    "RUNS_LAYOUTS",
     "RetrainConfig",
     "EncoderClassifier",
     "RetrainState",
@@ -59,6 +63,7 @@ __all__ = [
 
 
 BATCH_NORM_MODES = ("train", "frozen", "adabn")
+RUNS_LAYOUTS = ("vmap", "map")
 
 
 class RetrainConfig(TypedConfig):
@@ -80,6 +85,11 @@ class RetrainConfig(TypedConfig):
                                 "the train section's loss, batch and crop (paper: 0)")
     rounds: int = param(1, "cluster + retrain rounds; each later round clusters each run's own re-extracted "
                         "latent (DeepCluster; paper: 1)")
+    conv: str = param("auto", "how the runs' convolutions are computed (dng_jax.models.conv): 'auto' = the fastest "
+                      "measured on this backend (matmuls, 'gemm', on a CPU; model.conv elsewhere), or one of "
+                      "'xla', 'gemm_1x1', 'gemm', 'im2col'")
+    runs_layout: str = param("vmap", "how a chunk's runs are stepped: 'vmap' (together, batched) or 'map' "
+                             "(lax.map, one after another in one compiled step; a control)")
 
     def check(self) -> None:
         require(self.epochs >= 0, "epochs", f"must be >= 0, got {self.epochs}")
@@ -93,6 +103,9 @@ class RetrainConfig(TypedConfig):
         require(self.segmentation_weight >= 0, "segmentation_weight", f"must be >= 0, got {self.segmentation_weight}")
         require(self.decoder_epochs >= 0, "decoder_epochs", f"must be >= 0, got {self.decoder_epochs}")
         require(self.rounds >= 1, "rounds", f"must be >= 1, got {self.rounds}")
+        require(self.conv in ("auto",) + CONV_IMPLS, "conv", f"must be 'auto' or one of {CONV_IMPLS}, got {self.conv!r}")
+        require(self.runs_layout in RUNS_LAYOUTS, "runs_layout",
+                f"must be one of {RUNS_LAYOUTS}, got {self.runs_layout!r}")
 
 
 class EncoderClassifier(nn.Module):
@@ -209,7 +222,12 @@ def make_retrain_step(model: EncoderClassifier, cfg: RetrainConfig, steps_per_ep
         params = optax.apply_updates(state.params, updates)
         return RetrainState(params, batch_stats, opt_state, state.step + 1), ce
 
-    return runs_jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)), mesh, (True, True, True, True, False))
+    if cfg.runs_layout == "map":  # the control: one run after another inside one compiled step
+        def over_runs(states, images, labels, keys, seg_batch):
+            return jax.lax.map(lambda a: one(*a, seg_batch), (states, images, labels, keys))
+    else:
+        over_runs = jax.vmap(one, in_axes=(0, 0, 0, 0, None))
+    return runs_jit(over_runs, mesh, (True, True, True, True, False))
 
 
 @jax.jit

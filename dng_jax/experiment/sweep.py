@@ -536,7 +536,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                                  method=method, method_keys=keys[np.asarray(seeds)], run_ids=seeds,
                                  ct1_batches=ct1_batches, progress=progress,
                                  desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}", writer=writer,
-                                 mesh=runs_mesh() if distributed.is_multiprocess() else None)
+                                 mesh=runs_mesh() if jax.device_count() > 1 else None)
         finally:
             writer.close()
         losses = adapted.losses

@@ -9,13 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dng_jax.models.conv import CONV_IMPLS
 from dng_jax.models.polarity import INPUT_POLARITIES, POLARITY_THRESHOLD
 from dng_jax.models.resnet import INPUT_NORMS, BottleneckBlock, ResNetEncoder, normalize_input
 from dng_jax.models.unet import DecoderBlock, UNet, UNetDecoder
 from dng_jax.typed_config import TypedConfig, param, require
 
 __all__ = ["BottleneckBlock", "DecoderBlock", "ResNetEncoder", "UNet", "UNetDecoder", "ModelConfig", "make_model",
-           "resolve_dtype", "count_params", "normalize_input", "STRIDE"]
+           "resolve_dtype", "count_params", "normalize_input", "with_conv", "STRIDE"]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 STRIDE = 32  # total stride of the U-Net: inputs must be multiples of it (prediction pads)
@@ -36,6 +37,8 @@ class ModelConfig(TypedConfig):
                                       "marks a bright background (chosen on validation images: "
                                       "scripts/check_polarity.py)")
     input_norm: str = param("none", "encoder input: 'none' = x - 0.5 (paper), 'per_image' = standardised per image")
+    conv: str = param("xla", "how convolutions are computed: 'xla' (lax.conv), 'gemm_1x1' (1x1 as matmuls), 'gemm' "
+                      "(every conv as k x k shifted matmuls), 'im2col'; the same parameters (dng_jax.models.conv)")
 
     def check(self) -> None:
         require(len(self.stage_sizes) == 4 and min(self.stage_sizes) >= 1, "stage_sizes",
@@ -51,6 +54,7 @@ class ModelConfig(TypedConfig):
         require(0.0 < self.polarity_threshold < 1.0, "polarity_threshold",
                 f"must lie in (0, 1) (grey levels are in [0, 1]), got {self.polarity_threshold}")
         require(self.input_norm in INPUT_NORMS, "input_norm", f"use one of {INPUT_NORMS}, got {self.input_norm!r}")
+        require(self.conv in CONV_IMPLS, "conv", f"use one of {CONV_IMPLS}, got {self.conv!r}")
 
 
 def resolve_dtype(name: Any):
@@ -73,9 +77,16 @@ def make_model(cfg: ModelConfig | Mapping[str, Any] | None = None) -> UNet:
     dtype = resolve_dtype(cfg.dtype)
     encoder = ResNetEncoder(stage_sizes=cfg.stage_sizes, width=cfg.width, expansion=cfg.expansion, dtype=dtype,
                             input_polarity=cfg.input_polarity,
-                            polarity_threshold=cfg.polarity_threshold, input_norm=cfg.input_norm)
-    decoder = UNetDecoder(features=cfg.decoder_features, num_classes=cfg.num_classes, dtype=dtype)
+                            polarity_threshold=cfg.polarity_threshold, input_norm=cfg.input_norm, conv=cfg.conv)
+    decoder = UNetDecoder(features=cfg.decoder_features, num_classes=cfg.num_classes, dtype=dtype, conv=cfg.conv)
     return UNet(encoder=encoder, decoder=decoder)
+
+
+def with_conv(unet: UNet, conv: str) -> UNet:
+    """The same U-Net (same parameters) computing its convolutions by ``conv`` (:mod:`dng_jax.models.conv`)."""
+    if conv not in CONV_IMPLS:
+        raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}")
+    return UNet(encoder=unet.encoder.clone(conv=conv), decoder=unet.decoder.clone(conv=conv))
 
 
 def count_params(tree) -> int:

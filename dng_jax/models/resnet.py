@@ -20,6 +20,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dng_jax.models.conv import conv_function
 from dng_jax.models.polarity import POLARITY_THRESHOLD, apply_polarity
 
 Dtype = Any
@@ -35,10 +36,12 @@ class BottleneckBlock(nn.Module):
     strides: int = 1
     expansion: int = 4
     dtype: Dtype = jnp.float32
+    conv: str = "xla"  # how convolutions are computed (dng_jax.models.conv); the parameters are the same
 
     @nn.compact
     def __call__(self, x, train: bool):
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
+        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init,
+                       conv_general_dilated=conv_function(self.conv))
         norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
         out_features = self.features * self.expansion
         residual = x
@@ -88,6 +91,7 @@ class ResNetEncoder(nn.Module):
     input_polarity: str = "none"  # "grey_bright_nuclei": grey, inverted where the background is bright
     polarity_threshold: float = POLARITY_THRESHOLD  # median grey level above it: a bright background
     input_norm: str = "none"  # "none": x - 0.5 (paper); "per_image": zero mean, unit variance per image
+    conv: str = "xla"  # "xla" | "gemm_1x1" | "gemm" | "im2col" (dng_jax.models.conv): same parameters
 
     @property
     def latent_features(self) -> int:
@@ -98,7 +102,8 @@ class ResNetEncoder(nn.Module):
         x = normalize_input(x, self.input_norm, self.input_polarity, self.polarity_threshold).astype(self.dtype)
         skips = []
         x = nn.Conv(self.width, (7, 7), strides=2, padding=((3, 3), (3, 3)), use_bias=False,
-                    dtype=self.dtype, kernel_init=conv_init, name="stem_conv")(x)
+                    dtype=self.dtype, kernel_init=conv_init, conv_general_dilated=conv_function(self.conv),
+                    name="stem_conv")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
                          name="stem_bn")(x)
         x = nn.relu(x)
@@ -108,7 +113,7 @@ class ResNetEncoder(nn.Module):
             for j in range(n_blocks):
                 strides = 2 if i > 0 and j == 0 else 1
                 x = BottleneckBlock(self.width * 2**i, strides=strides, expansion=self.expansion,
-                                    dtype=self.dtype, name=f"stage{i + 1}_block{j + 1}")(x, train)
+                                    dtype=self.dtype, conv=self.conv, name=f"stage{i + 1}_block{j + 1}")(x, train)
             if i < len(self.stage_sizes) - 1:
                 skips.append(x)  # strides 4, 8, 16
         return x, tuple(skips)

@@ -19,6 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dng_jax.models.conv import conv_function
 from dng_jax.models.resnet import ResNetEncoder
 
 Dtype = Any
@@ -34,10 +35,12 @@ def upsample2x(x):
 class DecoderBlock(nn.Module):
     features: int
     dtype: Dtype = jnp.float32
+    conv: str = "xla"  # how convolutions are computed (dng_jax.models.conv); the parameters are the same
 
     @nn.compact
     def __call__(self, x, skip, train: bool):
-        conv = partial(nn.Conv, kernel_size=(3, 3), use_bias=False, dtype=self.dtype)
+        conv = partial(nn.Conv, kernel_size=(3, 3), use_bias=False, dtype=self.dtype,
+                       conv_general_dilated=conv_function(self.conv))
         norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
         x = upsample2x(x)
         if skip is not None:
@@ -53,6 +56,7 @@ class UNetDecoder(nn.Module):
     features: Sequence[int] = (256, 128, 64, 32, 16)
     num_classes: int = 3
     dtype: Dtype = jnp.float32
+    conv: str = "xla"  # "xla" | "gemm_1x1" | "gemm" | "im2col" (dng_jax.models.conv): same parameters
 
     @nn.compact
     def __call__(self, latent, skips, train: bool = False):
@@ -60,8 +64,9 @@ class UNetDecoder(nn.Module):
         x = latent
         for i, feats in enumerate(self.features):
             skip = skips[i] if i < len(skips) else None
-            x = DecoderBlock(feats, dtype=self.dtype, name=f"block{i + 1}")(x, skip, train)
-        logits = nn.Conv(self.num_classes, (3, 3), dtype=self.dtype, name="head")(x)
+            x = DecoderBlock(feats, dtype=self.dtype, conv=self.conv, name=f"block{i + 1}")(x, skip, train)
+        logits = nn.Conv(self.num_classes, (3, 3), dtype=self.dtype, conv_general_dilated=conv_function(self.conv),
+                         name="head")(x)
         return logits.astype(jnp.float32)
 
 
