@@ -286,11 +286,12 @@ def to_local(tree):
 def _on_one_device(tree):
     """One process with several devices: the arrays split over them (the runs mesh), moved onto the first,
     where the one-device computations beside them (scoring, reclustering) run."""
-    def move(x):
-        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
-            return jax.device_put(x, jax.local_devices()[0])
-        return x
-    return jax.tree.map(move, tree)
+    def split(x) -> bool:
+        return isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+
+    if not any(split(x) for x in jax.tree.leaves(tree)):
+        return tree  # one device: the tree itself
+    return jax.tree.map(lambda x: jax.device_put(x, jax.local_devices()[0]) if split(x) else x, tree)
 
 
 def fetch(tree):

@@ -14,11 +14,7 @@ import pytest
 XLA_CACHE = os.path.join(tempfile.gettempdir(), "dng-jax-test-xla-cache")
 jax.config.update("jax_compilation_cache_dir", XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-# The tests' programs are tiny and compiled once each: compile time dominates, so XLA:CPU skips its
-# expensive optimisation passes (the results stay within float tolerance; no test compares timings).
-# The commands the tests start as subprocesses inherit the flags and the cache through the environment.
-FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
-os.environ["XLA_FLAGS"] = " ".join(dict.fromkeys(os.environ.get("XLA_FLAGS", "").split() + list(FAST_COMPILE)))
+# The commands the tests start as subprocesses share the cache through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
