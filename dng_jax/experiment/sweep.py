@@ -490,9 +490,11 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
             labels = None
     _, method = build_method(conf.name, conf.k, cfg.clustering)
     keys = method_keys(jax.random.key(cfg.sweep.seed), conf.method, conf.k, n_seeds)
+    # the clustering and the retraining split the runs over every device, in one process or many: the same
+    # devices run the same programs whichever processes hold them (docs/scaling.md)
+    mesh = runs_mesh() if jax.device_count() > 1 else None
     if labels is None:
         t0 = time.time()
-        mesh = runs_mesh() if jax.device_count() > 1 else None
         res = run_method(method, keys, latent, mesh=mesh, progress=progress)
         labels = res.labels
         stats = [{"seed": i, "units": int(res.units[i]), "norm_entropy": float(res.norm_entropy[i]),
@@ -536,7 +538,7 @@ def stage_configuration(cfg: ExperimentConfig, workdir: Path, conf: Configuratio
                                  method=method, method_keys=keys[np.asarray(seeds)], run_ids=seeds,
                                  ct1_batches=ct1_batches, progress=progress,
                                  desc=f"retrain {conf.method}({conf.k}) seeds {seeds[0]}-{seeds[-1]}", writer=writer,
-                                 mesh=runs_mesh() if jax.device_count() > 1 else None)
+                                 mesh=mesh)
         finally:
             writer.close()
         losses = adapted.losses
