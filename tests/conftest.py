@@ -3,6 +3,7 @@ synthetic samples, and a persistent XLA cache so identical programs compile once
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,34 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
 # orbax's background asyncio threads occasionally race with loop shutdown ("Event loop is closed"); benign.
 ORBAX_LOOP_WARNING = pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drop every compiled program after each test module. Each XLA:CPU executable keeps memory mappings
+    of its own: test_conv_gemm.py and test_model.py alone took the process from ~1,600 to ~12,000 mappings,
+    and nothing was freed, so one pytest process holding all ~430 tests' programs ran towards Linux's limit
+    of 65530 per process (vm.max_map_count). Near the end of the suite the next compile or cache write died
+    (SIGSEGV / SIGABRT, in the same test of tests/test_variants.py in every full run since 29f94e3, never
+    when it ran alone). With these fixtures the count falls back to ~1,200 after each module; the peak of a
+    full run was ~35,000, inside test_variants.py."""
+    yield
+    jax.clear_caches()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True)
+def _free_compiled_programs_when_near_the_limit():
+    """The same inside a module that compiles a great many programs (Linux only; elsewhere a no-op)."""
+    yield
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            mappings = sum(1 for _ in f)
+    except OSError:
+        return
+    if mappings > 20000:
+        jax.clear_caches()
+        gc.collect()
 
 
 def tiny_config():

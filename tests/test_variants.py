@@ -240,9 +240,6 @@ def test_variants_run_in_the_sweep(finished_sweep, tmp_path):
     c.retrain.segmentation_weight = 0.5
     c.retrain.rounds = 2
     c.sweep.ensemble = -1
-    # lax convs here: writing this joint step compiled as matmuls to the tests' persistent XLA cache crashed
-    # XLA:CPU's executable serialisation (twice in full-suite runs; the sweep itself uses no such cache)
-    c.retrain.conv = "xla"
     res = run_sweep(c, tmp_path, progress=False)
     assert not res.failures and len(res.rows) == 2
     assert {"round2_units", "round2_norm_entropy"} <= set(res.rows[0])
