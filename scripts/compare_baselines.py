@@ -29,8 +29,9 @@ from dng_jax.config import experiment_config, load_config  # noqa: E402
 from dng_jax.data.sources import open_source  # noqa: E402
 from dng_jax.data.partition import KNOWN_TYPE  # noqa: E402
 from dng_jax.evaluation.evaluator import score_predictions  # noqa: E402
-from dng_jax.evaluation.scores import read_scores  # noqa: E402
+from dng_jax.evaluation.scores import ScoreTable, read_scores, write_scores  # noqa: E402
 from dng_jax.evaluation.statistics import paired_comparison, with_holm  # noqa: E402
+from dng_jax.io.atomic import atomic_write_text  # noqa: E402
 from dng_jax.segmentation.classical import classical_instances  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "cpu_real.py"), help="for the classical settings")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--level", type=float, default=0.95)
+    ap.add_argument("--csv", default=None, help="also write the table as CSV (one row per group and B)")
+    ap.add_argument("--save-classical", default=None,
+                    help="write the classical reference's per-image scores here (run,image,cell_type,score)")
     a = ap.parse_args()
     named = []
     for spec in a.scored:
@@ -76,6 +80,10 @@ def main() -> None:
     for name, path in named:
         if path == "classical":
             scores[name] = classical_scores({i: t for i, (t, _) in ref.items()}, a.data or config.data.path, config)
+            if a.save_classical:
+                write_scores(a.save_classical, ScoreTable.from_per_image(
+                    [name], [{i: float(v[0]) for i, (_, v) in scores[name].items()}],
+                    {i: t for i, (t, _) in scores[name].items()}))
         else:
             p = Path(path)
             if not p.exists():
@@ -109,6 +117,15 @@ def main() -> None:
             diffs.append(f"{pc.diff.estimate:+.3f} [{pc.diff.low:+.3f}, {pc.diff.high:+.3f}], "
                          f"{pc.improved:.0%} improved, p {pc.p:.2g} (Holm {pc.p_holm:.2g})")
         print(f"| {g} | {int(mask.sum())} | " + " | ".join(means) + " | " + " | ".join(diffs) + " |")
+    if a.csv:
+        lines = ["group,n,a,b,runs_a,runs_b,mean_a,mean_b,diff,low,high,improved,p,p_holm"]
+        for (g, name), pc in found.items():
+            mask = groups[g]
+            lines.append(",".join([f'"{g}"', str(int(mask.sum())), name_a, name, str(len(va)), str(len(runs[name])),
+                                   f"{va[:, mask].mean():.4f}", f"{runs[name][:, mask].mean():.4f}",
+                                   f"{pc.diff.estimate:.4f}", f"{pc.diff.low:.4f}", f"{pc.diff.high:.4f}",
+                                   f"{pc.improved:.3f}", f"{pc.p:.3g}", f"{pc.p_holm:.3g}"]))
+        atomic_write_text(a.csv, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
