@@ -11,6 +11,9 @@ sign-flip permutation p, Holm-adjusted over the table, on CT1, on the other type
 
     python scripts/compare_baselines.py --data ../shared/data/dsb2018/stage1_train.zip \\
         classical=classical new=runs/baseline_cpu_real/baseline.json old=runs/cpu_real/baseline/baseline.json
+
+``--csv FILE`` writes the table as CSV too; ``--save-classical FILE`` keeps the classical reference's
+per-image scores, which a later call reads back as ``classical=FILE`` instead of segmenting again.
 """
 
 from __future__ import annotations
