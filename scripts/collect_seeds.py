@@ -19,13 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
 
 from dng_jax.errors import ConfigError  # noqa: E402
-from dng_jax.data.partition import KNOWN_TYPE  # noqa: E402
-from dng_jax.evaluation.scores import ScoreTable, write_scores  # noqa: E402
+from dng_jax.evaluation.scores import ScoreTable, groups, write_scores  # noqa: E402
 from dng_jax.io.atomic import atomic_write_text  # noqa: E402
 
 
@@ -42,14 +39,13 @@ def read_run(spec: str) -> tuple[str, dict[str, tuple[str, float]]]:
 
 
 def maps_csv(table: ScoreTable) -> str:
-    types = sorted(set(table.types))
-    known = np.array([t == KNOWN_TYPE for t in table.types])
-    lines = [",".join(["run", "map_ct1", "map_unknown", "map_all"] + [f"map_{t}" for t in types])]
-    for r, run in enumerate(table.runs):
-        s = table.scores[r]
-        cells = [s[known].mean(), s[~known].mean(), s.mean()]
-        cells += [s[np.array([x == t for x in table.types])].mean() for t in types]
-        lines.append(",".join([run] + [f"{v:.4f}" for v in cells]))
+    """The report's views (:func:`dng_jax.evaluation.scores.groups`): CT1, the other types, all, each type."""
+    views = groups(table.ids, table.types)
+    names = {"known": "map_ct1", "unknown": "map_unknown", "all": "map_all"}
+    names.update({v: f"map_{v.removeprefix('type:')}" for v in views if v.startswith("type:")})
+    means = {v: table.select(views[v]).scores.mean(axis=1) for v in names}
+    lines = [",".join(["run", *names.values()])]
+    lines += [",".join([run] + [f"{means[v][r]:.4f}" for v in names]) for r, run in enumerate(table.runs)]
     return "\n".join(lines) + "\n"
 
 

@@ -41,8 +41,7 @@ def _free_compiled_programs():
     when it ran alone). With these fixtures the count falls back to ~1,200 after each module; the peak of a
     full run was ~35,000, inside test_variants.py."""
     yield
-    jax.clear_caches()
-    gc.collect()
+    _drop_compiled_programs()
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +54,12 @@ def _free_compiled_programs_when_near_the_limit():
     except OSError:
         return
     if mappings > 20000:
-        jax.clear_caches()
-        gc.collect()
+        _drop_compiled_programs()
+
+
+def _drop_compiled_programs():
+    jax.clear_caches()
+    gc.collect()
 
 
 def tiny_config():

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dng_jax.models.conv import CONV_IMPLS
+from dng_jax.models.conv import CONV_IMPLS, conv_function
 from dng_jax.models.polarity import INPUT_POLARITIES, POLARITY_THRESHOLD
 from dng_jax.models.resnet import INPUT_NORMS, BottleneckBlock, ResNetEncoder, normalize_input
 from dng_jax.models.unet import DecoderBlock, UNet, UNetDecoder
@@ -84,8 +84,7 @@ def make_model(cfg: ModelConfig | Mapping[str, Any] | None = None) -> UNet:
 
 def with_conv(unet: UNet, conv: str) -> UNet:
     """The same U-Net (same parameters) computing its convolutions by ``conv`` (:mod:`dng_jax.models.conv`)."""
-    if conv not in CONV_IMPLS:
-        raise ValueError(f"conv must be one of {CONV_IMPLS}, got {conv!r}")
+    conv_function(conv)  # an unknown path: ValueError now, not at the first call
     return UNet(encoder=unet.encoder.clone(conv=conv), decoder=unet.decoder.clone(conv=conv))
 
 
