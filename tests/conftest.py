@@ -3,8 +3,10 @@ synthetic samples, and a persistent XLA cache so identical programs compile once
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -29,6 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 8, 8))
 # orbax's background asyncio threads occasionally race with loop shutdown ("Event loop is closed"); benign.
 ORBAX_LOOP_WARNING = pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
+
+
+#: The test files that take longest (whole sweeps in subprocesses), started first: pytest-xdist hands each
+#: worker whole files in collection order, and a long file started last would run on alone at the end.
+LONGEST_FIRST = ("test_distributed.py", "test_plan.py", "test_variants.py", "test_shards.py", "test_sweep.py",
+                 "test_own_experiment.py", "test_self_training.py", "test_reliability.py", "test_train.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file stays
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -121,10 +134,22 @@ def synthetic_samples(n=5, seed=0):
 
 
 @pytest.fixture(scope="session")
-def finished_sweep(tmp_path_factory):
-    """``(work dir, result)`` of the tiny sweep run once for the session (tests copy it to change it)."""
-    workdir = tmp_path_factory.mktemp("sweep")
-    return workdir, run_sweep(tiny_sweep_config(), workdir, progress=False)
+def finished_sweep(tmp_path_factory, worker_id):
+    """``(work dir, result)`` of the tiny sweep, run once for the whole test run (tests copy it to change it).
+    With pytest-xdist the first worker that asks runs it while the others wait on a lock, then read its
+    result from a pickle beside it (nothing is written into the work dir while other tests copy it)."""
+    if worker_id == "master":  # no xdist: this process is the whole run
+        workdir = tmp_path_factory.mktemp("sweep")
+        return workdir, run_sweep(tiny_sweep_config(), workdir, progress=False)
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above every worker's own
+    workdir, saved = shared / "finished_sweep", shared / "finished_sweep.pkl"
+    with open(shared / "finished_sweep.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.exists():
+            result = run_sweep(tiny_sweep_config(), workdir, progress=False)
+            saved.with_suffix(".tmp").write_bytes(pickle.dumps(result))
+            saved.with_suffix(".tmp").replace(saved)
+    return workdir, pickle.loads(saved.read_bytes())
 
 
 @pytest.fixture(scope="session")

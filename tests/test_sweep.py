@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -27,8 +28,12 @@ def read_rows(path):
 
 
 @pytest.fixture
-def finished(finished_sweep):
-    return finished_sweep
+def finished(finished_sweep, tmp_path_factory):
+    """A copy of the finished tiny sweep (the tests rerun sweeps in it; other tests read the original)."""
+    workdir, result = finished_sweep
+    copy = tmp_path_factory.mktemp("finished") / "wd"
+    shutil.copytree(workdir, copy)
+    return copy, result
 
 
 def test_sweep_writes_every_output(finished):
