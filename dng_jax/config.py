@@ -220,7 +220,8 @@ class ClusterDataConfig(TypedConfig):
 class SweepConfig(TypedConfig):
     """The ``sweep`` section: which configurations, how many runs."""
 
-    checkpoint: str | None = param(None, "a trained baseline (train work dir or checkpoint); None = train one")
+    checkpoint: str | None = param(None, "a trained baseline (train work dir, checkpoint, or bundled:<name> for a "
+                                   "model shipped in the package); None = train one")
     baseline_runs: int = param(1, "trainings of the baseline (train.seed, +1, ...) whose spread enters the intervals; "
                                "run 0 is the one clustered and retrained")
     baseline_checkpoints: tuple[str, ...] = param((), "trained baselines for runs 1, 2, ... (train work dirs); the "

@@ -255,7 +255,8 @@ def plot_stability(rows, path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/cpu_real.py")
-    p.add_argument("--checkpoint", required=True, help="the trained baseline (a train work dir or checkpoint)")
+    p.add_argument("--checkpoint", required=True, help="the trained baseline: a train work dir, a checkpoint, or "
+                   "bundled:<name> for a model shipped in the package (e.g. bundled:cpu_real)")
     p.add_argument("--workdir", default="runs/variants")
     p.add_argument("--set", default="", help="FIELD=VALUE,... for every row, after the study's settings")
     p.add_argument("--row", action="append", help="NAME:FIELD=VALUE,... (default: the study's rows)")

@@ -3,6 +3,7 @@
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 from conftest import tiny_config
@@ -15,7 +16,7 @@ from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.evaluation.metrics import image_score
 from dng_jax.io.labels import read_labels
 from dng_jax.predict import main
-from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
+from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint, load_variables
 from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info, load_bundled, save_bundled
 from dng_jax.segmentation.inference import (dihedral, pad_to_multiple, predict_instances, predict_probs, tile_starts,
                                             undo_dihedral)
@@ -158,6 +159,17 @@ def test_bundled_model_round_trip_and_cli(model_and_state, tmp_path, monkeypatch
     assert read_labels(tmp_path / "out" / "a.png").shape == (32, 32)
     with pytest.raises(CheckpointError, match="missing"):
         load_bundled("nope", tmp_path / "w")
+
+
+def test_bundled_prefix_loads_the_shipped_model_where_a_checkpoint_is_expected():
+    """``sweep.checkpoint="bundled:cpu_real"`` clusters and retrains on top of the shipped model."""
+    variables, model, config = load_variables(f"bundled:{DEFAULT_MODEL}")
+    shipped, _, shipped_config = load_bundled()
+    assert config == shipped_config
+    for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(shipped), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="no bundled model 'nope'"):
+        load_variables("bundled:nope")
 
 
 class _FakeSource:

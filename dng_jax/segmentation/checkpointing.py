@@ -30,6 +30,7 @@ from dng_jax.config import ExperimentConfig, experiment_config
 from dng_jax.errors import CheckpointError, ConfigError
 from dng_jax.io.stage import read_done
 from dng_jax.models import make_model
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, load_bundled
 from dng_jax.segmentation.train_state import create_train_state, make_optimizer
 
 __all__ = ["Checkpointer", "resolve_checkpoint", "load_checkpoint", "load_variables"]
@@ -219,7 +220,15 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict, ExperimentConfi
     return state, meta, config
 
 
+#: ``load_variables("bundled:cpu_real")`` loads a model shipped in the package instead of a checkpoint.
+BUNDLED_PREFIX = "bundled:"
+
+
 def load_variables(path: str | os.PathLike):
-    """``(variables {'params', 'batch_stats'}, model, config)`` for inference."""
+    """``(variables {'params', 'batch_stats'}, model, config)`` for inference, from a checkpoint path or
+    ``bundled:<name>`` (a model shipped in the package, parameters rounded to float16: e.g. to cluster and
+    retrain on top of the shipped model, ``sweep.checkpoint="bundled:cpu_real"``)."""
+    if str(path).startswith(BUNDLED_PREFIX):
+        return load_bundled(str(path)[len(BUNDLED_PREFIX):] or DEFAULT_MODEL)
     state, _, config = load_checkpoint(path)
     return {"params": state.params, "batch_stats": state.batch_stats}, make_model(config.model), config
