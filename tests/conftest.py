@@ -24,6 +24,7 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 from dng_jax.config import load_config  # noqa: E402
 from dng_jax.data.dsb2018 import Sample  # noqa: E402
 from dng_jax.experiment.sweep import run_sweep  # noqa: E402
+from dng_jax.io.atomic import atomic_write_bytes  # noqa: E402
 from dng_jax.models import make_model  # noqa: E402
 from dng_jax.segmentation.train_state import create_train_state  # noqa: E402
 
@@ -147,8 +148,7 @@ def finished_sweep(tmp_path_factory, worker_id):
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not saved.exists():
             result = run_sweep(tiny_sweep_config(), workdir, progress=False)
-            saved.with_suffix(".tmp").write_bytes(pickle.dumps(result))
-            saved.with_suffix(".tmp").replace(saved)
+            atomic_write_bytes(saved, pickle.dumps(result))
     return workdir, pickle.loads(saved.read_bytes())
 
 

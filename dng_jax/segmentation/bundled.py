@@ -52,10 +52,9 @@ def bundled_info(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGH
     """The ``<name>.json`` of a bundled model: ``{"provenance": ..., "config": ...}``."""
     path = Path(directory) / f"{name}.json"
     if not path.exists():
-        shipped = sorted(q.stem for q in Path(directory).glob("*.json") if q.with_suffix(".npz").exists())
-        raise CheckpointError(f"no bundled model {name!r}: {path} is missing (" + (
-            f"this install ships {', '.join(shipped)}" if shipped else "this install ships none; pass --checkpoint")
-            + ")")
+        shipped = ", ".join(sorted(q.stem for q in Path(directory).glob("*.json") if q.with_suffix(".npz").exists()))
+        raise CheckpointError(f"no bundled model {name!r}: {path} is missing "
+                              f"(this install ships {shipped or 'none; pass --checkpoint'})")
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
