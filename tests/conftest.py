@@ -20,6 +20,12 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 # The commands the tests start as subprocesses share the cache through the environment.
 os.environ["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+#: The tests check what programs compute, not how fast they run: XLA:CPU compiles without its expensive
+#: optimisation passes (as scripts/gpu_check.sh --dry-run does). Compiling is most of the suite's time on a
+#: cold cache. Set before the first computation, so the CPU backend and every subprocess start with them.
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+_flags = os.environ.get("XLA_FLAGS", "").split()
+os.environ["XLA_FLAGS"] = " ".join(_flags + [f for f in TEST_XLA_FLAGS if f not in _flags])
 
 from dng_jax.config import load_config  # noqa: E402
 from dng_jax.data.dsb2018 import Sample  # noqa: E402

@@ -132,7 +132,8 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     """)
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "params.npy")
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
+        env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
                    JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
         r = subprocess.run([sys.executable, "-c", f"OUT = {out!r}\n" + code], env=env, capture_output=True,
