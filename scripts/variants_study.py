@@ -97,6 +97,7 @@ def row_results(row: str, rdir: Path) -> list[dict]:
             e[f"map {g}"] = float(r["map"])
             e[f"diff {g}"] = Interval(float(r["diff"]), float(r["low"]), float(r["high"]))
             e[f"improved {g}"] = float(r["improved"])
+            e[f"holm {g}"], e[f"verdict {g}"] = float(r["p_holm"]), r["verdict"]
             e["baseline"][g], e["n"][g] = float(r["map_baseline"]), int(r["n"])
     return list(entries.values())
 
@@ -108,11 +109,12 @@ def row_minutes(rdir: Path) -> float:
 
 
 def verdict(entry: dict) -> str:
-    """✓: the unknown types improved (interval above 0) and CT1 did not get worse (interval not below 0)."""
-    unknown, ct1 = entry["diff without CT1"], entry["diff CT1"]
-    if unknown.low > 0 and ct1.high >= 0:
-        return "✓"
-    return "unknown ✓, CT1 ✗" if unknown.low > 0 else ("unknown ✗" if unknown.high < 0 else "unknown ~")
+    """The row's own verdicts (its sweep's differences.csv: the two-level interval on one side of 0 *and*
+    Holm p < 0.05 over that table's comparisons). ✓: the unknown types are better and CT1 is not worse."""
+    unknown, ct1 = entry["verdict without CT1"], entry["verdict CT1"]
+    if unknown == "better":
+        return "✓" if ct1 != "worse" else "unknown ✓, CT1 ✗"
+    return "unknown ✗" if unknown == "worse" else "unknown ~"
 
 
 def study_markdown(entries: list[dict], minutes: dict[str, float]) -> str:
@@ -120,7 +122,9 @@ def study_markdown(entries: list[dict], minutes: dict[str, float]) -> str:
     base = " / ".join(f"{first['baseline'][g]:.3f}" for g in GROUPS)
     n = " / ".join(str(first["n"][g]) for g in GROUPS)
     lines = [f"Baseline MAP (CT1 / without CT1 / all): {base}; images {n}. Δ = paired difference to the baseline, "
-             f"mean over the images of the seeds' mean, with its bootstrap interval.", "",
+             f"mean over the images of the seeds' mean, with its two-level bootstrap interval (runs, then images "
+             f"within cell types). verdict: each row's own table (its table1.md), where a difference counts "
+             f"when its interval excludes 0 and its Holm-adjusted p < 0.05; ~ = not established.", "",
              "| row | configuration | CT1 | without CT1 | all | Δ CT1 | Δ without CT1 | Δ all | verdict | minutes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
@@ -137,10 +141,12 @@ def _signed(iv: Interval) -> str:
 def write_study(workdir: Path, entries: list[dict], minutes: dict[str, float]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", "configuration"] + [f"{c} {g}" for g in GROUPS for c in ("map", "diff", "low", "high", "improved")])
+    w.writerow(["row", "configuration"] + [f"{c} {g}" for g in GROUPS
+                                           for c in ("map", "diff", "low", "high", "improved", "p_holm", "verdict")])
     for e in entries:
         w.writerow([e["row"], e["configuration"]] + [
-            f"{v:.6f}" for g in GROUPS for v in (e[f"map {g}"], *e[f"diff {g}"], e[f"improved {g}"])])
+            v for g in GROUPS for v in (*(f"{x:.6f}" for x in (e[f"map {g}"], *e[f"diff {g}"], e[f"improved {g}"])),
+                                        f"{e[f'holm {g}']:.4g}", e[f"verdict {g}"])])
     atomic_write_text(workdir / "study.csv", buf.getvalue())
     atomic_write_text(workdir / "study.md", study_markdown(entries, minutes))
     plot_study(entries, workdir / "study.png")
@@ -159,12 +165,12 @@ def plot_study(entries: list[dict], path: Path) -> None:
         ivs = [e[f"diff {g}"] for e in entries]
         est = np.array([iv.estimate for iv in ivs])
         err = np.array([[iv.estimate - iv.low for iv in ivs], [iv.high - iv.estimate for iv in ivs]])
-        colours = ["tab:green" if iv.low > 0 else "tab:red" if iv.high < 0 else "tab:grey" for iv in ivs]
+        colours = [{"better": "tab:green", "worse": "tab:red"}.get(e[f"verdict {g}"], "tab:grey") for e in entries]
         for i, colour in enumerate(colours):
             ax.errorbar(est[i], y[i], xerr=err[:, i : i + 1], fmt="none", ecolor=colour, capsize=2, lw=1)
         ax.scatter(est, y, c=colours, s=14, zorder=3)
         ax.axvline(0, color="k", lw=0.8, ls="--")
-        ax.set_title(f"MAP − baseline, {g} (95% interval)")
+        ax.set_title(f"MAP − baseline, {g} (95% interval; colour: Holm verdict)", fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y)
     axes[0].set_yticklabels(labels, fontsize=8)
