@@ -89,7 +89,11 @@ def row_results(row: str, rdir: Path) -> list[dict]:
     """The row's configurations (and ensembles) against the baseline, from the sweep's differences.csv."""
     entries: dict[str, dict] = {}
     with open(rdir / "differences.csv", newline="") as f:
-        for r in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if not {"p_holm", "verdict"} <= set(reader.fieldnames or ()):
+            raise SystemExit(f"error: {rdir / 'differences.csv'} has no Holm verdicts (an older report): "
+                             f"remake it with python -m dng_jax.report --workdir {rdir}")
+        for r in reader:
             if r["method"] == "classical":
                 continue
             e = entries.setdefault(r["name"], {"row": row, "configuration": r["name"], "baseline": {}, "n": {}})

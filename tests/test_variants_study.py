@@ -3,6 +3,8 @@ interval alone."""
 
 import importlib.util
 
+import pytest
+
 from conftest import ROOT
 
 spec = importlib.util.spec_from_file_location("variants_study", ROOT / "scripts" / "variants_study.py")
@@ -42,3 +44,11 @@ def test_verdicts_follow_the_rows_holm_adjusted_table(tmp_path):
     md = (tmp_path / "study.md").read_text()
     assert "| decoder | kMC ensemble(100) |" in md and "| unknown ~ | 2 |" in md and "Holm" in md
     assert (tmp_path / "study.png").stat().st_size > 0
+
+
+def test_a_report_without_holm_verdicts_is_named(tmp_path):
+    old_header = HEADER.replace(",p_holm,verdict,beats_baseline", "")
+    (tmp_path / "differences.csv").write_text(old_header + "NG(100),ng,100,CT1,60,2,1,0.2,0.21,0.01,0,0.02,0,0.02,"
+                                              "0.6,0.4,0.01,0\n")
+    with pytest.raises(SystemExit, match="differences.csv has no Holm verdicts.*dng_jax.report --workdir"):
+        variants_study.row_results("paper", tmp_path)
