@@ -40,6 +40,13 @@ TINY_MODEL = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(8, 8, 8, 
 ORBAX_LOOP_WARNING = pytest.mark.filterwarnings("ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
 
 
+def xla_flags_with_devices(devices: int) -> str:
+    """XLA_FLAGS for a subprocess that sees ``devices`` CPU devices: the tests' flags, any other device count
+    dropped."""
+    flags = [f for f in os.environ["XLA_FLAGS"].split() if "force_host_platform_device_count" not in f]
+    return " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
+
+
 #: The test files that take longest (whole sweeps in subprocesses), started first: pytest-xdist hands each
 #: worker whole files in collection order, and a long file started last would run on alone at the end.
 LONGEST_FIRST = ("test_distributed.py", "test_plan.py", "test_variants.py", "test_shards.py", "test_sweep.py",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, xla_flags_with_devices
 
 from dng_jax import distributed
 from dng_jax.errors import DistributedError
@@ -38,9 +38,8 @@ def free_port() -> int:
 
 
 def env(devices: int = 1) -> dict[str, str]:
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "force_host_platform_device_count" not in f]
     return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable,
-            "XLA_FLAGS": " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])}
+            "XLA_FLAGS": xla_flags_with_devices(devices)}
 
 
 def config_file(tmp_path: Path, factory: str, *lines: str) -> Path:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import xla_flags_with_devices
 
 from dng_jax.clustering import neural_gas as ng
 from dng_jax.clustering import reference as ref
@@ -166,8 +167,7 @@ def test_sharded_runs_axis_on_fake_devices():
         np.testing.assert_allclose(np.asarray(a.w), np.asarray(b.w), rtol=1e-6, atol=1e-6)
         print("SHARDED-OK")
     """)
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"
-    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=xla_flags_with_devices(4), JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "SHARDED-OK" in r.stdout, r.stderr[-3000:]
 

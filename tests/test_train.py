@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ORBAX_LOOP_WARNING, TINY_MODEL, XLA_CACHE, synthetic_samples, tiny_config
+from conftest import (ORBAX_LOOP_WARNING, TINY_MODEL, XLA_CACHE, synthetic_samples, tiny_config,
+                      xla_flags_with_devices)
 
 from dng_jax.errors import CheckpointError
 from dng_jax.models import make_model
@@ -132,8 +133,7 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     """)
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "params.npy")
-        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2"
-        env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
+        env = dict(os.environ, XLA_FLAGS=xla_flags_with_devices(2), JAX_PLATFORMS="cpu",
                    JAX_COMPILATION_CACHE_DIR=XLA_CACHE,
                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
         r = subprocess.run([sys.executable, "-c", f"OUT = {out!r}\n" + code], env=env, capture_output=True,
