@@ -47,10 +47,13 @@ def xla_flags_with_devices(devices: int) -> str:
     return " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
 
 
-#: The test files that take longest (whole sweeps in subprocesses), started first: pytest-xdist hands each
-#: worker whole files in collection order, and a long file started last would run on alone at the end.
-LONGEST_FIRST = ("test_distributed.py", "test_plan.py", "test_variants.py", "test_shards.py", "test_sweep.py",
-                 "test_own_experiment.py", "test_self_training.py", "test_reliability.py", "test_train.py")
+#: The test files that take longest (whole sweeps in subprocesses), longest first (--durations, 2 workers,
+#: warm cache): pytest-xdist hands each worker whole files in collection order (with --no-loadscope-reorder;
+#: by default it sorts them by their number of tests), and a long file started last runs on alone at the end.
+LONGEST_FIRST = ("test_distributed.py", "test_plan.py", "test_reliability.py", "test_variants.py", "test_sweep.py",
+                 "test_cli_errors.py", "test_shards.py", "test_train.py", "test_self_training.py",
+                 "test_conv_gemm.py", "test_own_experiment.py", "test_retrain_report.py", "test_neural_gas.py",
+                 "test_tfds_dsb2018.py", "test_predict.py")
 
 
 def pytest_collection_modifyitems(items):
@@ -101,6 +104,7 @@ def tiny_config():
     c.train.log_every = 1
     c.eval.enabled = False
     c.eval.tile_size = 512
+    c.eval.workers = 1  # one scoring process: each starts by importing SciPy and scikit-image (~1 s)
     return c
 
 

@@ -15,6 +15,7 @@ from conftest import ORBAX_LOOP_WARNING, ROOT, synthetic_samples, tiny_config, t
 from PIL import Image
 
 from dng_jax import cli, cluster, evaluate, export_labels, predict, report, summary
+from dng_jax import sweep as sweep_cli
 from dng_jax.config import experiment_config, load_config
 from dng_jax.data.dsb2018 import Source
 from dng_jax.errors import ConfigError, ConfigMismatchError, DataError, WorkdirBusyError
@@ -263,7 +264,7 @@ def test_rgba_mask_with_transparency_is_refused(tmp_path):
     ("x\n", "not a Python file"), ("def get_config(:\n", "SyntaxError"), ("x = 1\n", "defines no get_config"),
     ("def get_config():\n    return 5\n", "not an ml_collections.ConfigDict"), (None, "is a folder"),
 ])
-def test_config_files_that_cannot_load(tmp_path, content, needle):
+def test_config_files_that_cannot_load(tmp_path, capsys, content, needle):
     path = tmp_path / ("cfg.py" if content is None or content != "x\n" else "cfg")
     if content is None:
         path.mkdir()
@@ -271,8 +272,13 @@ def test_config_files_that_cannot_load(tmp_path, content, needle):
         path.write_text(content)
     with pytest.raises(ConfigError, match=needle):
         load_config(path)
-    proc = run_module("dng_jax.sweep", "--config", str(path), "--workdir", str(tmp_path / "wd"))
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+    args = ["--config", str(path), "--workdir", str(tmp_path / "wd")]
+    assert sweep_cli.main(["sweep", *args]) == 2  # the command's own check, before the flag library parses
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    if content == "x\n":  # once as a user runs it: the process's exit status and its whole stderr
+        proc = run_module("dng_jax.sweep", *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
 
 
 def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_path, capsys):
