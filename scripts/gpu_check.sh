@@ -29,7 +29,8 @@
 #
 # --dry-run: the same phases at tiny sizes on whatever JAX sees (a CPU is fine): the tiny config and model,
 # a few seeds and patterns; the pilot on the bundled mini-set packed into the folder layout, the baseline
-# scored with one view (tta+adabn, not three); the sweep phase only prints its command. A test runs it.
+# scored with one view (tta+adabn, not three), one scoring process; the sweep phase only prints its
+# command. A test runs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -105,7 +106,8 @@ for phase in "${PHASES[@]}"; do
           --config.cluster_data.crop_size=32 --config.cluster_data.batch_size=6 --config.cluster_data.pca_dim=4 \
           --config.sweep.ks="(2,)" --config.sweep.seeds=2 --config.sweep.seeds_per_chunk=2 --config.clustering.epochs=2 \
           --config.retrain.epochs=1 --config.retrain.batch_size=4 --config.retrain.crop_size=16 \
-          --config.report.tsne_points=12 --config.report.panels=1 --config.eval.baseline_views="('tta+adabn',)"
+          --config.report.tsne_points=12 --config.report.panels=1 --config.eval.baseline_views="('tta+adabn',)" \
+          --config.eval.workers=1
       elif [ -z "$DATA" ] || [ ! -e "$DATA" ]; then
         echo "== pilot: skipped, no data (give --data DIR: python -m dng_jax.pack --data stage1_train.zip --output DIR)"
         continue

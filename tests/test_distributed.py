@@ -37,9 +37,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: A sitecustomize that lets process 1 write the persistent XLA cache too (its docstring says why).
+EVERY_PROCESS_CACHES = Path(__file__).with_name("multiprocess_cache")
+
+
 def env(devices: int = 1) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(EVERY_PROCESS_CACHES), os.environ.get("PYTHONPATH")) if p)
     return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1", "PYTHON": sys.executable,
-            "XLA_FLAGS": xla_flags_with_devices(devices)}
+            "XLA_FLAGS": xla_flags_with_devices(devices), "PYTHONPATH": path}
 
 
 def config_file(tmp_path: Path, factory: str, *lines: str) -> Path:
