@@ -41,6 +41,8 @@ import numpy as np
 
 from dng_jax.clustering import gng as G
 from dng_jax.clustering import neural_gas as NG
+from dng_jax.clustering.orders import epoch_orders_many
+from dng_jax.clustering.ranking import bitonic_ranks
 from dng_jax.clustering import reference as ref
 from dng_jax.sharding import runs_mesh
 
@@ -74,7 +76,7 @@ def jax_step_time(X, cfg, m, S, steps, keys):
     """Seconds per scan step (all S seeds) of the compiled phase with neighbourhood size m."""
     f = NG._compiled("orders", int(m), cfg.full_rank, True, MESH, cfg.seed_chunk)
     w0 = _runs(jax.vmap(lambda kk: NG.init(kk, X, cfg).centroids)(keys))
-    orders = _runs(jnp.asarray(NG.epoch_orders_many(keys, X.shape[0], 0, 1)[:, :, :steps]))
+    orders = _runs(jnp.asarray(epoch_orders_many(keys, X.shape[0], 0, 1)[:, :, :steps]))
     eps, R = NG.schedule(cfg)
     t_idx = int(np.flatnonzero(NG.neighbourhood_sizes(cfg) == m)[0])
     e, r = jnp.asarray(eps[t_idx:t_idx + 1]), jnp.asarray(R[t_idx:t_idx + 1])
@@ -89,9 +91,9 @@ def jax_step_time(X, cfg, m, S, steps, keys):
 
 def perm_time(X, keys, reps=3):
     """Seconds per epoch to draw the S visiting orders (host NumPy; fit_many overlaps it with compute)."""
-    NG.epoch_orders_many(keys, X.shape[0], 1, 1 + reps)  # compile the seed derivation for this shape
+    epoch_orders_many(keys, X.shape[0], 1, 1 + reps)  # compile the seed derivation for this shape
     t = time.perf_counter()
-    NG.epoch_orders_many(keys, X.shape[0], 1, 1 + reps)
+    epoch_orders_many(keys, X.shape[0], 1, 1 + reps)
     return (time.perf_counter() - t) / reps
 
 
@@ -132,11 +134,11 @@ def bench_gng(X, a, keys, rng, out):
     n, S = X.shape[0], keys.shape[0]
     f = G._compiled("orders", cfg, True, MESH)
     s = _runs(jax.vmap(lambda kk: G.init(kk, X, cfg))(keys))
-    s = f(s, X, _runs(jnp.asarray(NG.epoch_orders_many(keys, n, 0, 1))))  # compile + epoch 0
+    s = f(s, X, _runs(jnp.asarray(epoch_orders_many(keys, n, 0, 1))))  # compile + epoch 0
     jax.block_until_ready(s)
     t = time.perf_counter()
     for e in range(1, 1 + a.gng_epochs):
-        s = f(s, X, _runs(jnp.asarray(NG.epoch_orders_many(keys, n, e, e + 1))))
+        s = f(s, X, _runs(jnp.asarray(epoch_orders_many(keys, n, e, e + 1))))
     jax.block_until_ready(s)
     jax_rate = S * n * a.gng_epochs / (time.perf_counter() - t)
     units = np.asarray(G.n_units(s))
@@ -144,7 +146,7 @@ def bench_gng(X, a, keys, rng, out):
     # epochs (1..gng_epochs, after epoch 0) count, as for JAX: the graph has grown by then
     Xn = np.asarray(X)
     s0 = G.init(keys[0], X, cfg)
-    orders = NG.epoch_orders_many(keys[:1], n, 0, 1 + a.gng_epochs)[0]
+    orders = epoch_orders_many(keys[:1], n, 0, 1 + a.gng_epochs)[0]
     kw = dict(max_units=a.gng_units)
     r = ref.gng_reference(Xn, np.asarray(s0.w[: cfg.start_units]), orders[:1], **kw)
     t = time.perf_counter()
@@ -169,7 +171,7 @@ def bench_sort(ks, S, reps=20):
         fns = {
             "argsort": lambda x: jnp.argsort(x, axis=-1, stable=True).astype(jnp.float32),
             "top_k": lambda x: lax.top_k(-x, x.shape[-1])[1].astype(jnp.float32),
-            "bitonic": jax.vmap(NG.bitonic_ranks),
+            "bitonic": jax.vmap(bitonic_ranks),
         }
         res = {}
         for name, fn in fns.items():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dng_jax.clustering import gng
+from dng_jax.clustering.orders import epoch_order
 from dng_jax.clustering import reference as ref
 
 
@@ -14,7 +15,7 @@ def _data(n=150, seed=0):
 
 
 def _orders(key, n, epochs):
-    return np.asarray(jnp.stack([gng.epoch_order(key, t, n) for t in range(epochs)]))
+    return np.asarray(jnp.stack([epoch_order(key, t, n) for t in range(epochs)]))
 
 
 def _reference(X, s0, orders, cfg):

@@ -13,6 +13,7 @@ from conftest import xla_flags_with_devices
 
 from dng_jax.clustering import neural_gas as ng
 from dng_jax.clustering import reference as ref
+from dng_jax.clustering.orders import epoch_orders
 
 
 def _data(n, d, seed=0):
@@ -38,7 +39,7 @@ def test_matches_reference(cfg):
     X = _data(80, 3)
     key = jax.random.key(1)
     st = ng.init(key, X, cfg)
-    orders = np.asarray(ng.epoch_orders(key, len(X), cfg.epochs))
+    orders = np.asarray(epoch_orders(key, len(X), cfg.epochs))
     out = ng.update_epochs(st, X, orders, cfg)
     expect = _ref_run(X, np.asarray(st.centroids), orders, cfg)
     assert _rel(out.centroids, expect) < 1e-4
@@ -70,7 +71,7 @@ def test_ties_broken_by_lowest_index():
     X[5] = X[17]  # duplicate pattern
     w0 = np.stack([X[5], X[17], X[3], X[5], X[9], X[11]])  # duplicate centroids
     for cfg in (ng.NGConfig(k=6, epochs=6), ng.kmc_config(6, epochs=3)):
-        orders = np.asarray(ng.epoch_orders(jax.random.key(4), 30, cfg.epochs))
+        orders = np.asarray(epoch_orders(jax.random.key(4), 30, cfg.epochs))
         out = ng.update_epochs(ng.init_from(w0), X, orders, cfg)
         assert _rel(out.centroids, _ref_run(X, w0, orders, cfg)) < 1e-4
 
@@ -137,7 +138,7 @@ def test_fit_many_equals_single_runs(cfg):
     grouped = np.asarray(ng.fit_many(keys[:12], X, cfg.replace(seed_chunk=5)).centroids)
     np.testing.assert_allclose(grouped, single[:12], rtol=1e-6, atol=1e-6)
     # explicit orders, batched, too
-    orders = jnp.stack([ng.epoch_orders(kk, 24, cfg.epochs) for kk in keys[:3]])
+    orders = jnp.stack([epoch_orders(kk, 24, cfg.epochs) for kk in keys[:3]])
     w0 = jnp.stack([ng.init(kk, X, cfg).centroids for kk in keys[:3]])
     out = ng.update_epochs_many(ng.NGState(w0, jnp.zeros(3, jnp.int32)), X, orders, cfg)
     np.testing.assert_allclose(np.asarray(out.centroids), single[:3], rtol=1e-6, atol=1e-6)

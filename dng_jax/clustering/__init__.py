@@ -1,7 +1,8 @@
-"""Clustering of latent vectors: NG and kMC (``neural_gas``), GNG (``gng``), the method table
-(``methods``), PCA, quality measures, and plain NumPy references (``reference``)."""
+"""Clustering of latent vectors: NG and kMC (``neural_gas``), GNG (``gng``), their ranks (``ranking``) and
+seeded visiting orders (``orders``), the method table (``methods``), PCA, quality measures, and plain NumPy
+references (``reference``)."""
 
-from dng_jax.clustering import gng, methods, neural_gas, reference
+from dng_jax.clustering import gng, methods, neural_gas, orders, ranking, reference
 from dng_jax.clustering.gng import GNGConfig, GNGState
 from dng_jax.clustering.methods import (
     METHODS,
@@ -26,7 +27,7 @@ from dng_jax.clustering.quality import (
 )
 
 __all__ = [
-    "gng", "methods", "neural_gas", "reference",
+    "gng", "methods", "neural_gas", "orders", "ranking", "reference",
     "METHODS", "ClusteringConfig", "ClusteringMethod", "ClusteringResult", "MethodSpec", "resolve_method",
     "run_method", "GNGConfig", "GNGState", "NGConfig", "NGState", "kmc_config", "ng_config",
     "PCA", "pca_fit", "pca_fit_transform", "pca_transform",

@@ -43,11 +43,12 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
-from dng_jax.clustering.neural_gas import _first_argmin, _one, epoch_order, epoch_orders_many
+from dng_jax.clustering.orders import epoch_orders_many, single_key_batch, split_run_key
+from dng_jax.clustering.ranking import first_argmax, first_argmin
 from dng_jax.sharding import put
 from dng_jax.typed_config import TypedConfig, param, require
 
-__all__ = ["GNGConfig", "GNGState", "init", "init_from", "gng_step", "update_epoch", "update_epochs", "epoch_order",
+__all__ = ["GNGConfig", "GNGState", "init", "init_from", "gng_step", "update_epoch", "update_epochs",
            "update_epochs_many", "fit", "fit_many", "n_units"]
 
 
@@ -111,13 +112,9 @@ def init(key, X, cfg: GNGConfig) -> GNGState:
     X = jnp.asarray(X, jnp.float32)
     if cfg.start_units > X.shape[0]:
         raise ValueError(f"start_units={cfg.start_units} > n={X.shape[0]} patterns")
-    k_init, _ = jax.random.split(key)
+    k_init, _ = split_run_key(key)
     idx = jax.random.choice(k_init, X.shape[0], (cfg.start_units,), replace=False)
     return init_from(X[idx], cfg.max_units)
-
-
-def _first_argmax(v):
-    return _first_argmin(-v)
 
 
 def _set2(a, i, j, val):
@@ -125,22 +122,21 @@ def _set2(a, i, j, val):
     return a.at[i, j].set(val).at[j, i].set(val)
 
 
-def gng_step(s: GNGState, x: jax.Array, cfg: GNGConfig) -> GNGState:
-    """One GNG adaptation step for the pattern ``x`` (see the module docstring for the rules)."""
-    N = s.w.shape[0]
-    f32 = jnp.float32
-    iota = jnp.arange(N, dtype=jnp.int32)
+def _nearest_two(s: GNGState, x: jax.Array):
+    """Step 0: ``(x - w, s1, its squared distance, s2, whether s2 exists)`` over the active units."""
+    iota = jnp.arange(s.w.shape[0], dtype=jnp.int32)
     diff = x[None, :] - s.w
     dist = jnp.where(s.active, jnp.sum(diff * diff, axis=-1), jnp.inf)
-    s1 = _first_argmin(dist)
-    d1 = dist[s1]
+    s1 = first_argmin(dist)
     dist2 = jnp.where(iota == s1, jnp.inf, dist)
-    s2 = _first_argmin(dist2)
-    has_s2 = jnp.isfinite(dist2[s2])
-    do = ~(jnp.sqrt(d1) < f32(cfg.min_dist))
-    steps = s.steps + do.astype(jnp.int32)
+    s2 = first_argmin(dist2)
+    return diff, s1, dist[s1], s2, jnp.isfinite(dist2[s2])
 
-    # 1.-5. on the row of s1 only
+
+def _adapt(s: GNGState, diff, s1, d1, s2, has_s2, cfg: GNGConfig):
+    """Steps 1-5 on the row of ``s1`` only: ``(its new age row, w, error, active, degree)``."""
+    f32 = jnp.float32
+    iota = jnp.arange(s.w.shape[0], dtype=jnp.int32)
     row = s.age[s1]
     nb = row >= 0
     row_new = jnp.where(nb, row + 1, -1).astype(jnp.int16)
@@ -158,24 +154,21 @@ def gng_step(s: GNGState, x: jax.Array, cfg: GNGConfig) -> GNGState:
     active = s.active & ~orphan
     err = jnp.where(orphan, f32(0), err)
     w = jnp.where(orphan[:, None], f32(0), w)
+    return row_new, w, err, active, deg
 
-    # skipped step: keep everything (row-wise selects only, never the whole age matrix)
-    row_new = jnp.where(do, row_new, row)
-    w = jnp.where(do, w, s.w)
-    err = jnp.where(do, err, s.error)
-    active = jnp.where(do, active, s.active)
-    deg = jnp.where(do, deg, s.degree)
-    age = s.age.at[s1, :].set(row_new).at[:, s1].set(row_new)
 
-    # 6. insertion of a new unit
-    q = _first_argmax(jnp.where(active, err, -jnp.inf))
+def _insert_unit(w, err, active, age, deg, ins_due, alpha: float):
+    """Step 6: where ``ins_due``, a new unit ``r`` halfway between ``q`` (largest error) and ``f`` (its
+    neighbour of largest error), if ``q`` has a neighbour and a slot is free (eq. 7)."""
+    f32 = jnp.float32
+    q = first_argmax(jnp.where(active, err, -jnp.inf))
     qrow = age[q]
     has_f = jnp.any(qrow >= 0)
-    fsel = _first_argmax(jnp.where(qrow >= 0, err, -jnp.inf))
+    fsel = first_argmax(jnp.where(qrow >= 0, err, -jnp.inf))
     free = ~active
     has_r = jnp.any(free)
-    r = _first_argmin(jnp.where(free, f32(0), f32(1)))
-    ins = do & (steps % cfg.lam == 0) & has_f & has_r
+    r = first_argmin(jnp.where(free, f32(0), f32(1)))
+    ins = ins_due & has_f & has_r
     wr = f32(0.5) * (w[q] + w[fsel])
     w = w.at[r].set(jnp.where(ins, wr, w[r]))
     active = active.at[r].set(active[r] | ins)
@@ -183,13 +176,28 @@ def gng_step(s: GNGState, x: jax.Array, cfg: GNGConfig) -> GNGState:
     age = _set2(age, q, r, jnp.where(ins, jnp.int16(0), age[q, r]))
     age = _set2(age, fsel, r, jnp.where(ins, jnp.int16(0), age[fsel, r]))
     deg = deg.at[r].add(jnp.where(ins, 2, 0))
-    a = jnp.where(ins, f32(cfg.alpha), f32(1))
+    a = jnp.where(ins, f32(alpha), f32(1))
     err = err.at[q].multiply(a)
     err = err.at[fsel].multiply(a)
     err = err.at[r].set(jnp.where(ins, err[q], err[r]))
+    return w, err, active, age, deg
 
-    # 7. global error decay
-    err = jnp.where(do, err * f32(cfg.decay), err)
+
+def gng_step(s: GNGState, x: jax.Array, cfg: GNGConfig) -> GNGState:
+    """One GNG adaptation step for the pattern ``x`` (see the module docstring for the rules)."""
+    diff, s1, d1, s2, has_s2 = _nearest_two(s, x)
+    do = ~(jnp.sqrt(d1) < jnp.float32(cfg.min_dist))
+    steps = s.steps + do.astype(jnp.int32)
+    row_new, w, err, active, deg = _adapt(s, diff, s1, d1, s2, has_s2, cfg)
+    # skipped step: keep everything (row-wise selects only, never the whole age matrix)
+    row_new = jnp.where(do, row_new, s.age[s1])
+    w = jnp.where(do, w, s.w)
+    err = jnp.where(do, err, s.error)
+    active = jnp.where(do, active, s.active)
+    deg = jnp.where(do, deg, s.degree)
+    age = s.age.at[s1, :].set(row_new).at[:, s1].set(row_new)
+    w, err, active, age, deg = _insert_unit(w, err, active, age, deg, do & (steps % cfg.lam == 0), cfg.alpha)
+    err = jnp.where(do, err * jnp.float32(cfg.decay), err)  # 7. global error decay
     return GNGState(w, err, active, age, deg, steps)
 
 
@@ -233,7 +241,7 @@ def update_epochs_many(s: GNGState, X, orders, cfg: GNGConfig) -> GNGState:
 def _run(s, X, keys, cfg, batched, mesh, progress, desc):
     bar = tqdm(total=cfg.epochs, desc=desc, unit="epoch") if progress else None
     f = _compiled("orders", cfg, batched, mesh)
-    keys_b = keys if batched else _one(keys)
+    keys_b = keys if batched else single_key_batch(keys)
     sharding = NamedSharding(mesh, P("runs")) if mesh is not None else None
     step = max(1, cfg.chunk_epochs)
     for a in range(0, cfg.epochs, step):

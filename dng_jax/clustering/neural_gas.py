@@ -16,9 +16,8 @@ dropping those terms changes nothing). ``m(t)`` shrinks as ``R(t)`` does; the sc
 phases of constant, static ``m`` (rounded up to a power of two) and each phase is its own jitted
 ``lax.scan`` (at most ``chunk_epochs`` epochs a call):
 
-* ``4 m >= k``: all centroids are ranked with a bitonic sorting network whose vector lanes are the
-  seeds (a ``custom_vmap`` rule; XLA's CPU sort is several times slower), the positions are routed
-  back through the recorded swaps (no second sort, no scatter), then one dense update;
+* ``4 m >= k``: all centroids are ranked (:func:`dng_jax.clustering.ranking.full_ranks`: by default a
+  bitonic sorting network whose vector lanes are the seeds), then one dense update;
 * ``1 < m < k/4``: ``lax.top_k`` on ``-dist`` gives the ``m`` nearest in rank order; only those rows move;
 * ``m == 1`` (all of kMC, and NG at the end of its schedule): ``argmin`` only, one row is updated.
   For ``k >= 64`` the patterns go in blocks of 16: one ``(16, d) x (d, k)`` product gives the
@@ -34,7 +33,7 @@ Ties are broken by the lowest centroid index everywhere (as ``np.argsort(kind="s
 
 The seed changes the start (``k`` distinct data points) and the visiting order, nothing else:
 ``key -> (init_key, order_key)``, and epoch ``t`` visits a NumPy permutation seeded with the key data of
-``fold_in(order_key, t)`` (see :func:`epoch_orders_many`).
+``fold_in(order_key, t)`` (:mod:`dng_jax.clustering.orders`).
 
 Public API (optax-like pure functions over NamedTuple states)::
 
@@ -56,10 +55,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.custom_batching import custom_vmap
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from dng_jax.clustering.orders import epoch_orders_many, single_key_batch, split_run_key
+from dng_jax.clustering.ranking import first_argmin, full_ranks
 from dng_jax.sharding import put
 from dng_jax.typed_config import REQUIRED, TypedConfig, param, require
 
@@ -72,9 +72,6 @@ __all__ = [
     "neighbourhood_sizes",
     "init",
     "init_from",
-    "epoch_order",
-    "epoch_orders",
-    "epoch_orders_many",
     "ng_step",
     "update_epoch",
     "update_epochs",
@@ -82,7 +79,6 @@ __all__ = [
     "fit",
     "fit_many",
     "seed_chunk_size",
-    "bitonic_ranks",
     "F32_TINY",
 ]
 
@@ -194,154 +190,29 @@ def init_from(centroids) -> NGState:
     return NGState(_as_f32(centroids), jnp.zeros((), jnp.int32))
 
 
-def _split(key):
-    k_init, k_order = jax.random.split(key)
-    return k_init, k_order
-
-
 def init(key, X, cfg: NGConfig) -> NGState:
     """Centroids start at ``k`` distinct, randomly chosen data points."""
     X = _as_f32(X)
     n = X.shape[0]
     if cfg.k > n:
         raise ValueError(f"k={cfg.k} > n={n} patterns")
-    k_init, _ = _split(key)
+    k_init, _ = split_run_key(key)
     idx = jax.random.choice(k_init, n, (cfg.k,), replace=False)
     return NGState(X[idx], jnp.zeros((), jnp.int32))
-
-
-def _key_data(keys) -> jax.Array:
-    keys = jnp.asarray(keys) if not isinstance(keys, jax.Array) else keys
-    return jax.random.key_data(keys) if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys
-
-
-@jax.jit
-def _order_seeds(keys, epochs):
-    """``(S, E, words)`` uint32 seed material for epoch orders: ``fold_in(order_key, t)`` per run/epoch."""
-    def one(key):
-        _, k_order = _split(key)
-        return jax.vmap(lambda t: _key_data(jax.random.fold_in(k_order, t)))(epochs)
-
-    return jax.vmap(one)(keys)
-
-
-def epoch_orders_many(keys, n: int, start: int, stop: int) -> np.ndarray:
-    """``(S, stop-start, n)`` int32 visiting orders of epochs ``start..stop-1`` for the runs ``keys (S,)``.
-
-    Epoch ``t`` of the run with key ``key`` visits ``np.random.default_rng(seed).permutation(n)``
-    where ``seed`` is the key data of ``fold_in(order_key, t)`` (``order_key`` = 2nd half of
-    ``split(key)``). The permutations are drawn on the host with NumPy: a permutation inside XLA is a
-    sort, and XLA's CPU sort of 5000 numbers costs as much as a kMC epoch; NumPy's is ~100x faster,
-    and drawing the next chunk's orders overlaps with the device computing the current one.
-    """
-    seeds = np.asarray(_order_seeds(keys, jnp.arange(start, stop, dtype=jnp.uint32)))
-    S, E = seeds.shape[:2]
-    out = np.empty((S, E, n), np.int32)
-    for s in range(S):
-        for e in range(E):
-            out[s, e] = np.random.default_rng(seeds[s, e].tolist()).permutation(n)
-    return out
-
-
-def _one(key):
-    return key[None] if isinstance(key, jax.Array) else jnp.asarray(key)[None]
-
-
-def epoch_order(key, epoch: int, n: int) -> np.ndarray:
-    """The visiting order (int32 permutation of n) of epoch ``epoch`` for the run with seed ``key``."""
-    return epoch_orders_many(_one(key), n, int(epoch), int(epoch) + 1)[0, 0]
-
-
-def epoch_orders(key, n: int, epochs: int, start: int = 0) -> np.ndarray:
-    """``(epochs, n)`` visiting orders of epochs ``start .. start+epochs-1`` (what ``fit`` uses)."""
-    return epoch_orders_many(_one(key), n, start, start + epochs)[0]
 
 
 # ------------------------------------------------------------------------------------------ steps
 
 
-def _first_argmin(dist: jax.Array) -> jax.Array:
-    """Index of the smallest entry, lowest index on ties (a min and an int min: cheap on CPU)."""
-    k = dist.shape[-1]
-    dmin = jnp.min(dist, axis=-1, keepdims=True)
-    iota = lax.broadcasted_iota(jnp.int32, dist.shape, dist.ndim - 1)
-    return jnp.min(jnp.where(dist == dmin, iota, k), axis=-1)
-
-
 def _winner_step(w: jax.Array, wn: jax.Array, x: jax.Array, eps):
     """Winner-only update with cached squared norms ``wn = ||w||^2``: the winner is
     ``argmin ||w||^2 - 2 w.x`` (one pass over ``w``), and only its row and norm are rewritten."""
-    i = _first_argmin(wn - 2.0 * (w @ x))
+    i = first_argmin(wn - 2.0 * (w @ x))
     wi = lax.dynamic_index_in_dim(w, i, axis=0, keepdims=False)
     wi = wi + eps * (x - wi)
     w = lax.dynamic_update_index_in_dim(w, wi, i, axis=0)
     wn = lax.dynamic_update_index_in_dim(wn, jnp.sum(wi * wi), i, axis=0)
     return w, wn
-
-
-def _bitonic_ranks_lanes(d: jax.Array) -> jax.Array:
-    """Stable ranks along axis 0 of ``d (k, B)`` with a bitonic network, vectorised over the B lanes.
-
-    Values are compared lexicographically as ``(value, index)``, so ties go to the lowest index and the
-    result equals the inverse of ``argsort(kind="stable")``. The forward network records its swaps; the
-    positions ``0..N-1`` are then routed back through them, which gives every slot its rank without a
-    second sort and without a scatter. XLA's CPU sort calls a comparator per comparison and is slow;
-    this network is plain elementwise code.
-    """
-    k, B = d.shape
-    N = 1 << max(0, (k - 1).bit_length())
-    v = d if N == k else jnp.concatenate([d, jnp.full((N - k, B), jnp.inf, d.dtype)], axis=0)
-    idx = jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32)[:, None], (N, B))
-    swaps = []
-    size = 2
-    while size <= N:
-        stride = size // 2
-        while stride >= 1:
-            shape = (N // (2 * stride), 2, stride, B)
-            vv, ii = v.reshape(shape), idx.reshape(shape)
-            lo, hi, ilo, ihi = vv[:, 0], vv[:, 1], ii[:, 0], ii[:, 1]
-            pos = np.arange(N // (2 * stride))[:, None] * 2 * stride + np.arange(stride)[None, :]
-            asc = jnp.asarray(((pos & size) == 0)[:, :, None])
-            gt = (lo > hi) | ((lo == hi) & (ilo > ihi))
-            sw = gt == asc
-            v = jnp.stack([jnp.where(sw, hi, lo), jnp.where(sw, lo, hi)], axis=1).reshape(N, B)
-            idx = jnp.stack([jnp.where(sw, ihi, ilo), jnp.where(sw, ilo, ihi)], axis=1).reshape(N, B)
-            swaps.append((stride, sw))
-            stride //= 2
-        size *= 2
-    r = jnp.broadcast_to(jnp.arange(N, dtype=jnp.float32)[:, None], (N, B))
-    for stride, sw in reversed(swaps):
-        rr = r.reshape((N // (2 * stride), 2, stride, B))
-        lo, hi = rr[:, 0], rr[:, 1]
-        r = jnp.stack([jnp.where(sw, hi, lo), jnp.where(sw, lo, hi)], axis=1).reshape(N, B)
-    return r[:k]
-
-
-@custom_vmap
-def bitonic_ranks(dist: jax.Array) -> jax.Array:
-    """float32 stable ranks of ``dist (k,)`` (0 = smallest). Under ``vmap`` the seeds become the
-    vector lanes of one network (custom batching rule), instead of k-long rows sorted one by one."""
-    return _bitonic_ranks_lanes(dist[:, None])[:, 0]
-
-
-@bitonic_ranks.def_vmap
-def _bitonic_ranks_vmap(axis_size, in_batched, dist):
-    (batched,) = in_batched
-    if not batched:
-        return bitonic_ranks(dist), False
-    lanes = jnp.moveaxis(dist, -1, 0)  # (k, S, ...)
-    r = _bitonic_ranks_lanes(lanes.reshape(lanes.shape[0], -1)).reshape(lanes.shape)
-    return jnp.moveaxis(r, 0, -1), True
-
-
-def _full_ranks(dist: jax.Array, how: str) -> jax.Array:
-    k = dist.shape[-1]
-    if how == "bitonic":
-        return bitonic_ranks(dist)
-    if how != "sort":
-        raise ValueError(f"full_rank={how!r}: expected 'bitonic' or 'sort'")
-    order = jnp.argsort(dist, stable=True)
-    return jnp.zeros((k,), jnp.float32).at[order].set(jnp.arange(k, dtype=jnp.float32), unique_indices=True)
 
 
 def _ng_step_n(w, wn, x, eps, R, m: int, full_rank: str):
@@ -351,7 +222,7 @@ def _ng_step_n(w, wn, x, eps, R, m: int, full_rank: str):
         return _winner_step(w, wn, x, eps)
     dist = wn - 2.0 * (w @ x)  # ||x - w||^2 - ||x||^2: same order
     if 4 * m >= k:  # every centroid (or a large share) gets work: rank them all, one dense update
-        coef = eps * jnp.exp(-_full_ranks(dist, full_rank) / R)
+        coef = eps * jnp.exp(-full_ranks(dist, full_rank) / R)
         w = w + coef[:, None] * (x[None, :] - w)
         return w, jnp.sum(w * w, axis=-1)
     _, idx = lax.top_k(-dist, m)  # the m nearest, nearest first (lowest index on ties)
@@ -397,7 +268,7 @@ def _winner_block(w, wn, Xb, eps):
         if touched:
             t = jnp.stack(touched)
             col = col.at[t].set(wn[t] - 2.0 * (w[t] @ x))
-        i = _first_argmin(col)
+        i = first_argmin(col)
         wi = lax.dynamic_index_in_dim(w, i, axis=0, keepdims=False)
         wi = wi + eps * (x - wi)
         w = lax.dynamic_update_index_in_dim(w, wi, i, axis=0)
@@ -459,23 +330,22 @@ def _epochs_with_orders(w, X, orders, eps, R, *, m, full_rank):
     return lax.scan(body, w, (orders, eps, R))[0]
 
 
-def seed_chunk_size(S: int, k: int, d: int, seed_chunk: int = 0, m: int = 0) -> int:
-    """How many seeds are vmapped together (the rest of the seed axis is a sequential ``lax.map``).
+def seed_chunk_size(S: int, seed_chunk: int = 0) -> int:
+    """How many of ``S`` seeds are vmapped together (the rest of the seed axis is a sequential ``lax.map``).
 
-    Automatic (0): all seeds at once. The seeds are the vector lanes of the ranking network; for the
-    winner-only phases, groups small enough to keep their centroids in L2 were measured too and did
-    not win reliably on the (shared) 2-core test machine.
+    Automatic (``seed_chunk`` 0): all seeds at once, since the seeds are the vector lanes of the ranking
+    network (smaller groups: docs/benchmarks.md).
     """
     if seed_chunk > 0:
         return min(S, seed_chunk)
     return S
 
 
-def _batched(f: Callable, nargs: int, seed_chunk: int, m: int) -> Callable:
+def _batched(f: Callable, nargs: int, seed_chunk: int) -> Callable:
     """vmap ``f(w, X, per_run, *shared)`` over the seeds of ``w`` and ``per_run``, in groups."""
 
     def g(w, X, per_run, *shared):
-        c = seed_chunk_size(w.shape[0], w.shape[1], w.shape[2], seed_chunk, m)
+        c = seed_chunk_size(w.shape[0], seed_chunk)
         if c >= w.shape[0]:
             return jax.vmap(f, in_axes=(0, None, 0) + (None,) * (nargs - 3))(w, X, per_run, *shared)
         return lax.map(lambda a: f(a[0], X, a[1], *shared), (w, per_run), batch_size=c)
@@ -491,7 +361,7 @@ def _compiled(kind: str, m: int, full_rank: str, batched: bool, mesh: Mesh | Non
     nargs = 5
     f = functools.partial(_epochs_with_orders, m=m, full_rank=full_rank)
     if batched:
-        f = _batched(f, nargs, seed_chunk, m)
+        f = _batched(f, nargs, seed_chunk)
     if mesh is not None:
         f = jax.shard_map(f, mesh=mesh, in_specs=(P("runs"), P(), P("runs")) + (P(),) * (nargs - 3),
                           out_specs=P("runs"), check_vma=False)
@@ -536,7 +406,7 @@ def _run_phases(w, X, keys, cfg: NGConfig, batched: bool, mesh: Mesh | None, pro
     eps, R = schedule(cfg)
     n = X.shape[0]
     bar = _progress(cfg.epochs, desc, progress)
-    keys_b = keys if batched else _one(keys)
+    keys_b = keys if batched else single_key_batch(keys)
     sharding = NamedSharding(mesh, P("runs")) if mesh is not None else None
     for a, b, m in _phases(cfg, 0, cfg.epochs):
         f = _compiled("orders", m, cfg.full_rank, batched, mesh, cfg.seed_chunk)
