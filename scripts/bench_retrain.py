@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
 from dng_jax.io.atomic import atomic_write_text  # noqa: E402
 from dng_jax.models.conv import grouped_convolutions, resolve_retrain_conv  # noqa: E402
-from dng_jax.plan import analyse_compiled, median_time, retrain_parts  # noqa: E402
+from dng_jax.planning.retrain_step import retrain_parts  # noqa: E402
+from dng_jax.planning.xla_cost import analyse_compiled, median_time  # noqa: E402
 
 # the most informative first: a device's window may end before the last
 DEFAULT_VARIANTS = [

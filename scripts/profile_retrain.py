@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 
 from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
 from dng_jax.io.atomic import atomic_write_text  # noqa: E402
-from dng_jax.plan import retrain_parts  # noqa: E402
+from dng_jax.planning.retrain_step import retrain_parts  # noqa: E402
 
 # host-side bookkeeping in a trace, not the step's work
 _SKIP = ("PjitFunction", "ExecuteHelper", "PjRt", "Execute", "ThreadpoolListener", "TraceMe", "$", "python",

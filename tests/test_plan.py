@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_sweep_config
-from dng_jax import config, plan
+from dng_jax import config, planning
 from dng_jax.config import experiment_config
 from dng_jax.errors import DataError
 from dng_jax.segmentation import inference
@@ -21,10 +21,10 @@ from dng_jax.segmentation import inference
 
 def test_chunk_for_memory_is_the_largest_equal_split_that_fits():
     # 1 fixed + 1 resident + 2 per run within 20: at most 9 runs -> 6 chunks of 48 -> 8 runs each
-    assert plan.chunk_for_memory(2, 1, 1, 20, 48) == 8
-    assert plan.chunk_for_memory(2, 1, 1, 1e9, 48) == 48  # everything fits
-    assert plan.chunk_for_memory(2, 1, 1, 3, 48) == 1  # not even one: never below 1 (the plan says so)
-    assert plan.chunk_for_memory(1, 0, 0, 25, 48) == 24  # 25 fit -> still 2 chunks -> 24 each
+    assert planning.chunk_for_memory(2, 1, 1, 20, 48) == 8
+    assert planning.chunk_for_memory(2, 1, 1, 1e9, 48) == 48  # everything fits
+    assert planning.chunk_for_memory(2, 1, 1, 3, 48) == 1  # not even one: never below 1 (the plan says so)
+    assert planning.chunk_for_memory(1, 0, 0, 25, 48) == 24  # 25 fit -> still 2 chunks -> 24 each
 
 
 @pytest.mark.parametrize("h,w,tile,tta", [(256, 320, 1024, False), (1040, 1388, 1024, False), (520, 696, 256, False),
@@ -38,31 +38,31 @@ def test_forward_shapes_are_the_calls_predict_probs_makes(monkeypatch, h, w, til
 
     monkeypatch.setattr(inference, "softmax_forward", fake_forward)
     inference.predict_probs({"params": {}}, None, np.zeros((h, w, 3), np.uint8), tile_size=tile, tta=tta)
-    assert plan.forward_shapes(h, w, tile, tta=tta) == seen
+    assert planning.forward_shapes(h, w, tile, tta=tta) == seen
 
 
 def test_workload_json_round_trip_and_bad_file(tmp_path):
-    w = plan.Workload(539, 125, {"256x320": 107, "1024x1024": 16, "256x256": 2}, "x")
+    w = planning.Workload(539, 125, {"256x320": 107, "1024x1024": 16, "256x256": 2}, "x")
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"workload": w.to_json()}))
-    assert plan.workload_from_json(str(path))._replace(source="x") == w
+    assert planning.workload_from_json(str(path))._replace(source="x") == w
     path.write_text("{}")
     with pytest.raises(DataError, match="plan.json"):
-        plan.workload_from_json(str(path))
+        planning.workload_from_json(str(path))
 
 
 def test_plan_of_the_tiny_sweep_picks_the_chunk_that_fits():
     c = tiny_sweep_config()
     c.sweep.methods, c.sweep.seeds, c.sweep.seeds_per_chunk = ("kmc", "gng"), 6, 6
     cfg = experiment_config(c)
-    work = plan.Workload(4, 3, {"64x96": 2, "40x40": 1}, "test")
-    free = plan.plan_sweep(cfg, work, stages=("retrain",), n_time=1)
+    work = planning.Workload(4, 3, {"64x96": 2, "40x40": 1}, "test")
+    free = planning.plan_sweep(cfg, work, stages=("retrain",), n_time=1)
     cm = free.chunk_memory
     assert cm["per_run_bytes"] > 0 and cm["runs_2_bytes"] > cm["runs_1_bytes"]
     assert free.seeds_per_chunk == 6  # no device memory on a CPU: the config's chunk
     # room for 3.5 runs beside the fixed part and the resident data -> 3 fit -> 2 equal chunks of 3
-    budget = (cm["fixed_bytes"] + cm["resident_bytes"] + 3.5 * cm["per_run_bytes"]) / plan.MEMORY_HEADROOM
-    tight = plan.plan_sweep(cfg, work, device_memory=int(budget), stages=("retrain", "cluster", "eval"), n_time=1)
+    budget = (cm["fixed_bytes"] + cm["resident_bytes"] + 3.5 * cm["per_run_bytes"]) / planning.MEMORY_HEADROOM
+    tight = planning.plan_sweep(cfg, work, device_memory=int(budget), stages=("retrain", "cluster", "eval"), n_time=1)
     assert tight.seeds_per_chunk == 3
     (retrain,) = [s for s in tight.steps if s.stage == "retrain"]
     steps_per_epoch = cfg.cluster_data.n_images // cfg.retrain.batch_size
@@ -73,7 +73,32 @@ def test_plan_of_the_tiny_sweep_picks_the_chunk_that_fits():
     networks = 1 + 6 * 2
     assert forwards == {"forward 64x96": 2 * networks, "forward 64x64": networks}  # padded to the stride (32)
     assert all(s.projected_s > 0 for s in tight.steps)
-    assert "sweep.seeds_per_chunk = 3" in plan.format_plan(tight)
+    assert "sweep.seeds_per_chunk = 3" in planning.format_plan(tight)
+
+
+def test_measured_and_projected_plans_count_the_calls_of_sweep_steps(tmp_path):
+    """Both plans take their steps and calls from one count model (a file-loaded method and decoder tuning
+    included, as rows not planned), and a plan projected from a measured plan's JSON at the same config gives
+    every step its measured time per call back (a retraining step timed with fewer runs, NG's and kMC's
+    patterns over the whole schedule and GNG's over one epoch, the host's scoring per image)."""
+    c = tiny_sweep_config()
+    c.sweep.methods = ("kmc", "ng", "gng", f"{ROOT / 'scripts' / 'variant_example.py'}:minibatch_kmeans")
+    c.sweep.seeds, c.sweep.seeds_per_chunk = 3, 3
+    c.retrain.decoder_epochs = 1
+    cfg = experiment_config(c)
+    work = planning.Workload(5, 3, {"64x96": 2, "40x40": 1}, "test")
+    measured = planning.plan_sweep(cfg, work, n_time=1, cluster_steps=4)
+    path = tmp_path / "plan.json"
+    planning.write_plan_json(measured, str(path))
+    projected = planning.project_plan(cfg, work, planning.read_timings([path]))
+    specs = planning.sweep_steps(cfg, work, seeds_per_chunk=measured.seeds_per_chunk)
+    expected = [(s.stage, s.key, s.calls, s.units) for s in specs]
+    assert [(s.stage, s.key, s.calls, s.units) for s in measured.steps] == expected
+    assert [(s.stage, s.key, s.calls, s.units) for s in projected.steps] == expected
+    assert {s.stage for s in specs} == set(planning.STAGES) and sum(s.key is None for s in specs) == 2
+    assert [s.call_s for s in projected.steps] == pytest.approx([s.call_s for s in measured.steps], rel=1e-9)
+    (gng,) = [s for s in specs if s.key and s.key[:2] == ("cluster", "gng")]
+    assert (gng.calls, gng.units) == (12 * 2, 1)  # 12 patterns x 2 epochs, one epoch a call
 
 
 def test_plan_command_errors_are_one_line(tmp_path):
@@ -117,11 +142,12 @@ def test_the_pilot_is_projected_within_eight_minutes_on_one_h200():
     assert (cfg.model.stage_sizes, cfg.sweep.methods, cfg.sweep.ks, cfg.retrain.epochs) == ((3, 4, 6, 3), ("kmc",), (500,), 20)
     shapes = {"256x256": 51, "520x696": 17, "360x360": 12, "603x1272": 1, "512x640": 1, "256x320": 108,
               "1024x1024": 16}  # python -m dng_jax.summary's wide protocol: test and validation images
-    work = plan.Workload(458, sum(shapes.values()), shapes, "test")
-    timings = plan.read_timings([ROOT / "docs" / "gpu" / "plan.json", ROOT / "docs" / "gpu" / "retrain_bf16.json"])
-    p = plan.project_plan(cfg, work, timings)
+    work = planning.Workload(458, sum(shapes.values()), shapes, "test")
+    timings = planning.read_timings([ROOT / "docs" / "gpu" / "plan.json",
+                                     ROOT / "docs" / "gpu" / "retrain_bf16.json"])
+    p = planning.project_plan(cfg, work, timings)
     (retrain,) = [s for s in p.steps if s.stage == "retrain"]
     assert retrain.calls == 20 * (5000 // 32) and retrain.call_s == pytest.approx(0.141 / 24 * cfg.sweep.seeds)
     assert all(s.call_s is not None for s in p.steps), [s.step for s in p.steps if s.call_s is None]
     assert p.total_s() + p.compile_s() <= 8 * 60
-    assert "projected for NVIDIA H200" in plan.format_plan(p)
+    assert "projected for NVIDIA H200" in planning.format_plan(p)
