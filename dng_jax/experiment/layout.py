@@ -14,7 +14,10 @@ from its ``results.json`` rows (:class:`RunResult`), the test set from ``test_se
     runs/<m>_k<k>/     clustering.json, pseudo_labels.npy, chunk_*.json, scores.csv, results.json, ...
     results.csv, table1.md, differences*.csv, fig*.png, failures.json, timings.csv
 
-Every stage folder also holds ``done.json`` (:mod:`dng_jax.io.stage`), written last.
+Every stage folder also holds ``done.json`` (:mod:`dng_jax.io.stage`), written last. Three kinds of
+file are named by the code that writes them, inside folders named here: ``manifest.json``
+(:func:`dng_jax.data.partition.open_data`), a training's ``checkpoints/`` and ``metrics.*`` (the
+segmentation trainer), and a split sweep's ``.locks/`` and ``shards/<job>/`` (:mod:`dng_jax.experiment.shards`).
 """
 
 from __future__ import annotations
