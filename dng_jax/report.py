@@ -29,7 +29,9 @@ from pathlib import Path
 from dng_jax import cli
 from dng_jax.config import experiment_config
 from dng_jax.errors import ConfigError, InputError
-from dng_jax.experiment.report import finished_configurations, rebuild_report
+from dng_jax.experiment import layout
+from dng_jax.experiment.layout import finished_configurations
+from dng_jax.experiment.report import rebuild_report
 from dng_jax.experiment.shards import unfinished
 from dng_jax.experiment.sweep import sweep_configurations
 from dng_jax.io.workdir import WorkdirLock
@@ -38,11 +40,11 @@ from dng_jax.io.workdir import WorkdirLock
 def expected_configurations(workdir: Path) -> list[str] | None:
     """The configurations (``runs/`` names) of the sweep in ``workdir``; None when its config cannot say."""
     try:
-        cfg = experiment_config(json.loads((workdir / "sweep_config.json").read_text()))
+        cfg = experiment_config(json.loads((workdir / layout.SWEEP_CONFIG).read_text()))
         return [c.dirname for c in sweep_configurations(cfg)]
     except (OSError, ValueError, ConfigError) as e:
-        print(f"note: cannot list the sweep's configurations from {workdir / 'sweep_config.json'} ({e}); "
-              f"the table covers the configurations found in {workdir / 'runs'}", file=sys.stderr)
+        print(f"note: cannot list the sweep's configurations from {workdir / layout.SWEEP_CONFIG} ({e}); "
+              f"the table covers the configurations found in {layout.stage_dir(workdir, layout.RUNS)}", file=sys.stderr)
         return None
 
 
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
             paths = rebuild_report(workdir, n_boot=args.n_boot, level=args.level)
         for path in paths:
             print(path)
-        if not (workdir / "fig5_panels.png").exists():
+        if not (workdir / layout.FIG5).exists():
             print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
                   "and --workdir) draws it, loading every finished stage", file=sys.stderr)
         expected = expected_configurations(workdir)

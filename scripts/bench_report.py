@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 
 from dng_jax.evaluation.scores import ScoreTable, view_maps  # noqa: E402
 from dng_jax.experiment.comparisons import SweepScores  # noqa: E402
+from dng_jax.experiment.layout import RunResult  # noqa: E402
 from dng_jax.experiment.report import write_report  # noqa: E402
 
 SIZES = {"fluorescence": 55, "brightfield": 40, "tissue_purple": 45, "tissue_white": 30, "tissue_magenta": 30}
@@ -38,8 +39,8 @@ def main() -> None:
 
     runs = {(m, k): table(48) for m in ("kmc", "ng") for k in (5, 20, 50, 100, 500)} | {("gng", 5): table(48)}
     scores = SweepScores(table(3), table(1), runs, test, None, {t: v[:10] for t, v in test.items()})
-    rows = [{"method": m, "k": k, "seed": s, "units": k, "norm_entropy": 0.9, "quant_error": 1.0,
-             **view_maps(dict(zip(t.ids, t.scores[s])), test)} for (m, k), t in runs.items() for s in range(48)]
+    rows = [RunResult(m, k, s, units=k, norm_entropy=0.9, quant_error=1.0,
+                      **view_maps(dict(zip(t.ids, t.scores[s])), test)) for (m, k), t in runs.items() for s in range(48)]
     base = view_maps(dict(zip(ids, scores.baseline.scores[0])), test)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()

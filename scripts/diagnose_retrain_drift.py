@@ -23,10 +23,12 @@ import numpy as np
 
 from dng_jax.config import experiment_config, load_config
 from dng_jax.data.dsb2018 import SampleCache
-from dng_jax.data.partition import open_data
 from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.experiment import layout
 from dng_jax.experiment.retrain import EncoderClassifier, retrain_runs
-from dng_jax.experiment.sweep import stage_baseline
+from dng_jax.experiment.stages.baseline import stage_baseline
+from dng_jax.experiment.stages.context import StageContext
+from dng_jax.experiment.stages.data import open_scoring, prepare_data
 
 
 class FrozenBNClassifier(EncoderClassifier):
@@ -48,13 +50,16 @@ def main() -> None:
     a = ap.parse_args()
 
     wd, cfg = Path(a.workdir), experiment_config(load_config(a.config))
-    source, _, splits = open_data(cfg.data, wd)
-    test_cache = SampleCache(source, splits.test_all)
+    data = prepare_data(cfg, wd, False)
+    splits = data.splits
+    test_cache = SampleCache(data.source, splits.test_all)
     evaluator = SegmentationEvaluator.from_config(cfg)
-    variables, model, baseline = stage_baseline(cfg, wd, splits, test_cache, evaluator, False)
-    images = np.load(wd / "cluster_data" / "images.npy")
-    labels = np.load(wd / "runs" / a.run / "pseudo_labels.npy")[: a.runs]
-    stats = json.loads((wd / "runs" / a.run / "clustering.json").read_text())
+    with open_scoring(evaluator, data) as scoring:  # the baseline as the sweep loads (or scores) it
+        variables, model, baseline = stage_baseline(StageContext(cfg, wd, data, scoring, False))
+    images = np.load(layout.stage_dir(wd, layout.CLUSTER_DATA) / layout.IMAGES)
+    rdir = layout.run_dir(wd, a.run)
+    labels = np.load(rdir / layout.PSEUDO_LABELS)[: a.runs]
+    stats = json.loads((rdir / layout.CLUSTERING).read_text())
     k = max(int(s["units"]) for s in stats)  # the sweep's head size
     enc = {"params": variables["params"]["encoder"], "batch_stats": variables["batch_stats"]["encoder"]}
     run_ids = np.arange(a.runs, dtype=np.int32)

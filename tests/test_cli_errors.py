@@ -19,7 +19,8 @@ from dng_jax import sweep as sweep_cli
 from dng_jax.config import experiment_config, load_config
 from dng_jax.data.dsb2018 import Source
 from dng_jax.errors import ConfigError, ConfigMismatchError, DataError, WorkdirBusyError
-from dng_jax.experiment.sweep import _check_workdir_config, run_sweep
+from dng_jax.experiment.resume import check_workdir_config
+from dng_jax.experiment.sweep import run_sweep
 from dng_jax.io.workdir import WorkdirLock, remove_stale_temp_files
 from dng_jax.segmentation.checkpointing import Checkpointer
 from dng_jax.segmentation.trainer import train_and_evaluate
@@ -309,11 +310,11 @@ def test_an_edited_method_file_is_noticed(tmp_path):
     cfg = tiny_sweep_config()
     cfg.sweep.methods = (f"{f}:minibatch_kmeans",)
     typed = experiment_config(cfg)
-    _check_workdir_config(tmp_path, typed)
-    _check_workdir_config(tmp_path, typed)  # unchanged: fine
+    check_workdir_config(tmp_path, typed)
+    check_workdir_config(tmp_path, typed)  # unchanged: fine
     f.write_text(f.read_text() + "\n# edited\n")
     with pytest.raises(ConfigMismatchError, match="changed since"):
-        _check_workdir_config(tmp_path, typed)
+        check_workdir_config(tmp_path, typed)
 
 
 @ORBAX_LOOP_WARNING

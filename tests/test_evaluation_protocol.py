@@ -18,7 +18,9 @@ from dng_jax.evaluation.evaluator import SegmentationEvaluator
 from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import ScoreTable, read_scores, scored_images, view_maps, write_scores
 from dng_jax.experiment.comparisons import SweepScores
-from dng_jax.experiment.report import rebuild_report, write_report, write_test_set
+from dng_jax.experiment import layout
+from dng_jax.experiment.layout import RunResult, write_test_set
+from dng_jax.experiment.report import rebuild_report, write_report
 from dng_jax.io.labels import read_labels, write_labels
 from dng_jax.segmentation.classical import ClassicalConfig, classical_instances
 
@@ -177,8 +179,7 @@ def test_report_statistics_and_rebuild(tmp_path):
     for (method, k), t in scores.runs.items():
         for r, run in enumerate(t.runs):
             maps = view_maps(dict(zip(t.ids, t.scores[r])), scores.test)
-            rows.append({"method": method, "k": k, "seed": int(run), "units": k, "norm_entropy": 0.9,
-                         "quant_error": 1.0, **maps})
+            rows.append(RunResult(method, k, int(run), units=k, norm_entropy=0.9, quant_error=1.0, **maps))
     base = view_maps(dict(zip(scores.baseline.ids, scores.baseline.scores[0])), scores.test)
     paths = write_report(tmp_path, rows, base, "", scores, n_boot=500)
     table = (tmp_path / "table1.md").read_text()
@@ -197,10 +198,10 @@ def test_report_statistics_and_rebuild(tmp_path):
     (tmp_path / "classical").mkdir()
     write_scores(tmp_path / "classical" / "scores.csv", scores.classical)
     for (method, k), t in scores.runs.items():
-        d = tmp_path / "runs" / f"{method}_k{k}"
+        d = layout.run_dir(tmp_path, layout.run_name(method, k))
         d.mkdir(parents=True)
         write_scores(d / "scores.csv", t)
-        (d / "results.json").write_text("[]")
+        layout.write_results(d, [r for r in rows if (r.method, r.k) == (method, k)])  # the rows name (method, k)
     write_test_set(tmp_path, scores.test, None)
     before = table
     rebuild_report(tmp_path, n_boot=500)

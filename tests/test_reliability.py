@@ -20,6 +20,7 @@ from conftest import tiny_sweep_config
 from dng_jax import cli
 from dng_jax.errors import CheckpointError, ConfigMismatchError, WorkerError
 from dng_jax.experiment import sweep
+from dng_jax.experiment.stages import cluster_data, configuration
 from dng_jax.segmentation.checkpointing import Checkpointer
 
 
@@ -72,14 +73,14 @@ def _no_retraining(monkeypatch):
     def forbidden(*_, **__):
         raise AssertionError("a run was retrained")
 
-    monkeypatch.setattr(sweep, "adapt_runs", forbidden)
+    monkeypatch.setattr(configuration, "adapt_runs", forbidden)
 
 
 def test_an_intact_work_dir_recomputes_nothing(damaged, monkeypatch, caplog):
     """The baseline restored from its checkpoint is the network the later stages recorded."""
     wd, rerun = damaged
     _no_retraining(monkeypatch)
-    monkeypatch.setattr(sweep, "extract_cluster_data", lambda *_: pytest.fail("cluster data recomputed"))
+    monkeypatch.setattr(cluster_data, "extract_cluster_data", lambda *_: pytest.fail("cluster data recomputed"))
     with caplog.at_level(logging.WARNING, logger="dng_jax.sweep"):
         rerun()
     assert not caplog.records, [r.getMessage() for r in caplog.records]
@@ -98,15 +99,15 @@ def test_killed_while_clustering_again_keeps_the_record(damaged, monkeypatch):
     new labels with the old ones and keep the runs."""
     wd, rerun = damaged
     (wd / "runs" / "ng_k2" / "clustering.json").unlink()
-    real = sweep.run_method
+    real = configuration.run_method
 
     def killed(*_, **__):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "run_method", killed)
+    monkeypatch.setattr(configuration, "run_method", killed)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
-    monkeypatch.setattr(sweep, "run_method", real)
+    monkeypatch.setattr(configuration, "run_method", real)
     _no_retraining(monkeypatch)
     rerun()
 
@@ -183,7 +184,7 @@ def test_a_full_disk_stops_the_sweep_with_one_line(damaged, monkeypatch, capsys)
     def full(path, *_):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(sweep, "write_scores", full)
+    monkeypatch.setattr(configuration, "write_scores", full)
     rc = cli.run_command(lambda: sweep.run_sweep(tiny_sweep_config(), wd, progress=False))
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "No space left on device" in err and "ng_k2" in err
@@ -206,7 +207,7 @@ def test_killed_between_two_chunks_of_a_configuration(damaged, monkeypatch):
     """seeds_per_chunk=1: the kill lands after the first chunk of ng(2) was saved."""
     wd, rerun = damaged
     shutil.rmtree(wd / "runs" / "ng_k2")
-    real, calls = sweep.adapt_runs, []
+    real, calls = configuration.adapt_runs, []
 
     def killed(*args, **kwargs):
         calls.append(list(kwargs["run_ids"]))
@@ -214,11 +215,11 @@ def test_killed_between_two_chunks_of_a_configuration(damaged, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sweep, "adapt_runs", killed)
+    monkeypatch.setattr(configuration, "adapt_runs", killed)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
     assert (wd / "runs" / "ng_k2" / "chunk_0000.json").exists() and not (wd / "runs" / "ng_k2" / "done.json").exists()
-    monkeypatch.setattr(sweep, "adapt_runs", real)
+    monkeypatch.setattr(configuration, "adapt_runs", real)
     rerun()
 
 

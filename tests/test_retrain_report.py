@@ -17,8 +17,10 @@ from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.evaluation.scores import ScoreTable, view_maps, write_scores
 from dng_jax.experiment import comparisons  # (its test_groups would be collected as a test if imported by name)
 from dng_jax.experiment.comparisons import DIFFERENCE_FIELDS, SweepScores, validation_groups
+from dng_jax.experiment import layout
+from dng_jax.experiment.layout import RunResult, write_test_set
 from dng_jax.experiment.report import (map_vs_k_figure, read_results_csv, read_sweep_scores, table1_markdown,
-                                       write_report, write_test_set)
+                                       write_report)
 from dng_jax.experiment.retrain import EncoderClassifier, RetrainConfig, random_crops, retrain_runs
 from dng_jax.experiment.tsne import tsne
 from dng_jax.models import ResNetEncoder
@@ -92,9 +94,9 @@ def _rows():
     rows = []
     for method, k, maps in (("kmc", 5, (0.4, 0.2)), ("kmc", 5, (0.5, 0.3)), ("ng", 5, (0.45, 0.25)),
                             ("gng", 5, (0.3, 0.1)), ("gng", 5, (0.5, 0.1))):
-        rows.append({"method": method, "k": k, "seed": len(rows), "units": 7 if method == "gng" else k,
-                     "norm_entropy": 0.9, "quant_error": 1.5, "map_known": maps[0], "map_unknown": maps[1],
-                     "map_all": (maps[0] + maps[1]) / 2})
+        rows.append(RunResult(method, k, seed=len(rows), units=7 if method == "gng" else k, norm_entropy=0.9,
+                              quant_error=1.5, map_known=maps[0], map_unknown=maps[1],
+                              map_all=(maps[0] + maps[1]) / 2))
     return rows
 
 
@@ -116,8 +118,7 @@ def test_write_report_round_trip(tmp_path):
         assert p.stat().st_size > 0
     back = read_results_csv(tmp_path / "results.csv")
     assert len(back) == len(rows)
-    assert {(r["method"], r["seed"], r["map_known"]) for r in back} == {
-        (r["method"], r["seed"], r["map_known"]) for r in rows}
+    assert {(r.method, r.seed, r.map_known) for r in back} == {(r.method, r.seed, r.map_known) for r in rows}
 
 
 def test_fig6_legend_covers_no_point_or_line():
@@ -157,8 +158,8 @@ def _scores(baseline_runs, known="fluorescence", val=True):
 
 
 def _rows_of(scores):
-    return [{"method": m, "k": k, "seed": r, "units": k, "norm_entropy": 0.9, "quant_error": 1.0,
-             **view_maps(dict(zip(t.ids, t.scores[r])), scores.test, scores.known_type)}
+    return [RunResult(m, k, r, units=k, norm_entropy=0.9, quant_error=1.0,
+                      **view_maps(dict(zip(t.ids, t.scores[r])), scores.test, scores.known_type))
             for (m, k), t in scores.runs.items() for r in range(len(t.runs))]
 
 
@@ -219,15 +220,16 @@ def test_sweep_scores_read_the_split_and_the_known_type(tmp_path):
 
 
 def write_scores_dir(workdir, scores):
-    """The score files a sweep leaves: baseline/, classical/, runs/<m>_k<k>/ (with results.json)."""
+    """The score files a sweep leaves: baseline/, classical/, runs/<m>_k<k>/ (with results.json: its rows
+    name the configuration's method and k)."""
     for sub, table in (("baseline", scores.baseline), ("classical", scores.classical)):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
         write_scores(workdir / sub / "scores.csv", table)
     for (method, k), table in scores.runs.items():
-        d = workdir / "runs" / f"{method}_k{k}"
+        d = layout.run_dir(workdir, layout.run_name(method, k))
         d.mkdir(parents=True, exist_ok=True)
         write_scores(d / "scores.csv", table)
-        (d / "results.json").write_text("[]")
+        layout.write_results(d, [r for r in _rows_of(scores) if (r.method, r.k) == (method, k)])
 
 
 def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path, monkeypatch, capsys):

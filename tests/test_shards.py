@@ -99,7 +99,7 @@ def test_a_configuration_held_by_another_job_is_skipped(finished_sweep, tmp_path
         monkeypatch.setattr(sweep.log, "propagate", True)  # caplog listens at the root logger
         ran = []
 
-        def fails(config, workdir, conf, *args, **kwargs):
+        def fails(ctx, conf, *args, **kwargs):
             ran.append(conf.dirname)
             raise RuntimeError("out of memory (simulated)")
 

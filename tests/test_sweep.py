@@ -69,11 +69,11 @@ def test_killed_sweep_resumes_to_the_same_results(finished, tmp_path, monkeypatc
     real = sweep.stage_configuration
     calls = []
 
-    def killed_mid_way(config, workdir, conf, *args, **kwargs):
+    def killed_mid_way(ctx, conf, *args, **kwargs):
         calls.append(conf)
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if the job were killed in the second configuration
-        return real(config, workdir, conf, *args, **kwargs)
+        return real(ctx, conf, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "stage_configuration", killed_mid_way)
     with pytest.raises(KeyboardInterrupt):
@@ -95,15 +95,15 @@ def test_failing_configuration_does_not_lose_the_others(tmp_path, monkeypatch, f
     config.sweep.checkpoint = str(workdir_done / "baseline")  # reuse the trained baseline
     real = sweep.stage_configuration
 
-    def one_fails(config, workdir, conf, *args, **kwargs):
+    def one_fails(ctx, conf, *args, **kwargs):
         if (conf.method, conf.k) == ("ng", 2):
             raise RuntimeError("out of memory (simulated)")
-        return real(config, workdir, conf, *args, **kwargs)
+        return real(ctx, conf, *args, **kwargs)
 
     monkeypatch.setattr(sweep, "stage_configuration", one_fails)
     out = sweep.run_sweep(config, tmp_path, progress=False)
     assert out.failures == {"ng_k2": "RuntimeError: out of memory (simulated)"}
-    assert {(r["method"], r["k"]) for r in out.rows} == {("kmc", 2), ("gng", 2)}
+    assert {(r.method, r.k) for r in out.rows} == {("kmc", 2), ("gng", 2)}
     assert json.loads((tmp_path / "failures.json").read_text()) == out.failures
     assert (tmp_path / "table1.md").exists()
 
@@ -137,7 +137,7 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     config.sweep.methods = ("kmc", f"{ROOT}/scripts/variant_example.py:minibatch_kmeans")
     out = sweep.run_sweep(config, tmp_path, progress=False)
     assert out.failures == {}
-    assert {(r["method"], r["k"]) for r in out.rows} == {("kmc", 2), ("minibatch_kmeans", 2)}
+    assert {(r.method, r.k) for r in out.rows} == {("kmc", 2), ("minibatch_kmeans", 2)}
     assert (tmp_path / "runs" / "minibatch_kmeans_k2" / "results.json").exists()
     table = (tmp_path / "table1.md").read_text()
     assert "| minibatch_kmeans(2) | 2 |" in table

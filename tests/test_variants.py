@@ -242,7 +242,7 @@ def test_variants_run_in_the_sweep(finished_sweep, tmp_path):
     c.sweep.ensemble = -1
     res = run_sweep(c, tmp_path, progress=False)
     assert not res.failures and len(res.rows) == 2
-    assert {"round2_units", "round2_norm_entropy"} <= set(res.rows[0])
+    assert {"round2_units", "round2_norm_entropy"} <= set(res.rows[0].as_json())
     rdir = tmp_path / "runs" / "kmc_k2"
     ens = json.loads((rdir / "ensemble.json").read_text())
     assert ens["members"] == 2 and 0 <= ens["map_all"] <= 1
@@ -256,4 +256,4 @@ def test_variants_run_in_the_sweep(finished_sweep, tmp_path):
         assert kernel.shape == (1,) + baseline["params"]["decoder"]["head"]["kernel"].shape
         assert not np.array_equal(kernel[0], baseline["params"]["decoder"]["head"]["kernel"])
     again = run_sweep(c, tmp_path, progress=False)  # resumes: nothing is computed again
-    assert [r["map_all"] for r in again.rows] == [r["map_all"] for r in res.rows]
+    assert [r.map_all for r in again.rows] == [r.map_all for r in res.rows]

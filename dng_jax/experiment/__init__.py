@@ -1,3 +1,3 @@
 """The deep-clustering experiment: clustering data and its latent (``features``), encoder retraining
-on pseudo-labels (``retrain``), the resumable sweep (``sweep``), Table I and the figures (``report``,
-``tsne``)."""
+on pseudo-labels (``retrain``), the resumable sweep (``sweep``, a driver over ``stages``; ``resume``,
+``layout``), Table I and the figures (``report``, ``tsne``)."""

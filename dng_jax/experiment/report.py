@@ -1,18 +1,17 @@
 """Tables and figures of a sweep: the paper's Table I and Figs. 2, 5, 6, 7, 8.
 
-Pure functions from result rows (dicts, one per run) to text, and matplotlib figures written as PNG.
-Nothing here trains or clusters; the sweep calls these at the end, and Table I and Figs. 2, 6-8 can be
-re-made from a sweep's work dir, also one whose configurations were run by several jobs
-(``python -m dng_jax.report --workdir DIR``: every finished ``runs/*/results.json``,
-``baseline/map.json``, the per-image scores, ``cluster_data/`` and, for the table's notes line,
-``sweep_config.json``).
+Pure functions from result rows (:class:`~dng_jax.experiment.layout.RunResult`, one per run) to text,
+and matplotlib figures written as PNG. Nothing here trains or clusters. The report is a function of the
+work dir (:func:`rebuild_report`): the sweep calls it at the end, and ``python -m dng_jax.report --workdir
+DIR`` calls it on any sweep's work dir, also one whose configurations were run by several jobs (every
+finished ``runs/*/results.json``, ``baseline/map.json``, the per-image scores, ``test_set.json``,
+``cluster_data/`` and, for the table's notes and the statistics, ``sweep_config.json``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -22,11 +21,12 @@ import jax
 import numpy as np
 
 from dng_jax.clustering.methods import METHODS
-from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.errors import DataError, InputError
 from dng_jax.evaluation.scores import ScoreTable, read_scores, view_maps
 from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown, map_interval,
                                             per_type_markdown, test_groups, validation_groups, write_differences_csv)
+from dng_jax.experiment import layout
+from dng_jax.experiment.layout import RunResult
 from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
@@ -46,9 +46,8 @@ __all__ = [
     "plot_panels",
     "write_report",
     "rebuild_report",
-    "finished_configurations",
     "read_sweep_scores",
-    "write_test_set",
+    "ENSEMBLE",
 ]
 
 RESULT_FIELDS = ("method", "k", "seed", "units", "norm_entropy", "quant_error",
@@ -57,23 +56,20 @@ METHOD_ORDER = tuple(METHODS)  # built-ins first, in the method table's order; o
 MAP_COLUMNS = (("map_known", "CT1 (known)"), ("map_unknown", "without CT1 (unknown)"), ("map_all", "all"))
 
 
-def write_results_csv(path, rows: Sequence[Mapping]) -> None:
+def write_results_csv(path, rows: Sequence[RunResult]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESULT_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in sorted(rows, key=lambda r: (_method_rank(r["method"]), int(r["k"]), int(r["seed"]))):
-        w.writerow({f: (f"{r[f]:.6f}" if isinstance(r[f], float) else r[f]) for f in RESULT_FIELDS})
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_FIELDS)
+    for r in sorted(rows, key=lambda r: (_method_rank(r.method), int(r.k), int(r.seed))):
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in (getattr(r, f) for f in RESULT_FIELDS)])
     atomic_write_text(path, buf.getvalue())
 
 
-def read_results_csv(path) -> list[dict]:
-    rows = []
+def read_results_csv(path) -> list[RunResult]:
+    """The rows of a ``results.csv`` (``final_loss`` is not in it: nan)."""
     with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append({"method": r["method"], "k": int(r["k"]), "seed": int(r["seed"]),
-                         "units": int(r["units"]),
-                         **{c: float(r[c]) for c in RESULT_FIELDS[4:]}})
-    return rows
+        return [RunResult(r["method"], int(r["k"]), int(r["seed"]), int(r["units"]),
+                          *(float(r[c]) for c in RESULT_FIELDS[4:])) for r in csv.DictReader(f)]
 
 
 def _method_rank(method: str) -> tuple[int, str]:
@@ -91,14 +87,14 @@ def _label(method: str) -> str:
     return METHODS[method].label if method in METHODS else method
 
 
-def _ordered_methods(rows: Sequence[Mapping]) -> list[str]:
-    return sorted({r["method"] for r in rows}, key=_method_rank)
+def _ordered_methods(rows: Sequence[RunResult]) -> list[str]:
+    return sorted({r.method for r in rows}, key=_method_rank)
 
 
-def _group(rows: Sequence[Mapping]) -> dict[tuple[str, int], list[Mapping]]:
-    groups: dict[tuple[str, int], list[Mapping]] = defaultdict(list)
+def _group(rows: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResult]]:
+    groups: dict[tuple[str, int], list[RunResult]] = defaultdict(list)
     for r in rows:
-        groups[(r["method"], int(r["k"]))].append(r)
+        groups[(r.method, int(r.k))].append(r)
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] if kv[0][0] != "gng" else math.inf,
                                                           _method_rank(kv[0][0]))))
 
@@ -111,7 +107,7 @@ def _mean_std(v: np.ndarray) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
 
 
-def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
+def table1_markdown(rows: Sequence[RunResult], baseline: Mapping[str, float], notes: str = "",
                     classical: Mapping[str, float] | None = None,
                     baseline_runs: Sequence[Mapping[str, float]] | None = None,
                     references: Mapping[str, Mapping[str, float]] | None = None) -> str:
@@ -130,8 +126,8 @@ def table1_markdown(rows: Sequence[Mapping], baseline: Mapping[str, float], note
     for name, maps in (references or {}).items():
         lines.append(f"| {name} | 1 | - | " + " | ".join(f"{maps[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
     for (method, k), rs in _group(rows).items():
-        units = np.array([r["units"] for r in rs], float)
-        cells = [_mean_std(np.array([r[c] for r in rs], float)) for c, _ in MAP_COLUMNS]
+        units = np.array([r.units for r in rs], float)
+        cells = [_mean_std(np.array([getattr(r, c) for r in rs], float)) for c, _ in MAP_COLUMNS]
         unit_txt = f"{units.mean():.0f}" if units.std() == 0 else f"{units.mean():.0f} ± {units.std():.0f}"
         lines.append(f"| {_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
     head = "# Table I: MAP on the test images (mean ± std over seeds)\n\n"
@@ -156,7 +152,7 @@ def table1_notes(config: Mapping) -> str:
 def _read_notes(workdir: Path) -> str:
     """:func:`table1_notes` of ``workdir/sweep_config.json``; "" when it is missing or incomplete."""
     try:
-        return table1_notes(json.loads((workdir / "sweep_config.json").read_text()))
+        return table1_notes(layout.read_json(workdir / layout.SWEEP_CONFIG))
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 
@@ -177,13 +173,13 @@ def _save(fig, path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_map_vs_k(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, path, title: str,
+def plot_map_vs_k(rows: Sequence[RunResult], baseline: Mapping[str, float], column: str, path, title: str,
                   intervals: Mapping[object, tuple[float, float, float]] | None = None) -> None:
     """Figs. 6/7 (:func:`map_vs_k_figure`) written to ``path``."""
     _save(map_vs_k_figure(rows, baseline, column, title, intervals), path)
 
 
-def map_vs_k_figure(rows: Sequence[Mapping], baseline: Mapping[str, float], column: str, title: str,
+def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], column: str, title: str,
                     intervals: Mapping[object, tuple[float, float, float]] | None = None):
     """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed.
 
@@ -205,8 +201,8 @@ def map_vs_k_figure(rows: Sequence[Mapping], baseline: Mapping[str, float], colu
         ks, means = [], []
         for k, rs in sorted(groups.items()):
             # GNG's k is where it starts; plot it at the units it ended with.
-            kx = float(np.mean([r["units"] for r in rs])) if method == "gng" else float(k)
-            v = np.array([r[column] for r in rs], float)
+            kx = float(np.mean([r.units for r in rs])) if method == "gng" else float(k)
+            v = np.array([getattr(r, column) for r in rs], float)
             x0 = np.log10(max(kx, 1)) + offsets.get(method, 0.03)
             ax.scatter(x0 + rng.uniform(-0.02, 0.02, len(v)), v, s=10, alpha=0.45, color=colours[method])
             ks.append(x0)
@@ -222,7 +218,7 @@ def map_vs_k_figure(rows: Sequence[Mapping], baseline: Mapping[str, float], colu
         ax.axhspan(lo, hi, color="k", alpha=0.08, lw=0, label="baseline 95% interval")
     if "classical" in intervals:
         ax.axhline(intervals["classical"][0], color="tab:gray", ls=":", lw=1.5, label="classical (no learning)")
-    ticks = sorted({int(r["k"]) for r in rows if r["method"] != "gng"})
+    ticks = sorted({int(r.k) for r in rows if r.method != "gng"})
     if ticks:
         ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xlabel("k (number of clusters; GNG at its final size)")
@@ -233,7 +229,7 @@ def map_vs_k_figure(rows: Sequence[Mapping], baseline: Mapping[str, float], colu
     return fig
 
 
-def plot_entropy_std(rows: Sequence[Mapping], path) -> None:
+def plot_entropy_std(rows: Sequence[RunResult], path) -> None:
     """Fig. 8: std over seeds of the normalized entropy of the cluster sizes, per method and k."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -246,13 +242,13 @@ def plot_entropy_std(rows: Sequence[Mapping], path) -> None:
         for j, k in enumerate(ks if method != "gng" else []):
             if (method, k) in groups:
                 xs.append(j + i * width)
-                stds.append(np.std([r["norm_entropy"] for r in groups[(method, k)]], ddof=1)
+                stds.append(np.std([r.norm_entropy for r in groups[(method, k)]], ddof=1)
                             if len(groups[(method, k)]) > 1 else 0.0)
         if method == "gng":
             for (m, k), rs in groups.items():
                 if m == "gng":
                     xs.append(len(ks) + i * width)
-                    stds.append(np.std([r["norm_entropy"] for r in rs], ddof=1) if len(rs) > 1 else 0.0)
+                    stds.append(np.std([r.norm_entropy for r in rs], ddof=1) if len(rs) > 1 else 0.0)
         ax.bar(xs, stds, width=width, label=_label(method))
     labels = [str(k) for k in ks] + (["GNG"] if "gng" in methods else [])
     ax.set_xticks(np.arange(len(labels)) + width * (len(methods) - 1) / 2, labels)
@@ -282,7 +278,7 @@ def plot_latent(embedding: np.ndarray, cell_types: Sequence[str], path, title: s
 def draw_latent(workdir, latent: np.ndarray, cell_types: Sequence[str], points: int) -> Path:
     """Fig. 2 (``fig2_latent_tsne.png``): t-SNE of ``points`` latent vectors drawn at random (seeded),
     unless a whole one is there already (the sweep and :func:`rebuild_report` draw the same)."""
-    path = Path(workdir) / "fig2_latent_tsne.png"
+    path = Path(workdir) / layout.FIG2
     if not stage.readable(path):  # a truncated figure is drawn again
         m = min(points, latent.shape[0])
         sel = np.random.default_rng(0).choice(latent.shape[0], m, replace=False)
@@ -333,7 +329,7 @@ def _baseline_run_maps(scores: SweepScores) -> list[dict[str, float]]:
             for row in scores.baseline.scores]
 
 
-def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float], notes: str = "",
+def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, float], notes: str = "",
                  scores: SweepScores | None = None, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
     """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths.
 
@@ -342,8 +338,7 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
     (``differences_validation.csv``, same columns), the per-type MAPs, and intervals in Figs. 6 and 7.
     With several baseline runs, the baseline's MAPs (row, dashed line) are their mean."""
     workdir = Path(workdir)
-    out = [workdir / "results.csv", workdir / "table1.md", workdir / "fig6_map_known.png",
-           workdir / "fig7_map_unknown.png", workdir / "fig8_entropy_std.png"]
+    out = [workdir / name for name in (layout.RESULTS_CSV, layout.TABLE1, layout.FIG6, layout.FIG7, layout.FIG8)]
     write_results_csv(out[0], rows)
     classical = None
     baseline_runs = None
@@ -364,15 +359,15 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
         n_base = len(scores.baseline.runs)
         comparisons = compare_all(scores, names, groups, n_boot=n_boot, level=level)
         text = "\n" + differences_markdown(comparisons, groups, n_boot=n_boot, level=level, baseline_runs=n_base)
-        write_differences_csv(workdir / "differences.csv", comparisons)
-        out.append(workdir / "differences.csv")
+        write_differences_csv(workdir / layout.DIFFERENCES, comparisons)
+        out.append(workdir / layout.DIFFERENCES)
         val = validation_groups(scores)
         if any(val.values()):
             checked = compare_all(scores, names, val, n_boot=n_boot, level=level)
             text += "\n" + differences_markdown(checked, val, n_boot=n_boot, level=level, baseline_runs=n_base,
                                                 validation=True)
-            write_differences_csv(workdir / "differences_validation.csv", checked)
-            out.append(workdir / "differences_validation.csv")
+            write_differences_csv(workdir / layout.DIFFERENCES_VALIDATION, checked)
+            out.append(workdir / layout.DIFFERENCES_VALIDATION)
         text += "\n" + per_type_markdown(scores, names, n_boot=n_boot, level=level)
         for column, g in (("map_known", "CT1"), ("map_unknown", "without CT1")):
             if groups[g]:
@@ -387,96 +382,87 @@ def write_report(workdir, rows: Sequence[Mapping], baseline: Mapping[str, float]
     return out
 
 
-def write_test_set(workdir, test: Mapping[str, Sequence[str]], every_unknown: Sequence[str] | None,
-                   val: Mapping[str, Sequence[str]] | None = None, known_type: str = KNOWN_TYPE) -> None:
-    """``test_set.json``: which scored images are the protocol's test set, which its validation set
-    (``val``, type -> ids: choices are made on them) and the known type (for :func:`rebuild_report`)."""
-    atomic_write_text(Path(workdir) / "test_set.json", json.dumps(
-        {"test": {t: list(ids) for t, ids in test.items()},
-         "every_unknown": list(every_unknown) if every_unknown else None,
-         "val": {t: list(ids) for t, ids in (val or {}).items()}, "known_type": known_type}, indent=1) + "\n")
-
-
-def read_sweep_scores(workdir) -> SweepScores | None:
-    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept).
-    A ``test_set.json`` without ``val`` / ``known_type`` (made before the validation split) reads as no
-    validation images and the known type :data:`KNOWN_TYPE`."""
-    wd = Path(workdir)
-    if not (wd / "test_set.json").exists() or not (wd / "baseline" / "scores.csv").exists():
-        return None
-    test_set = json.loads((wd / "test_set.json").read_text())
+def _run_scores(wd: Path) -> dict[tuple[str, int], ScoreTable]:
+    """(method, k) -> its seeds' scores for every finished configuration (its rows name the method and k),
+    with ``(method + ENSEMBLE, k)`` for its ensemble (``sweep.ensemble``); in Table I's order."""
     runs = {}
-    for path in sorted((wd / "runs").glob("*/scores.csv")):
-        method, _, k = path.parent.name.rpartition("_k")
-        if (path.parent / "results.json").exists():
-            runs[(method, int(k))] = read_scores(path)
-            if (path.parent / "ensemble_scores.csv").exists():  # sweep.ensemble: the runs' mean softmax
-                runs[(method + ENSEMBLE, int(k))] = read_scores(path.parent / "ensemble_scores.csv")
-    runs = dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0].removesuffix(ENSEMBLE) != "gng" else math.inf,
-                                                       _method_rank(kv[0][0]))))
-    classical = wd / "classical" / "scores.csv"
-    baseline = read_scores(wd / "baseline" / "scores.csv")
-    if (wd / "baseline_runs" / "scores.csv").exists():  # sweep.baseline_runs: the baseline's other trainings
-        more = read_scores(wd / "baseline_runs" / "scores.csv").select(baseline.ids)
+    for name, rows in layout.finished_configurations(wd).items():
+        rdir = layout.run_dir(wd, name)
+        if not rows or not (rdir / layout.SCORES).exists():
+            continue
+        runs[(rows[0].method, rows[0].k)] = read_scores(rdir / layout.SCORES)
+        if (rdir / layout.ENSEMBLE_SCORES).exists():  # sweep.ensemble: the runs' mean softmax
+            runs[(rows[0].method + ENSEMBLE, rows[0].k)] = read_scores(rdir / layout.ENSEMBLE_SCORES)
+    return dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0].removesuffix(ENSEMBLE) != "gng" else math.inf,
+                                                     _method_rank(kv[0][0]))))
+
+
+def _baseline_scores(wd: Path) -> tuple[ScoreTable, dict[str, ScoreTable]]:
+    """The baseline's trainings (one row each: ``baseline/`` then ``baseline_runs/``) and its views
+    (``eval.baseline_views``: "baseline + tta", ..., one row each)."""
+    baseline = read_scores(layout.stage_dir(wd, layout.BASELINE) / layout.SCORES)
+    more_path = layout.stage_dir(wd, layout.BASELINE_RUNS) / layout.SCORES
+    if more_path.exists():  # sweep.baseline_runs: the baseline's other trainings
+        more = read_scores(more_path).select(baseline.ids)
         baseline = ScoreTable(baseline.runs + more.runs, baseline.ids, baseline.types,
                               np.concatenate([baseline.scores, more.scores]))
     references = {}
-    if (wd / "baseline_views" / "scores.csv").exists():  # eval.baseline_views
-        views = read_scores(wd / "baseline_views" / "scores.csv")
+    views_path = layout.stage_dir(wd, layout.BASELINE_VIEWS) / layout.SCORES
+    if views_path.exists():  # eval.baseline_views
+        views = read_scores(views_path)
         references = {f"baseline + {v}": ScoreTable((v,), views.ids, views.types, views.scores[i:i + 1])
                       for i, v in enumerate(views.runs)}
-    return SweepScores(baseline=baseline, classical=read_scores(classical) if classical.exists() else None, runs=runs,
-                       test=test_set["test"], every_unknown=test_set.get("every_unknown"),
-                       val=test_set.get("val") or {}, known_type=test_set.get("known_type", KNOWN_TYPE),
-                       references=references)
+    return baseline, references
+
+
+def read_sweep_scores(workdir) -> SweepScores | None:
+    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept), on
+    the images of its ``test_set.json`` (:func:`~dng_jax.experiment.layout.read_test_set`)."""
+    wd = Path(workdir)
+    if not (wd / layout.TEST_SET).exists() or not (layout.stage_dir(wd, layout.BASELINE) / layout.SCORES).exists():
+        return None
+    images = layout.read_test_set(wd)
+    baseline, references = _baseline_scores(wd)
+    classical = layout.stage_dir(wd, layout.CLASSICAL) / layout.SCORES
+    return SweepScores(baseline=baseline, classical=read_scores(classical) if classical.exists() else None,
+                       runs=_run_scores(wd), test=images.test, every_unknown=images.every_unknown, val=images.val,
+                       known_type=images.known_type, references=references)
 
 
 def _saved_statistics(workdir: Path) -> tuple[int, float]:
     """``(eval.n_boot, eval.level)`` the sweep in ``workdir`` used (its ``sweep_config.json``), else 2000, 0.95."""
     try:
-        ev = json.loads((workdir / "sweep_config.json").read_text())["eval"]
+        ev = layout.read_json(workdir / layout.SWEEP_CONFIG)["eval"]
         return int(ev["n_boot"]), float(ev["level"])
     except (OSError, ValueError, KeyError, TypeError):
         return 2000, 0.95
 
 
-def finished_configurations(workdir) -> dict[str, list[dict]]:
-    """``runs/<m>_k<k>`` -> its result rows, for every configuration whose ``results.json`` is there (it
-    is written last but for the marker: the runs the sweep's scores come from), in name order."""
-    out = {}
-    for path in sorted(Path(workdir).glob("runs/*/results.json")):
-        try:
-            rows = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rows, list):
-            out[path.parent.name] = rows
-    return out
-
-
 def rebuild_report(workdir, *, n_boot: int | None = None, level: float | None = None) -> list[Path]:
-    """Re-make ``results.csv``, ``table1.md`` (with its statistics), Figs. 6-8 and, when the clustering data
+    """Make ``results.csv``, ``table1.md`` (with its statistics), Figs. 6-8 and, when the clustering data
     is there and the figure is not, Fig. 2 of a sweep from its work dir; returns the paths. The rows come
     from every finished configuration's ``runs/*/results.json`` (whichever job ran it: this merges a split
     sweep; a work dir with none falls back on its ``results.csv``), the rest from ``baseline/map.json``, the
-    per-image ``scores.csv`` files, ``cluster_data/`` and ``sweep_config.json``: the files the whole sweep
-    writes from the same. ``n_boot`` / ``level`` default to the sweep's own (``eval.n_boot``, ``eval.level``)."""
+    per-image ``scores.csv`` files, ``test_set.json``, ``cluster_data/`` and ``sweep_config.json``. The
+    sweep makes its report with this too. ``n_boot`` / ``level`` default to the sweep's own
+    (``eval.n_boot``, ``eval.level``)."""
     wd = Path(workdir)
     saved_n_boot, saved_level = _saved_statistics(wd)
     try:
-        rows = [r for rs in finished_configurations(wd).values() for r in rs] or read_results_csv(wd / "results.csv")
-        baseline = json.loads((wd / "baseline" / "map.json").read_text())
+        rows = ([r for rs in layout.finished_configurations(wd).values() for r in rs]
+                or read_results_csv(wd / layout.RESULTS_CSV))
+        baseline = layout.read_json(layout.stage_dir(wd, layout.BASELINE) / layout.MAP)
         base = {c: baseline[c] for c, _ in MAP_COLUMNS}
         scores = read_sweep_scores(wd)
     except (OSError, KeyError, ValueError, TypeError, DataError) as e:
         raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
     paths = write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot or saved_n_boot,
                          level=level or saved_level)
-    cdir = wd / "cluster_data"
+    cdir = layout.stage_dir(wd, layout.CLUSTER_DATA)
     if stage.read_done(cdir) is not None:
         try:
-            latent, types = np.load(cdir / "latent.npy"), json.loads((cdir / "sources.json").read_text())["types"]
-            points = int(json.loads((wd / "sweep_config.json").read_text())["report"]["tsne_points"])
+            latent, types = np.load(cdir / layout.LATENT), layout.read_json(cdir / layout.SOURCES)["types"]
+            points = int(layout.read_json(wd / layout.SWEEP_CONFIG)["report"]["tsne_points"])
         except (OSError, ValueError, KeyError, TypeError):
             return paths
         paths.append(draw_latent(wd, latent, types, points))

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from dng_jax.config import ExperimentConfig
 from dng_jax.errors import ConfigError
+from dng_jax.experiment import layout
 from dng_jax.io.workdir import LockFile, WorkdirLock, describe_holder, remove_stale_temp_files
 
 __all__ = ["SHARED", "Job", "select", "experiment_part", "job_lock", "shared_stages_lock", "claim",
@@ -154,13 +155,13 @@ def claim(workdir: Path, name: str, job: Job) -> LockFile | _NoLock | None:
         log.info(f"{name}: skipped, another job runs it ({describe_holder(holder) or 'holder unknown'}, "
                  f"sweep.only={holder.get('job', '?')})")
         return None
-    for path in remove_stale_temp_files(Path(workdir) / "runs" / name):
+    for path in remove_stale_temp_files(layout.run_dir(workdir, name)):
         log.info(f"removed {path}, left by an interrupted run")
     return lock
 
 
 #: The folders of the stages every configuration needs (made under the shared stages' lock).
-SHARED_STAGES = ("baseline", "baseline_runs", "baseline_views", "classical", "cluster_data")
+SHARED_STAGES = (layout.BASELINE, layout.BASELINE_RUNS, layout.BASELINE_VIEWS, layout.CLASSICAL, layout.CLUSTER_DATA)
 
 
 def clean_stale_files(workdir: Path, job: Job) -> list[Path]:
@@ -170,7 +171,7 @@ def clean_stale_files(workdir: Path, job: Job) -> list[Path]:
     report, which runs beside split jobs, may be writing there."""
     if job.whole:
         return remove_stale_temp_files(workdir)
-    folders = [Path(workdir) / name for name in SHARED_STAGES] + [job_dir(workdir, job)]
+    folders = [layout.stage_dir(workdir, name) for name in SHARED_STAGES] + [job_dir(workdir, job)]
     return [path for folder in folders for path in remove_stale_temp_files(folder)]
 
 
@@ -189,7 +190,7 @@ def recorded_failures(workdir: Path) -> dict[str, str]:
     (``shards/*/failures.json``), the job named; unreadable files are passed over."""
     out: dict[str, str] = {}
     wd = Path(workdir)
-    for path in [wd / "failures.json", *sorted(wd.glob("shards/*/failures.json"))]:
+    for path in [wd / layout.FAILURES, *sorted(wd.glob(f"shards/*/{layout.FAILURES}"))]:
         try:
             failures = json.loads(path.read_text())
         except (OSError, ValueError):
