@@ -32,8 +32,8 @@ POWER = 0.8
 
 
 class VarianceComponents(NamedTuple):
-    """Variances behind one group's mean difference: for B baselines with R runs each on N images,
-    ``se² = between_baseline / B + between_run / (B R) + image / N + baseline_image / (B N)
+    """Variances behind one group's mean difference: for B baselines with R runs each on N images, the
+    true ``se² = between_baseline / B + between_run / (B R) + image / N + baseline_image / (B N)
     + residual / (B R N)``. ``image`` and the interactions are size-weighted means over the strata."""
 
     between_baseline: float  # how the step's effect varies between trainings of the baseline
@@ -62,28 +62,26 @@ def detectable_difference(se, df, family_size: int = 1, *, alpha: float = 1 - LE
 
 
 def _satterthwaite(terms: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """``(se, df)`` of a sum of variance terms ``(variance, df)`` (negative: subtracted)."""
+    """``(se, df)`` of a sum of variance terms ``(variance, df)``."""
     v = sum(t for t, _ in terms)
     q = sum(t * t / df for t, df in terms if t != 0 and df > 0)
     return float(np.sqrt(max(v, 0.0))), float(v * v / q) if q > 0 else float("inf")
 
 
 def expected_se_df(c: VarianceComponents, baselines: int, runs: int) -> tuple[float, float]:
-    """``(se, df)`` the estimator would have for B baselines x R runs, from the expected mean squares of
-    its terms. B = 1 is the conditional design (no between-baseline variance: it is held fixed; the
-    baseline x image interaction is then part of the image level)."""
+    """``(se, df)`` the analysis would report for B baselines x R runs: the expected values of its two
+    terms (:mod:`dng_jax.evaluation.run_level`: the top units' means, T - 1 df, and the image means,
+    N - S df; the residual sits in both, so se errs wide by it), Satterthwaite's df. B = 1 is the
+    conditional design: the between-baseline variance is held fixed, the baseline x image interaction
+    is part of the image level."""
     n, df_img = c.n_images, c.n_images - c.n_strata
     b, r = baselines, runs
     if b == 1:
-        if r == 1:
-            return _satterthwaite([((c.image + c.baseline_image + c.residual) / n, df_img)])
-        return _satterthwaite([((c.between_run + c.residual / n) / r, r - 1),
-                               ((c.image + c.baseline_image + c.residual / r) / n, df_img),
-                               (-c.residual / (r * n), (r - 1) * df_img)])
+        image = (c.image + c.baseline_image + c.residual / r) / n
+        return _satterthwaite([((c.between_run + c.residual / n) / r, r - 1)] * (r > 1) + [(image, df_img)])
     per_baseline = c.between_baseline + c.between_run / r + (c.baseline_image + c.residual / r) / n
-    interaction = (c.baseline_image + c.residual / r) / (b * n)
-    return _satterthwaite([(per_baseline / b, b - 1), (c.image / n + interaction, df_img),
-                           (-interaction, (b - 1) * df_img)])
+    image = (c.image + (c.baseline_image + c.residual / r) / b) / n
+    return _satterthwaite([(per_baseline / b, b - 1), (image, df_img)])
 
 
 def plan_designs(c: VarianceComponents, target: float, family_size: int = 1, *, claim: str = GENERAL,

@@ -1,24 +1,28 @@
 """Run-level intervals: how sure is a difference of MAPs when the trainings are few?
 
 A difference of two MAPs varies with the images it is measured on and with the trainings (seeds) behind
-it. With R = 2-4 trainings, a percentile bootstrap over the runs behaves like a normal interval; the
-honest interval is a t-interval whose degrees of freedom come from the few trainings. Every design here
-is a crossed table of differences ``d[t, i]`` (top units t, the replicated trainings; images i, each in a
-stratum s, its cell type; the group's mean is the equal-weight mean over its images, so a stratum weighs
-``w_s = n_s / N``), and its variance is the unbiased two-way ANOVA combination, stratum by stratum:
+it. With R = 2-4 trainings a percentile bootstrap over the runs behaves like a normal interval; an honest
+interval takes its width from the few trainings. Every design here is a crossed table of differences
+``d[t, i]`` (top units t, the replicated trainings; images i, each in a stratum s, its cell type; the
+group's mean is the equal-weight mean over its images, so a stratum weighs ``w_s = n_s / N``), and the
+variance of its mean is estimated from the two margins:
 
-    V = s²_top / T  +  sum_s w_s² s²_img,s / n_s  -  sum_s w_s² MS_ts,s / (T n_s)
+    V = s²_top / T  +  sum_s w_s² s²_img,s / n_s
 
-``s²_top``: the variance of the T top units' group means (it holds the top level and, through them, the
-run x image residual once); ``s²_img,s``: the variance of the image means within stratum s (the image
-level, and the residual once more); ``MS_ts,s``: the top x image interaction within stratum s (after
-removing top x stratum means), subtracted so the residual counts once. With one stratum this is
-``(MS_top + MS_img - MS_inter) / (T N)``. A stratum whose interaction exceeds its image variance gets an
-image variance component of 0 (both terms dropped). Degrees of freedom: Satterthwaite over the terms
-(T - 1, n_s - 1 and (T - 1)(n_s - 1)); the interval is ``estimate ± t_{df} se`` and p is the two-sided t
-p-value. Coverage, on simulated experiments with variance taken from the committed scores, is 93-97% for
-every design (scripts/coverage_study.py, docs/statistics.md). A stratum of one image borrows the pooled
-within-stratum variance of the others.
+``s²_top``: the variance of the T top units' group means (T - 1 df: the top level, and the run x image
+residual once); ``s²_img,s``: the variance of the image means within stratum s (n_s - 1 df: the image
+level, and the residual once more). The residual is thus counted twice, which errs wide by
+``sum_s w_s² sigma²_resid,s / (T n_s)`` (0.4-17% of V, median 2-4%, on the committed scores).
+Subtracting the interaction mean square instead (the unbiased two-way ANOVA combination) makes the image
+term a difference of two mean squares whose Satterthwaite df falls below 1 when the image level is
+small, and the intervals became absurd there; the coverage was the same otherwise. A stratum of one
+image borrows the pooled within-stratum variance of the others.
+
+The interval is ``estimate ± c se`` with c from :mod:`dng_jax.evaluation.critical_values`: a function of
+the top level's df and its observed share of V, calibrated so that coverage holds whatever the true
+share (Satterthwaite's t undercovers with 1-2 top df: 87-91%); p is the level whose critical value is
+``|estimate| / se``. Coverage on simulated experiments with the committed scores' variance: 94-96% for
+every design (scripts/coverage_study.py, docs/statistics.md).
 
 Designs and what each interval is about (its ``claim``):
 
@@ -47,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dng_jax.evaluation.pivot import pivot_interval
+from dng_jax.evaluation.critical_values import calibrated_interval
 from dng_jax.evaluation.statistics import LEVEL, holm
 
 __all__ = ["THESE_NETWORKS", "CONDITIONAL", "GENERAL", "REFERENCE", "RECIPES", "GENERALITY", "VariancePart",
@@ -63,8 +67,8 @@ GENERALITY = {THESE_NETWORKS: 0, CONDITIONAL: 1, GENERAL: 2, REFERENCE: 2, RECIP
 
 
 class VariancePart(NamedTuple):
-    """One term of the variance of the estimate (negative: subtracted) and its degrees of freedom;
-    ``top``: a level of replicated trainings (its own term of the pivot), else the image level."""
+    """One term of the variance of the estimate and its degrees of freedom; ``top``: a level of
+    replicated trainings, else the image level."""
 
     name: str
     variance: float | np.ndarray
@@ -79,8 +83,8 @@ class RunLevel(NamedTuple):
     low: float | np.ndarray
     high: float | np.ndarray
     se: float | np.ndarray
-    df: float | np.ndarray  # effective: the t df whose quantile gives this interval (inf: normal)
-    p: float | np.ndarray  # two-sided, from the pivot (one term: the t distribution)
+    df: float | np.ndarray  # effective: the t df whose quantile is this interval's c (inf: normal)
+    p: float | np.ndarray  # two-sided: the level whose critical value is |estimate| / se
     design: str  # "4 runs on 1 baseline; 62 images in 4 types"
     claim: str  # what the interval is about: one of GENERALITY's keys
     parts: tuple[VariancePart, ...]
@@ -168,22 +172,11 @@ def _df(variance, q):
         return np.where(q > 0, variance ** 2 / q, np.inf)
 
 
-def _image_parts(m: np.ndarray, st: _Strata, interactions: Sequence[tuple[np.ndarray, np.ndarray, int]],
-                 names: tuple[str, str]) -> list[VariancePart]:
-    """The image term from the image values ``m`` (..., N) and the interaction terms ``(ms, df, T)``
-    that take the residual out of it again; per stratum, both are dropped where the interaction is
-    the larger (an image variance component of 0)."""
-    scale = st.sizes / st.sizes.sum() ** 2  # w_s² / n_s
+def _image_part(name: str, m: np.ndarray, st: _Strata) -> VariancePart:
+    """The image term from the image values ``m`` (..., N): ``sum_s w_s² s²_s / n_s``, Satterthwaite's df
+    over the strata."""
     img_ms, img_df = _image_ms(m, st)
-    img = scale * img_ms
-    subs = [(scale * ms / t, df) for ms, df, t in interactions]
-    keep = img >= sum((s for s, _ in subs), np.zeros_like(img))
-    parts = [VariancePart(names[0], *_summed(np.where(keep, img, 0.0), img_df))]
-    if subs:
-        v = sum(np.where(keep, s, 0.0).sum(-1) for s, _ in subs)
-        q = sum(_q(np.where(keep, s, 0.0), df).sum(-1) for s, df in subs)
-        parts.append(VariancePart(names[1], -v, _df(v, q)))
-    return parts
+    return VariancePart(name, *_summed(st.sizes / st.sizes.sum() ** 2 * img_ms, img_df))
 
 
 def _summed(terms: np.ndarray, df: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -196,16 +189,13 @@ def _scalar(x):
 
 
 def _result(estimate, parts: Sequence[VariancePart], design: str, claim: str, level: float) -> RunLevel:
-    """The interval and two-sided p of the generalized pivot (:mod:`dng_jax.evaluation.pivot`): every
-    top part a term of its own, the image level (image minus interaction parts) one term with its
-    Satterthwaite df (tens of df: nearly known)."""
-    image = [p for p in parts if not p.top]
-    v_image = sum((p.variance for p in image), np.zeros_like(estimate))
-    q_image = sum((_q(p.variance, p.df) for p in image), np.zeros_like(estimate))
-    terms = [(p.variance, p.df) for p in parts if p.top] + [(v_image, _df(v_image, q_image))]
-    half, p, df = pivot_interval(estimate, terms, level)
-    return RunLevel(*(_scalar(x) for x in (estimate, estimate - half, estimate + half,
-                                           np.sqrt(sum(t[0] for t in terms)), df, p)), design, claim,
+    """The interval and two-sided p from the calibrated critical values: the top parts (Welch's df when
+    there are two) against the image part."""
+    image = next(p for p in parts if not p.top)
+    half, p, df = calibrated_interval(estimate, [(q.variance, q.df) for q in parts if q.top],
+                                      (image.variance, image.df), level)
+    se = np.sqrt(sum((q.variance for q in parts), np.zeros_like(estimate)))
+    return RunLevel(*(_scalar(x) for x in (estimate, estimate - half, estimate + half, se, df, p)), design, claim,
                     tuple(q._replace(variance=_scalar(q.variance), df=_scalar(q.df)) for q in parts), level)
 
 
@@ -217,9 +207,7 @@ def _crossed(d: np.ndarray, strata, level: float, claim: str, design: str, unit:
     """The design of one table ``d`` (..., T, N): top units ``unit`` x images."""
     st = _strata(strata, d.shape[-1])
     t = d.shape[-2]
-    parts = [_top_part(unit, d)] if t > 1 else []
-    inter = [(*_interaction_ms(d, st), t)] if t > 1 else []
-    parts += _image_parts(d.mean(-2), st, inter, ("images", f"{unit} x image (counted twice, subtracted)"))
+    parts = ([_top_part(unit, d)] if t > 1 else []) + [_image_part("images", d.mean(-2), st)]
     return _result(d.mean((-2, -1)), parts, f"{design}; {_images(st)}", claim if t > 1 else THESE_NETWORKS, level)
 
 
@@ -287,9 +275,7 @@ def ensemble(e, members, x, strata=None, *, level: float = LEVEL) -> RunLevel:
     st = _strata(strata, x.shape[-1])
     d_members = runs[0] - x[..., 0, None, :]
     m = e[..., 0, :] - x[..., 0, :]
-    parts = [_top_part("members (as runs)", d_members)] if r > 1 else []
-    inter = [(*_interaction_ms(d_members, st), r)] if r > 1 else []
-    parts += _image_parts(m, st, inter, ("images (ensemble)", "member x image (counted twice, subtracted)"))
+    parts = ([_top_part("members (as runs)", d_members)] if r > 1 else []) + [_image_part("images (ensemble)", m, st)]
     return _result(m.mean(-1), parts, f"1 ensemble of {r} members on 1 baseline; {_images(st)}",
                    CONDITIONAL if r > 1 else THESE_NETWORKS, level)
 
@@ -302,13 +288,9 @@ def unpaired(y, x, strata=None, *, level: float = LEVEL) -> RunLevel:
     y, x = np.asarray(y, np.float64), np.asarray(x, np.float64)
     st = _strata(strata, y.shape[-1])
     a, c = y.shape[-2], x.shape[-2]
-    parts, inter = [], []
-    for name, side in (("trainings (first)", y), ("trainings (second)", x)):
-        if side.shape[-2] > 1:
-            parts.append(_top_part(name, side))
-            inter.append((*_interaction_ms(side, st), side.shape[-2]))
-    parts += _image_parts(y.mean(-2) - x.mean(-2), st, inter, ("images", "training x image (counted twice, "
-                                                                           "subtracted)"))
+    parts = [_top_part(name, side) for name, side in (("trainings (first)", y), ("trainings (second)", x))
+             if side.shape[-2] > 1]
+    parts.append(_image_part("images", y.mean(-2) - x.mean(-2), st))
     claim = RECIPES if min(a, c) > 1 else REFERENCE if max(a, c) > 1 else THESE_NETWORKS
     return _result(y.mean((-2, -1)) - x.mean((-2, -1)), parts, f"{a} against {c} trainings; {_images(st)}",
                    claim, level)
