@@ -72,6 +72,15 @@ def test_strata_weigh_by_their_size_and_keep_their_own_variance():
     assert res.df == pytest.approx(terms.sum() ** 2 / (terms[0] ** 2 / 3 + terms[1] ** 2 / 2))
 
 
+def test_a_type_of_one_image_borrows_the_pooled_variance_and_none_at_all_gives_no_verdict():
+    d = np.array([0.1, 0.3, 0.2, 0.5, 0.9])  # one run; types a (3 images), b (1), c (1)
+    res = rl.conditional(d, np.zeros(5), ["a", "a", "a", "b", "c"])
+    pooled = np.var([0.1, 0.3, 0.2], ddof=1)  # a's; b and c borrow it
+    assert res.se ** 2 == pytest.approx((3 + 1 + 1) * pooled / 25)  # sum_s n_s s²_s / N²
+    lone = rl.conditional(d, np.zeros(5), list("vwxyz"))
+    assert np.isnan(lone.se) and rl.verdict(lone, lone.p).word == "no verdict"
+
+
 def test_nested_runs_on_baselines_are_the_table_of_baseline_means_and_may_be_ragged():
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 1, (3, 10))
