@@ -1,15 +1,16 @@
 """Re-make Table I and Figs. 2, 6-8 from a sweep's work dir, merging the runs of every job of a split sweep.
 
-example:
+examples:
   python -m dng_jax.report --workdir runs/cpu_real
+  python -m dng_jax.report --workdir runs/nested --combine runs/sweep_b0 runs/sweep_b1 runs/sweep_b2
 
 Rewrites in --workdir: results.csv (from every finished configuration's runs/*/results.json, whichever
 job ran it; from results.csv itself in a work dir without them), table1.md (with the notes line rebuilt
 from sweep_config.json when present), differences.csv (and differences_validation.csv when the sweep
 scored validation images), fig6_map_known.png, fig7_map_unknown.png and
 fig8_entropy_std.png (the figures only when there are rows), and fig2_latent_tsne.png when it is missing
-and cluster_data/ is finished; the intervals use the sweep's own eval.n_boot and eval.level unless
---n-boot / --level say otherwise. These are the bytes the whole sweep writes from the same runs.
+and cluster_data/ is finished; the intervals are run-level (docs/statistics.md) at the sweep's own
+eval.level unless --level says otherwise. These are the bytes the whole sweep writes from the same runs.
 fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep with the same config and
 --workdir, run after the jobs) draws it, loading every finished stage.
 
@@ -18,6 +19,11 @@ Prints the paths, then, on stderr, each configuration of sweep_config.json that 
 (the table then has what is finished so far), not during a whole sweep in the same work dir. Exit status
 0: every configuration is in the table; 1: some are missing (listed); 2: the work dir is in use by a whole
 sweep, or the baseline's scores or any results cannot be read.
+
+--combine WORKDIR...: sweeps made one per trained baseline of the same recipe (sweep.checkpoint), scored
+on the same images, as one nested design written to --workdir (a folder of its own): each run paired with
+its own baseline, the baselines the top level of the intervals (a general claim about the recipe, not
+about one trained network); results.csv gains a baseline column, combined_from.json names the work dirs.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dng_jax.config import experiment_config
 from dng_jax.errors import ConfigError, InputError
 from dng_jax.experiment import layout
 from dng_jax.experiment.layout import finished_configurations
-from dng_jax.experiment.report import rebuild_report
+from dng_jax.experiment.report import combine_report, rebuild_report
 from dng_jax.experiment.shards import unfinished
 from dng_jax.experiment.sweep import sweep_configurations
 from dng_jax.io.workdir import WorkdirLock
@@ -54,21 +60,26 @@ def main(argv=None) -> int:
                    help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
                         "runs/*/results.json (or results.csv)")
     p.add_argument("--n-boot", type=int, default=None,
-                   help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot)")
+                   help="no longer used: the intervals are run-level t-intervals (docs/statistics.md)")
+    p.add_argument("--combine", nargs="+", metavar="WORKDIR", default=None,
+                   help="combine these sweeps (one per trained baseline) into the nested table in --workdir")
     p.add_argument("--level", type=float, default=None,
                    help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level)")
     args = p.parse_args(argv)
-    if args.n_boot is not None and args.n_boot < 100:
-        p.error(f"--n-boot {args.n_boot}: use at least 100 resamples")
+    if args.n_boot is not None:
+        print("note: --n-boot no longer applies: the intervals are run-level t-intervals (docs/statistics.md)",
+              file=sys.stderr)
     if args.level is not None and not 0.5 <= args.level < 1:
         p.error(f"--level {args.level}: give a level in [0.5, 1), e.g. 0.95")
 
     def run() -> int:
         workdir = Path(args.workdir)
+        if args.combine:
+            return _combine(workdir, [Path(w) for w in args.combine], args.level)
         if not workdir.is_dir():
             raise InputError(f"--workdir {workdir}: no such folder")
         with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
-            paths = rebuild_report(workdir, n_boot=args.n_boot, level=args.level)
+            paths = rebuild_report(workdir, level=args.level)
         for path in paths:
             print(path)
         if not (workdir / layout.FIG5).exists():
@@ -84,6 +95,20 @@ def main(argv=None) -> int:
         return cli.EXIT_OK
 
     return cli.run_command(run)
+
+
+def _combine(output: Path, workdirs: list[Path], level: float | None) -> int:
+    missing = [w for w in workdirs if not w.is_dir()]
+    if missing:
+        raise InputError(f"--combine {missing[0]}: no such folder")
+    if output.resolve() in {w.resolve() for w in workdirs}:
+        raise InputError(f"--workdir {output} is one of the sweeps to combine: give the combined table a folder "
+                         f"of its own")
+    if len(workdirs) < 2:
+        raise InputError("--combine needs the work dirs of at least two sweeps (one per trained baseline)")
+    for path in combine_report(output, workdirs, level=level):
+        print(path)
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

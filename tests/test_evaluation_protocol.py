@@ -181,7 +181,7 @@ def test_report_statistics_and_rebuild(tmp_path):
             maps = view_maps(dict(zip(t.ids, t.scores[r])), scores.test)
             rows.append(RunResult(method, k, int(run), units=k, norm_entropy=0.9, quant_error=1.0, **maps))
     base = view_maps(dict(zip(scores.baseline.ids, scores.baseline.scores[0])), scores.test)
-    paths = write_report(tmp_path, rows, base, "", scores, n_boot=500)
+    paths = write_report(tmp_path, rows, base, "", scores)
     table = (tmp_path / "table1.md").read_text()
     assert "| classical (no learning) | 1 | - |" in table
     assert "## Difference to the baseline on the same images (paired)" in table and "## MAP per cell type" in table
@@ -204,5 +204,5 @@ def test_report_statistics_and_rebuild(tmp_path):
         layout.write_results(d, [r for r in rows if (r.method, r.k) == (method, k)])  # the rows name (method, k)
     write_test_set(tmp_path, scores.test, None)
     before = table
-    rebuild_report(tmp_path, n_boot=500)
+    rebuild_report(tmp_path)
     assert (tmp_path / "table1.md").read_text() == before

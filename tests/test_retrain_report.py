@@ -166,19 +166,18 @@ def _rows_of(scores):
 def test_report_validation_table_baseline_runs_and_holm(tmp_path):
     scores = _scores(baseline_runs=3)
     base = {"map_known": 0.0, "map_unknown": 0.0, "map_all": 0.0}  # replaced by the 3 runs' mean
-    paths = write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)
+    paths = write_report(tmp_path, _rows_of(scores), base, "", scores)
     table = (tmp_path / "table1.md").read_text()
     runs = [view_maps(dict(zip(scores.baseline.ids, s)), scores.test) for s in scores.baseline.scores]
     known = np.array([r["map_known"] for r in runs])
     assert f"| baseline | 3 | - | {known.mean():.3f} ± {known.std(ddof=1):.3f} |" in table
-    assert "Baseline: 3 runs (trainings), resampled like a row's seeds." in table
-    assert "baseline variance is not included" not in table
-    # Holm is named, over the table's 3 rows x 3 groups; the validation table is its own family
-    assert "| improved / p / Holm p, CT1 |" in table
-    assert table.count("Holm's method over this table's 9 comparisons") == 2
+    # the runs sit on baseline 0 (1 x 3: the claim is about that network); the classical reference against
+    # the baseline's 3 trainings is a general claim; Holm within each column's family of 3 rows
+    assert "| kMC(5) | 1 × 3 | on this baseline |" in table and "| classical (no learning) | 3 × – | general |" in table
+    assert table.count("family sizes CT1: 3, without CT1: 3, all: 3") == 2
     test_part, val_part = table.split("## Validation (for choosing)")
     assert "Δ CT1 (n=12)" in test_part and "Δ CT1 (n=6)" in val_part and "## MAP per cell type" in val_part
-    assert "Beat the baseline on some column: kMC(5) (CT1, without CT1, all)." in test_part
+    assert "Better than the baseline: kMC(5) (CT1, without CT1, all)." in test_part
     with open(tmp_path / "differences.csv", newline="") as f:
         test_rows = list(csv.DictReader(f))
     with open(tmp_path / "differences_validation.csv", newline="") as f:
@@ -186,22 +185,48 @@ def test_report_validation_table_baseline_runs_and_holm(tmp_path):
     assert tuple(test_rows[0]) == DIFFERENCE_FIELDS == tuple(val_rows[0])
     assert tmp_path / "differences_validation.csv" in paths
     kmc = {r["group"]: r for r in test_rows if r["name"] == "kMC(5)"}
-    assert kmc["all"]["runs"] == "3" and kmc["all"]["baseline_runs"] == "3" and kmc["all"]["verdict"] == "better"
-    assert float(kmc["all"]["low"]) < float(kmc["all"]["images_low"])  # the runs widen the interval
+    assert kmc["all"]["runs"] == "3" and kmc["all"]["baselines"] == "1" and kmc["all"]["verdict"] == "better"
+    assert kmc["all"]["claim"] == "this step, on this trained network" and kmc["all"]["family_size"] == "3"
+    assert float(kmc["all"]["low"]) < float(kmc["all"]["networks_low"])  # the runs widen the interval
+    assert 0 < float(kmc["all"]["detectable"]) < 0.05
     assert {r["n"] for r in val_rows if r["group"] == "all"} == {"12"}
     before = {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")}
-    write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)  # deterministic, byte for byte
+    write_report(tmp_path, _rows_of(scores), base, "", scores)  # deterministic, byte for byte
     assert {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")} == before
 
 
-def test_report_with_one_baseline_run_says_so(tmp_path):
+def test_report_with_one_baseline_run_says_what_it_claims(tmp_path):
     scores = _scores(baseline_runs=1, val=False)
     base = view_maps(dict(zip(scores.baseline.ids, scores.baseline.scores[0])), scores.test)
-    paths = write_report(tmp_path, _rows_of(scores), base, "", scores, n_boot=300)
+    paths = write_report(tmp_path, _rows_of(scores), base, "", scores)
     table = (tmp_path / "table1.md").read_text()
-    assert "Baseline: 1 run, so baseline variance is not included" in table
+    assert "| kMC(5) | 1 × 3 | on this baseline |" in table
+    assert "| classical (no learning) | 1 × – | these networks |" in table
     assert "Validation" not in table and not (tmp_path / "differences_validation.csv").exists()
     assert tmp_path / "differences_validation.csv" not in paths
+
+
+def test_nested_runs_give_the_general_claim_with_the_baselines_as_the_top_level(tmp_path):
+    """Runs on each of 2 baselines, each paired with its own: the baselines are the top level (1 df), so the
+    interval is far wider than the one of the same runs read as 6 runs on one baseline."""
+    scores = _scores(baseline_runs=2, val=False)
+    six = scores.runs[("kmc", 5)]
+    six = ScoreTable.from_per_image([str(r) for r in range(6)], [dict(zip(six.ids, row)) for row in
+                                                                  np.concatenate([six.scores, six.scores + 0.01])],
+                                    dict(zip(six.ids, six.types)))
+    nested = scores._replace(runs={("kmc", 5): six}, run_baselines={("kmc", 5): (0, 0, 0, 1, 1, 1)})
+    flat = scores._replace(runs={("kmc", 5): six})
+    names = {("kmc", 5): "kMC(5)"}
+    (n,), (f,) = (c for c in comparisons.compare_all(nested, names, level=0.95) if c.key), \
+        (c for c in comparisons.compare_all(flat, names, level=0.95) if c.key)
+    assert n.design == "2 × 3" and n.baselines == 2 and f.design == "1 × 6"
+    assert n.groups["all"].result.claim == GENERAL and f.groups["all"].result.claim == CONDITIONAL
+    width = {k: c.groups["all"].result.high - c.groups["all"].result.low for k, c in (("n", n), ("f", f))}
+    assert width["n"] > 3 * width["f"]
+    # each run against its own baseline: the estimate is the mean of the two baselines' differences
+    x = scores.baseline.scores
+    expected = np.mean([six.scores[:3].mean() - x[0].mean(), six.scores[3:].mean() - x[1].mean()])
+    assert np.isclose(n.groups["all"].result.estimate, expected)
 
 
 def test_sweep_scores_read_the_split_and_the_known_type(tmp_path):

@@ -56,7 +56,7 @@ from dng_jax.evaluation.statistics import LEVEL, holm
 
 __all__ = ["THESE_NETWORKS", "CONDITIONAL", "GENERAL", "REFERENCE", "RECIPES", "GENERALITY", "VariancePart",
            "RunLevel", "TwoWayComponents", "Verdict", "conditional", "nested", "against_reference", "unpaired",
-           "ensemble", "two_way_components", "holm_by_family", "verdict", "judge"]
+           "ensemble", "mean_interval", "negated", "two_way_components", "holm_by_family", "verdict", "judge"]
 
 THESE_NETWORKS = "these networks on these images"
 CONDITIONAL = "this step, on this trained network"
@@ -294,6 +294,20 @@ def unpaired(y, x, strata=None, *, level: float = LEVEL) -> RunLevel:
     claim = RECIPES if min(a, c) > 1 else REFERENCE if max(a, c) > 1 else THESE_NETWORKS
     return _result(y.mean((-2, -1)) - x.mean((-2, -1)), parts, f"{a} against {c} trainings; {_images(st)}",
                    claim, level)
+
+
+def mean_interval(y, strata=None, *, level: float = LEVEL) -> RunLevel:
+    """A MAP itself, ``y`` (R, N): R runs (or trainings) scored on N images; the runs are the top units,
+    so one run gives the interval over the images alone."""
+    y = np.asarray(y, np.float64)
+    y = y[None] if y.ndim == 1 else y
+    r = y.shape[-2]
+    return _crossed(y, strata, level, CONDITIONAL, f"{r} run{'s' * (r != 1)}", "runs")
+
+
+def negated(result: RunLevel) -> RunLevel:
+    """``result`` with the sides swapped (b - a instead of a - b)."""
+    return result._replace(estimate=-result.estimate, low=-result.high, high=-result.low)
 
 
 def two_way_components(d, strata=None) -> TwoWayComponents:

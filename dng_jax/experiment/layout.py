@@ -139,11 +139,13 @@ class RunResult(NamedTuple):
     map_all: float
     final_loss: float = float("nan")  # the retraining's last epoch (nan: no epochs, or not recorded)
     rounds: tuple[tuple[int, float], ...] = ()  # retrain.rounds > 1: (units, norm_entropy) of rounds 2, 3, ...
+    baseline: int = 0  # the baseline training the run was made on (sweep.baseline_runs; set when read back)
 
     def as_json(self) -> dict[str, Any]:
-        """The row as ``results.json`` holds it (``round<r>_units`` / ``round<r>_norm_entropy`` per later round)."""
+        """The row as ``results.json`` holds it (``round<r>_units`` / ``round<r>_norm_entropy`` per later round;
+        the baseline is where the file lies, not in it)."""
         out: dict[str, Any] = self._asdict()
-        del out["rounds"]
+        del out["rounds"], out["baseline"]
         for r, (units, entropy) in enumerate(self.rounds, start=2):
             out[f"round{r}_units"], out[f"round{r}_norm_entropy"] = units, entropy
         return out

@@ -22,11 +22,13 @@ import numpy as np
 
 from dng_jax.clustering.methods import METHODS
 from dng_jax.errors import DataError, InputError
-from dng_jax.evaluation.scores import ScoreTable, read_scores, view_maps
-from dng_jax.experiment.comparisons import (CLASSICAL, SweepScores, compare_all, differences_markdown, map_interval,
-                                            per_type_markdown, test_groups, validation_groups, write_differences_csv)
+from dng_jax.evaluation.scores import view_maps
+from dng_jax.experiment.comparisons import (CLASSICAL, ENSEMBLE, SweepScores, compare_all, differences_markdown,
+                                            map_interval, per_type_markdown, test_groups, validation_groups,
+                                            write_differences_csv)
 from dng_jax.experiment import layout
 from dng_jax.experiment.layout import RunResult
+from dng_jax.experiment.sweep_scores import METHOD_ORDER, method_rank, read_sweep_scores, stack_sweeps, sweep_rows
 from dng_jax.experiment.tsne import tsne
 from dng_jax.io import stage
 from dng_jax.io.atomic import atomic_write_bytes, atomic_write_text
@@ -46,22 +48,25 @@ __all__ = [
     "plot_panels",
     "write_report",
     "rebuild_report",
+    "combine_report",
     "read_sweep_scores",
     "ENSEMBLE",
 ]
 
 RESULT_FIELDS = ("method", "k", "seed", "units", "norm_entropy", "quant_error",
                  "map_known", "map_unknown", "map_all")
-METHOD_ORDER = tuple(METHODS)  # built-ins first, in the method table's order; other methods by name
 MAP_COLUMNS = (("map_known", "CT1 (known)"), ("map_unknown", "without CT1 (unknown)"), ("map_all", "all"))
 
 
 def write_results_csv(path, rows: Sequence[RunResult]) -> None:
+    """One row per run, columns :data:`RESULT_FIELDS` (and ``baseline``, the training each run was made on,
+    when the runs sit on several)."""
+    fields = RESULT_FIELDS + (("baseline",) if any(r.baseline for r in rows) else ())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(RESULT_FIELDS)
-    for r in sorted(rows, key=lambda r: (_method_rank(r.method), int(r.k), int(r.seed))):
-        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in (getattr(r, f) for f in RESULT_FIELDS)])
+    w.writerow(fields)
+    for r in sorted(rows, key=lambda r: (method_rank(r.method), int(r.k), int(r.baseline), int(r.seed))):
+        w.writerow([f"{v:.6f}" if isinstance(v, float) else v for v in (getattr(r, f) for f in fields)])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -69,16 +74,8 @@ def read_results_csv(path) -> list[RunResult]:
     """The rows of a ``results.csv`` (``final_loss`` is not in it: nan)."""
     with open(path, newline="") as f:
         return [RunResult(r["method"], int(r["k"]), int(r["seed"]), int(r["units"]),
-                          *(float(r[c]) for c in RESULT_FIELDS[4:])) for r in csv.DictReader(f)]
-
-
-def _method_rank(method: str) -> tuple[int, str]:
-    base, ens = method.removesuffix(ENSEMBLE), method.endswith(ENSEMBLE)
-    return (METHOD_ORDER.index(base), "+" * ens) if base in METHOD_ORDER else (len(METHOD_ORDER), method)
-
-
-#: The suffix of an ensemble's method id in the score tables (``kmc+ens``: the kMC runs' mean softmax).
-ENSEMBLE = "+ens"
+                          *(float(r[c]) for c in RESULT_FIELDS[4:]), baseline=int(r.get("baseline") or 0))
+                for r in csv.DictReader(f)]
 
 
 def _label(method: str) -> str:
@@ -88,7 +85,7 @@ def _label(method: str) -> str:
 
 
 def _ordered_methods(rows: Sequence[RunResult]) -> list[str]:
-    return sorted({r.method for r in rows}, key=_method_rank)
+    return sorted({r.method for r in rows}, key=method_rank)
 
 
 def _group(rows: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResult]]:
@@ -96,7 +93,7 @@ def _group(rows: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResult]]:
     for r in rows:
         groups[(r.method, int(r.k))].append(r)
     return dict(sorted(groups.items(), key=lambda kv: (kv[0][1] if kv[0][0] != "gng" else math.inf,
-                                                          _method_rank(kv[0][0]))))
+                                                          method_rank(kv[0][0]))))
 
 
 def _name(method: str, k: int) -> str:
@@ -314,12 +311,15 @@ def plot_panels(panels: Sequence[Mapping], path) -> None:
     _save(fig, path)
 
 
-def _figure_intervals(scores: SweepScores, ids, *, n_boot: int, level: float) -> dict:
-    out = {"baseline": tuple(map_interval(scores.baseline, ids, n_boot=n_boot, level=level))}
+def _figure_intervals(scores: SweepScores, ids, *, level: float) -> dict:
+    def triple(table):
+        iv = map_interval(table, ids, level=level)
+        return float(iv.estimate), float(iv.low), float(iv.high)
+    out = {"baseline": triple(scores.baseline)}
     if scores.classical is not None:
-        out["classical"] = tuple(map_interval(scores.classical, ids, n_boot=n_boot, level=level))
+        out["classical"] = triple(scores.classical)
     for key, table in scores.runs.items():
-        out[key] = tuple(map_interval(table, ids, n_boot=n_boot, level=level))
+        out[key] = triple(table)
     return out
 
 
@@ -330,7 +330,7 @@ def _baseline_run_maps(scores: SweepScores) -> list[dict[str, float]]:
 
 
 def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, float], notes: str = "",
-                 scores: SweepScores | None = None, *, n_boot: int = 2000, level: float = 0.95) -> list[Path]:
+                 scores: SweepScores | None = None, *, level: float = 0.95) -> list[Path]:
     """results.csv, table1.md, fig6/fig7/fig8 PNGs into ``workdir``; returns the paths.
 
     With the per-image ``scores``: the classical row, the paired differences to the baseline on the
@@ -356,22 +356,20 @@ def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, floa
         if len(scores.baseline.runs) > 1:
             baseline_runs = _baseline_run_maps(scores)
             baseline = {c: float(np.mean([r[c] for r in baseline_runs])) for c, _ in MAP_COLUMNS}
-        n_base = len(scores.baseline.runs)
-        comparisons = compare_all(scores, names, groups, n_boot=n_boot, level=level)
-        text = "\n" + differences_markdown(comparisons, groups, n_boot=n_boot, level=level, baseline_runs=n_base)
+        comparisons = compare_all(scores, names, groups, level=level)
+        text = "\n" + differences_markdown(comparisons, groups, level=level)
         write_differences_csv(workdir / layout.DIFFERENCES, comparisons)
         out.append(workdir / layout.DIFFERENCES)
         val = validation_groups(scores)
         if any(val.values()):
-            checked = compare_all(scores, names, val, n_boot=n_boot, level=level)
-            text += "\n" + differences_markdown(checked, val, n_boot=n_boot, level=level, baseline_runs=n_base,
-                                                validation=True)
+            checked = compare_all(scores, names, val, level=level)
+            text += "\n" + differences_markdown(checked, val, level=level, validation=True)
             write_differences_csv(workdir / layout.DIFFERENCES_VALIDATION, checked)
             out.append(workdir / layout.DIFFERENCES_VALIDATION)
-        text += "\n" + per_type_markdown(scores, names, n_boot=n_boot, level=level)
+        text += "\n" + per_type_markdown(scores, names, level=level)
         for column, g in (("map_known", "CT1"), ("map_unknown", "without CT1")):
             if groups[g]:
-                fig_intervals[column] = _figure_intervals(scores, groups[g], n_boot=n_boot, level=level)
+                fig_intervals[column] = _figure_intervals(scores, groups[g], level=level)
     atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical, baseline_runs, references) + text)
     if rows:
         plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)",
@@ -382,82 +380,31 @@ def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, floa
     return out
 
 
-def _run_scores(wd: Path) -> dict[tuple[str, int], ScoreTable]:
-    """(method, k) -> its seeds' scores for every finished configuration (its rows name the method and k),
-    with ``(method + ENSEMBLE, k)`` for its ensemble (``sweep.ensemble``); in Table I's order."""
-    runs = {}
-    for name, rows in layout.finished_configurations(wd).items():
-        rdir = layout.run_dir(wd, name)
-        if not rows or not (rdir / layout.SCORES).exists():
-            continue
-        runs[(rows[0].method, rows[0].k)] = read_scores(rdir / layout.SCORES)
-        if (rdir / layout.ENSEMBLE_SCORES).exists():  # sweep.ensemble: the runs' mean softmax
-            runs[(rows[0].method + ENSEMBLE, rows[0].k)] = read_scores(rdir / layout.ENSEMBLE_SCORES)
-    return dict(sorted(runs.items(), key=lambda kv: (kv[0][1] if kv[0][0].removesuffix(ENSEMBLE) != "gng" else math.inf,
-                                                     _method_rank(kv[0][0]))))
-
-
-def _baseline_scores(wd: Path) -> tuple[ScoreTable, dict[str, ScoreTable]]:
-    """The baseline's trainings (one row each: ``baseline/`` then ``baseline_runs/``) and its views
-    (``eval.baseline_views``: "baseline + tta", ..., one row each)."""
-    baseline = read_scores(layout.stage_dir(wd, layout.BASELINE) / layout.SCORES)
-    more_path = layout.stage_dir(wd, layout.BASELINE_RUNS) / layout.SCORES
-    if more_path.exists():  # sweep.baseline_runs: the baseline's other trainings
-        more = read_scores(more_path).select(baseline.ids)
-        baseline = ScoreTable(baseline.runs + more.runs, baseline.ids, baseline.types,
-                              np.concatenate([baseline.scores, more.scores]))
-    references = {}
-    views_path = layout.stage_dir(wd, layout.BASELINE_VIEWS) / layout.SCORES
-    if views_path.exists():  # eval.baseline_views
-        views = read_scores(views_path)
-        references = {f"baseline + {v}": ScoreTable((v,), views.ids, views.types, views.scores[i:i + 1])
-                      for i, v in enumerate(views.runs)}
-    return baseline, references
-
-
-def read_sweep_scores(workdir) -> SweepScores | None:
-    """The per-image scores of a sweep's work dir (None when it has none: made before they were kept), on
-    the images of its ``test_set.json`` (:func:`~dng_jax.experiment.layout.read_test_set`)."""
-    wd = Path(workdir)
-    if not (wd / layout.TEST_SET).exists() or not (layout.stage_dir(wd, layout.BASELINE) / layout.SCORES).exists():
-        return None
-    images = layout.read_test_set(wd)
-    baseline, references = _baseline_scores(wd)
-    classical = layout.stage_dir(wd, layout.CLASSICAL) / layout.SCORES
-    return SweepScores(baseline=baseline, classical=read_scores(classical) if classical.exists() else None,
-                       runs=_run_scores(wd), test=images.test, every_unknown=images.every_unknown, val=images.val,
-                       known_type=images.known_type, references=references)
-
-
-def _saved_statistics(workdir: Path) -> tuple[int, float]:
-    """``(eval.n_boot, eval.level)`` the sweep in ``workdir`` used (its ``sweep_config.json``), else 2000, 0.95."""
+def _saved_level(workdir: Path) -> float:
+    """``eval.level`` of the sweep in ``workdir`` (its ``sweep_config.json``), else 0.95."""
     try:
-        ev = layout.read_json(workdir / layout.SWEEP_CONFIG)["eval"]
-        return int(ev["n_boot"]), float(ev["level"])
+        return float(layout.read_json(workdir / layout.SWEEP_CONFIG)["eval"]["level"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 2000, 0.95
+        return 0.95
 
 
-def rebuild_report(workdir, *, n_boot: int | None = None, level: float | None = None) -> list[Path]:
+def rebuild_report(workdir, *, level: float | None = None) -> list[Path]:
     """Make ``results.csv``, ``table1.md`` (with its statistics), Figs. 6-8 and, when the clustering data
     is there and the figure is not, Fig. 2 of a sweep from its work dir; returns the paths. The rows come
     from every finished configuration's ``runs/*/results.json`` (whichever job ran it: this merges a split
     sweep; a work dir with none falls back on its ``results.csv``), the rest from ``baseline/map.json``, the
     per-image ``scores.csv`` files, ``test_set.json``, ``cluster_data/`` and ``sweep_config.json``. The
-    sweep makes its report with this too. ``n_boot`` / ``level`` default to the sweep's own
-    (``eval.n_boot``, ``eval.level``)."""
+    sweep makes its report with this too. ``level`` defaults to the sweep's own (``eval.level``)."""
     wd = Path(workdir)
-    saved_n_boot, saved_level = _saved_statistics(wd)
     try:
-        rows = ([r for rs in layout.finished_configurations(wd).values() for r in rs]
-                or read_results_csv(wd / layout.RESULTS_CSV))
+        rows = sweep_rows(wd) or read_results_csv(wd / layout.RESULTS_CSV)
         baseline = layout.read_json(layout.stage_dir(wd, layout.BASELINE) / layout.MAP)
         base = {c: baseline[c] for c, _ in MAP_COLUMNS}
         scores = read_sweep_scores(wd)
     except (OSError, KeyError, ValueError, TypeError, DataError) as e:
         raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
-    paths = write_report(wd, rows, base, _read_notes(wd), scores, n_boot=n_boot or saved_n_boot,
-                         level=level or saved_level)
+    paths = write_report(wd, rows, base, _read_notes(wd), scores,
+                         level=level or _saved_level(wd))
     cdir = layout.stage_dir(wd, layout.CLUSTER_DATA)
     if stage.read_done(cdir) is not None:
         try:
@@ -467,3 +414,32 @@ def rebuild_report(workdir, *, n_boot: int | None = None, level: float | None = 
             return paths
         paths.append(draw_latent(wd, latent, types, points))
     return paths
+
+
+def combine_report(output, workdirs: Sequence, *, level: float | None = None) -> list[Path]:
+    """Sweeps made one per trained baseline (``sweep.checkpoint``), on the same images, as one nested
+    design in ``output``: ``results.csv`` (with each run's ``baseline``: its work dir's place in
+    ``workdirs``), ``table1.md`` with the run-level intervals over the baselines, ``differences*.csv``,
+    Figs. 6-8 and ``combined_from.json`` naming the work dirs."""
+    out = Path(output)
+    sweeps, rows, names = [], [], []
+    for b, wd in enumerate(Path(w) for w in workdirs):
+        try:
+            scores = read_sweep_scores(wd)
+            more = sweep_rows(wd)
+        except (OSError, KeyError, ValueError, TypeError, DataError) as e:
+            raise InputError(f"{wd}: cannot read the sweep's results ({e})") from None
+        if scores is None:
+            raise InputError(f"{wd} holds no per-image scores of a finished sweep (baseline/scores.csv, "
+                             f"test_set.json): run python -m dng_jax.sweep there first")
+        sweeps.append(scores)
+        rows += [r._replace(baseline=b) for r in more]
+        names.append(f"baseline {b} ({wd.name})")
+    combined = stack_sweeps(sweeps, names)
+    maps = [view_maps(dict(zip(combined.baseline.ids, row)), combined.test, combined.known_type)
+            for row in combined.baseline.scores]
+    base = {c: float(np.mean([m[c] for m in maps])) for c, _ in MAP_COLUMNS}
+    out.mkdir(parents=True, exist_ok=True)
+    layout.write_json(out / "combined_from.json", {"workdirs": [str(w) for w in workdirs]})
+    return write_report(out, rows, base, _read_notes(Path(workdirs[0])), combined,
+                        level=level or _saved_level(Path(workdirs[0]))) + [out / "combined_from.json"]

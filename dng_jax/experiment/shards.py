@@ -172,7 +172,9 @@ def clean_stale_files(workdir: Path, job: Job) -> list[Path]:
     if job.whole:
         return remove_stale_temp_files(workdir)
     folders = [layout.stage_dir(workdir, name) for name in SHARED_STAGES] + [job_dir(workdir, job)]
-    return [path for folder in folders for path in remove_stale_temp_files(folder)]
+    # the configurations on the other baselines (baseline_runs/run<i>/runs/) are cleaned by their jobs' claims
+    nested_runs = list(layout.stage_dir(workdir, layout.BASELINE_RUNS).glob(f"*/{layout.RUNS}"))
+    return [path for folder in folders for path in remove_stale_temp_files(folder, nested_runs)]
 
 
 def job_dir(workdir: Path, job: Job) -> Path:

@@ -44,7 +44,8 @@ from dng_jax.experiment import layout, shards
 from dng_jax.experiment.adaptation import needs_ct1_batches
 from dng_jax.experiment.layout import RunResult
 from dng_jax.experiment.resume import check_workdir_config
-from dng_jax.experiment.stages.baseline import stage_baseline, stage_baseline_runs, stage_baseline_views
+from dng_jax.experiment.stages.baseline import (baseline_run_context, stage_baseline, stage_baseline_runs,
+                                                stage_baseline_views)
 from dng_jax.experiment.stages.classical import stage_classical
 from dng_jax.experiment.stages.cluster_data import ClusterData, stage_cluster_data
 from dng_jax.experiment.stages.configuration import Configuration, stage_configuration, sweep_configurations
@@ -113,9 +114,15 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, 
                 stage_classical(ctx)
             with _shared_stage(shared, timed_stage, "cluster_data"):
                 cluster_data = stage_cluster_data(ctx)
+            nested = [_nested_baseline(ctx, i, shared, timed_stage) for i in range(1, cfg.sweep.baseline_runs)]
             shared.release()  # the shared stages are done: the other jobs load them now
             confs = [c for c in sweep_configurations(cfg) if c.dirname in job.names]
             rows, failures = _run_configurations(ctx, confs, cluster_data, job, timed_stage)
+            for i, (sub, cdata) in enumerate(nested, start=1):  # the same configurations on every other baseline
+                log.info(f"baseline run {i}: {len(confs)} configurations on top of it")
+                more, failed = _run_configurations(sub, confs, cdata, job, timed_stage, f"run{i}/")
+                rows += [r._replace(baseline=i) for r in more]
+                failures.update(failed)
             _write_failures(logdir, failures)
             paths = []
             if job.whole:  # a split job's runs are merged by python -m dng_jax.report
@@ -135,7 +142,7 @@ def _shared_stage(shared, timed_stage, name: str) -> Iterator[None]:
 
 
 def _run_configurations(ctx: StageContext, confs: list[Configuration], cluster_data: ClusterData, job: shards.Job,
-                        timed_stage) -> tuple[list[RunResult], dict[str, str]]:
+                        timed_stage, where: str = "") -> tuple[list[RunResult], dict[str, str]]:
     """Every configuration of this job that no other job holds; one that fails is recorded, not fatal
     (unless the disk or a scoring worker failed: the others would fail too)."""
     rows: list[RunResult] = []
@@ -146,7 +153,7 @@ def _run_configurations(ctx: StageContext, confs: list[Configuration], cluster_d
         if claim is None:
             continue
         log.info(f"configuration {i + 1}/{len(confs)}: {conf.method}({conf.k})")
-        with timed_stage("configuration", conf.dirname):
+        with timed_stage("configuration", where + conf.dirname):
             try:
                 rows += stage_configuration(ctx, conf, cluster_data, ct1)
             except KeyboardInterrupt:
@@ -158,15 +165,23 @@ def _run_configurations(ctx: StageContext, confs: list[Configuration], cluster_d
             except OSError as e:
                 if e.errno in FATAL_ERRNOS:  # the disk, not the configuration: the others would fail too
                     raise
-                failures[conf.dirname] = f"{type(e).__name__}: {e}"
+                failures[where + conf.dirname] = f"{type(e).__name__}: {e}"
                 log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
             except Exception as e:  # one failing configuration must not lose the others
-                failures[conf.dirname] = f"{type(e).__name__}: {e}"
+                failures[where + conf.dirname] = f"{type(e).__name__}: {e}"
                 log.error(f"configuration {conf.method}({conf.k}) FAILED: {type(e).__name__}: {e}")
                 traceback.print_exc(file=sys.stderr)
             finally:
                 claim.release()
     return rows, failures
+
+
+def _nested_baseline(ctx: StageContext, i: int, shared, timed_stage) -> tuple[StageContext, ClusterData]:
+    """Baseline training ``i``'s context and clustering data (``baseline_runs/run<i>/``), a shared stage: the
+    nested design makes every configuration on every baseline, each run paired with its own."""
+    sub = baseline_run_context(ctx, i)
+    with _shared_stage(shared, timed_stage, f"cluster_data run{i}"):
+        return sub, stage_cluster_data(sub)
 
 
 def _write_failures(logdir: Path, failures: dict[str, str]) -> None:

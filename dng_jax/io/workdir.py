@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from dng_jax.distributed import on_writer
@@ -184,17 +185,17 @@ class WorkdirLock:
         self.release()
 
 
-def remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
+def remove_stale_temp_files(workdir: str | os.PathLike, exclude: Sequence[Path] = ()) -> list[Path]:
     """Delete the temporary files (:data:`~dng_jax.io.atomic.TEMP_GLOB`) a killed run left behind
-    (:mod:`dng_jax.io.atomic` writes through them) in ``workdir`` and below. Call it holding the lock of
-    what it cleans: then no other process is writing one there."""
-    return on_writer(_remove_stale_temp_files, workdir) or []
+    (:mod:`dng_jax.io.atomic` writes through them) in ``workdir`` and below, but not below the folders
+    ``exclude``. Call it holding the lock of what it cleans: then no other process is writing one there."""
+    return on_writer(_remove_stale_temp_files, workdir, tuple(Path(e) for e in exclude)) or []
 
 
-def _remove_stale_temp_files(workdir: str | os.PathLike) -> list[Path]:
+def _remove_stale_temp_files(workdir: str | os.PathLike, exclude: tuple[Path, ...] = ()) -> list[Path]:
     removed = []
     for p in Path(workdir).rglob(TEMP_GLOB):
-        if p.is_file():
+        if p.is_file() and not any(e in p.parents for e in exclude):
             try:
                 p.unlink()
                 removed.append(p)

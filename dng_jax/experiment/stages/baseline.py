@@ -27,7 +27,7 @@ from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import load_variables
 from dng_jax.segmentation.trainer import train_and_evaluate
 
-__all__ = ["BASELINE_FILES", "stage_baseline", "stage_baseline_runs", "stage_baseline_views"]
+__all__ = ["BASELINE_FILES", "stage_baseline", "stage_baseline_runs", "stage_baseline_views", "baseline_run_context"]
 
 log = logging.getLogger("dng_jax.sweep")
 
@@ -146,6 +146,15 @@ def _baseline_run_scores(ctx: StageContext, i: int) -> dict:
     per_image = {k: v["score"] for k, v in res.per_image.items()}
     distributed.on_writer(_write_run_scores, rdir, scoring, per_image, i, source)
     return per_image
+
+
+def baseline_run_context(ctx: StageContext, i: int) -> StageContext:
+    """The context of baseline training ``i`` (1, 2, ...): its network (``sweep.baseline_checkpoints``, or
+    the training in ``baseline_runs/run<i>/``) and its folder as the work dir, so that the clustering data
+    and the configurations made on top of it go to ``baseline_runs/run<i>/cluster_data`` and ``.../runs``."""
+    given, rdir = ctx.cfg.sweep.baseline_checkpoints, layout.baseline_run_dir(ctx.workdir, i)
+    variables, model, _ = load_variables(given[i - 1] if i <= len(given) else rdir)
+    return ctx._replace(workdir=rdir).with_baseline(variables, model)
 
 
 def _write_run_scores(rdir: Path, scoring: Scoring, per_image: dict, i: int, source: str) -> None:
