@@ -64,12 +64,12 @@ from dng_jax.evaluation.metrics import image_score
 from dng_jax.evaluation.scores import scored_images
 from dng_jax.experiment.retrain import EncoderClassifier, init_runs, make_optimizer as retrain_optimizer
 from dng_jax.experiment.retrain import make_retrain_step
-from dng_jax.experiment.features import _pool as pool_latent
+from dng_jax.experiment.features import pooled_latent_batch
 from dng_jax.experiment.sweep import Configuration, sweep_configurations
 from dng_jax.io.atomic import atomic_write_text
 from dng_jax.models import STRIDE, make_model, with_conv
 from dng_jax.models.conv import resolve_retrain_conv
-from dng_jax.segmentation.inference import _softmax_forward, tile_starts
+from dng_jax.segmentation.inference import softmax_forward, tile_starts
 from dng_jax.segmentation.postprocess import probs_to_instances
 from dng_jax.segmentation.steps import make_augment_fn, make_segmentation_loss, make_train_step
 from dng_jax.segmentation.train_state import create_train_state, make_optimizer
@@ -276,7 +276,7 @@ def plan_features(cfg: ExperimentConfig, n_time: int) -> StepPlan:
     model = make_model(cfg.model)
     variables = _zeros(lambda: model.init(jax.random.key(0), jnp.zeros((1, cc.crop_size, cc.crop_size, 3)), train=False))
     x = jnp.zeros((cc.batch_size, cc.crop_size, cc.crop_size, 3), jnp.float32)
-    compiled, compile_s = _compile(pool_latent, model, variables, x)
+    compiled, compile_s = _compile(pooled_latent_batch, model, variables, x)
     total, temp, flops = analyse_compiled(compiled)
     call_s = median_time(lambda: compiled(variables, x), n_time)
     calls = math.ceil(cc.n_images / cc.batch_size) * cfg.retrain.rounds
@@ -468,7 +468,7 @@ def plan_eval(cfg: ExperimentConfig, workload: Workload, networks: Networks, n_t
     out = []
     for (h, w), count in sorted(eval_forward_counts(cfg, workload, networks).items(), key=lambda kv: -kv[1]):
         x = jnp.zeros((1, h, w, 3), jnp.uint8)
-        compiled, compile_s = _compile(_softmax_forward, model, variables, x, adabn)
+        compiled, compile_s = _compile(softmax_forward, model, variables, x, adabn)
         total, temp, flops = analyse_compiled(compiled)
         call_s = median_time(lambda: compiled(variables, x), n_time)
         out.append(StepPlan("eval", f"forward {h}x{w}", total, temp, flops, compile_s, call_s, count,

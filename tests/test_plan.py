@@ -36,7 +36,7 @@ def test_forward_shapes_are_the_calls_predict_probs_makes(monkeypatch, h, w, til
         seen[tuple(images.shape[1:3])] += 1
         return jnp.full(images.shape[:3] + (3,), 1 / 3, jnp.float32)
 
-    monkeypatch.setattr(inference, "_softmax_forward", fake_forward)
+    monkeypatch.setattr(inference, "softmax_forward", fake_forward)
     inference.predict_probs({"params": {}}, None, np.zeros((h, w, 3), np.uint8), tile_size=tile, tta=tta)
     assert plan.forward_shapes(h, w, tile, tta=tta) == seen
 

@@ -24,11 +24,11 @@ from dng_jax.data.sources import AnySource
 from dng_jax.data.partition import Splits
 from dng_jax.data.pipeline import random_crop
 
-__all__ = ["ClusterData", "extract_cluster_data", "pooled_latent"]
+__all__ = ["ClusterData", "extract_cluster_data", "pooled_latent", "pooled_latent_batch"]
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _pool(model, variables, x):
+def pooled_latent_batch(model, variables, x):
     """The encoder's last stage, globally average-pooled: ``[B, latent]`` float32."""
     return jnp.mean(model.apply(variables, x, train=False, method="encode")[0].astype(jnp.float32), axis=(1, 2))
 
@@ -38,8 +38,8 @@ def pooled_latent(model, variables, images: np.ndarray, batch_size: int) -> np.n
     encoder is used): what a later clustering round clusters (after its own PCA)."""
     out = np.zeros((images.shape[0], model.encoder.latent_features), np.float32)
     for s in range(0, images.shape[0], batch_size):
-        out[s : s + batch_size] = np.asarray(_pool(model, variables, jnp.asarray(images[s : s + batch_size],
-                                                                                  jnp.float32) / 255.0))
+        x = jnp.asarray(images[s : s + batch_size], jnp.float32) / 255.0
+        out[s : s + batch_size] = np.asarray(pooled_latent_batch(model, variables, x))
     return out
 
 
@@ -75,7 +75,7 @@ def extract_cluster_data(cfg: ExperimentConfig, source: AnySource, manifest: dic
     for s in tqdm(range(0, n, cc.batch_size), desc="latent", disable=not progress, leave=False):
         x = aug(jax.random.fold_in(key, s), jnp.asarray(images[s : s + cc.batch_size]))
         images[s : s + cc.batch_size] = np.asarray(jnp.round(x * 255.0)).astype(np.uint8)
-        features[s : s + cc.batch_size] = np.asarray(_pool(model, variables, x))
+        features[s : s + cc.batch_size] = np.asarray(pooled_latent_batch(model, variables, x))
     pca = pca_fit(jnp.asarray(features), cc.pca_dim)
     latent = np.asarray(pca_transform(pca, jnp.asarray(features)), np.float32)
     sources = {"ids": [splits.cluster[i] for i in picks], "types": [manifest[splits.cluster[i]] for i in picks]}

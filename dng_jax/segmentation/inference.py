@@ -28,8 +28,8 @@ from dng_jax.io.rle import write_submission_csv
 from dng_jax.models import STRIDE
 from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
 
-__all__ = ["pad_to_multiple", "tile_starts", "dihedral", "undo_dihedral", "predict_probs", "predict_instances", "make_predictor",
-           "segment_files"]
+__all__ = ["pad_to_multiple", "tile_starts", "dihedral", "undo_dihedral", "softmax_forward", "predict_probs",
+           "predict_instances", "make_predictor", "segment_files"]
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = STRIDE, mode: str = "constant",
@@ -66,7 +66,10 @@ def _window(tile: int, overlap: int) -> np.ndarray:
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _softmax_forward(model, variables, images, adabn: bool = False):
+def softmax_forward(model, variables, images, adabn: bool = False):
+    """Softmax ``float32 [B, H, W, 3]`` of ``uint8 [B, H, W, 3]`` images (H, W multiples of the stride),
+    compiled once per shape; ``adabn``: the encoder normalises with the images' own statistics. Prediction
+    and the planner's timings share this one forward pass."""
     x = images.astype(jnp.float32) / 255.0
     if adabn:  # the encoder's BatchNorm uses this input's own statistics (the updates are dropped)
         logits, _ = model.apply(variables, x, train=False, encoder_train=True, mutable=["batch_stats"])
@@ -117,7 +120,7 @@ def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: in
     padded = pad_to_multiple(image, STRIDE, pad_mode)
     ph, pw = padded.shape[:2]
     if ph <= tile_size and pw <= tile_size:
-        probs = np.asarray(_softmax_forward(model, variables, jnp.asarray(padded[None]), adabn))[0]
+        probs = np.asarray(softmax_forward(model, variables, jnp.asarray(padded[None]), adabn))[0]
         return np.ascontiguousarray(probs[:h, :w])
 
     th, tw = min(tile_size, ph), min(tile_size, pw)
@@ -127,7 +130,7 @@ def predict_probs(state_or_variables, model, image: np.ndarray, *, tile_size: in
     for y in tile_starts(ph, th, overlap):
         for x in tile_starts(pw, tw, overlap):
             tile = padded[y : y + th, x : x + tw]
-            p = np.asarray(_softmax_forward(model, variables, jnp.asarray(tile[None]), adabn))[0]
+            p = np.asarray(softmax_forward(model, variables, jnp.asarray(tile[None]), adabn))[0]
             acc[y : y + th, x : x + tw] += p * win
             wsum[y : y + th, x : x + tw] += win
     probs = acc / wsum
