@@ -51,8 +51,9 @@ test-time augmentation (TTA):
   TTA averages the softmax over the 8 flips and 90-degree rotations of each
   image (README's results table gives the MAP with and without it).
   --no-tta turns it off, --tta turns it on. It runs 8 forward passes per image
-  instead of 1 (docs/benchmarks.md has what that costs on a CPU;
-  scripts/bench_predict_tta.py measures it).
+  instead of 1: once compiled it takes about 7x the time per image on a CPU
+  (a large folder), and about 2.5x for one command on the 18 mini-set images
+  (start-up and compilation included); scripts/bench_predict_tta.py measures it.
 
 exit status: 0 done; 1 some images could not be read (listed); 2 bad flags,
 checkpoint or output folder (one line naming it).
@@ -86,8 +87,8 @@ def _parser() -> cli.ArgumentParser:
     ap.add_argument("--model-info", action="store_true",
                     help="print where the bundled model came from (data, config, commit, MAP) and exit")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
-                    help="test-time augmentation: mean softmax over 8 flips / rotations, 8 forward passes per "
-                         "image instead of 1 (default: the model's eval.tta, on for the shipped model)")
+                    help="test-time augmentation: mean softmax over 8 flips / rotations, about 7x the time "
+                         "per image (default: the model's eval.tta, on for the shipped model)")
     ap.add_argument("--csv", default=None, help="also write a Kaggle run-length submission CSV here")
     ap.add_argument("--format", choices=("png", "tif"), default="png", help="label image format (16-bit)")
     ap.add_argument("--tile-size", type=int, default=1024,

@@ -326,7 +326,7 @@ class _RetrainSteps(NamedTuple):
     images: jax.Array
     labels: jax.Array
     run_ids: jax.Array
-    run_keys: jax.Array  # run r's step keys: fold_in(fold_in(key, run_ids[r]), global step)
+    run_keys: jax.Array  # fold_in(k_step, run_ids[r]); step s of the run draws from fold_in(run_keys[r], s)
     seg_stream: Any  # an endless iterator of CT1 batches, or None without the joint objective
     batch: int
     steps_per_epoch: int
