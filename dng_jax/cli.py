@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -217,67 +218,81 @@ def _run_absl(argv, show_fields, command, default_config, default_workdir, workd
     flag_values = flags.FLAGS
     try:
         if "config" not in flag_values:
-            config_flags.DEFINE_config_file(
-                "config", default_config, "a configs/*.py file" + (" (default: the embedded default)"
-                                                                   if default_config else " (required)")
-                + "; override any field with --config.<section>.<field>=value, list them with --config.help",
-                lock_config=True)
-            flags.DEFINE_string("workdir", default_workdir, workdir_help)
-            flags.DEFINE_bool("progress", True, "progress bars (--no-progress: none)")
-            flags.DEFINE_string("coordinator_address", None,
-                                "several processes (machines) run one experiment: host:port of process 0, the "
-                                "same for every process (with --num_processes and --process_id; none of them in "
-                                "a SLURM step of several tasks or on a TPU slice: JAX reads the cluster's "
-                                "environment); scripts/launch_local.sh N starts N on this machine")
-            flags.DEFINE_integer("num_processes", None, "how many processes run this experiment together (1: "
-                                 "this process alone, also inside a SLURM step or on a TPU slice)")
-            flags.DEFINE_integer("process_id", None, "this process's number, 0..num_processes-1 (process 0 "
-                                 "writes the work dir)")
-            flags.DEFINE_integer("initialization_timeout", 300, "seconds every process waits for the others to "
-                                 "join before it stops")
+            _define_flags(default_config, default_workdir, workdir_help)
     except (AttributeError, KeyError) as e:
         return _error(_field_message(e, argv))
-
-    def parse(args: list[str]) -> list[str]:
-        try:
-            return flag_values(args)
-        except (AttributeError, KeyError) as e:
-            sys.exit(_error(_field_message(e, args)))
-        except flags.Error as e:
-            sys.exit(_error(f"{e} (see --help)"))
-
-    def main(rest: list[str]) -> int:
-        if len(rest) > 1:
-            return _error(f"unexpected arguments {' '.join(rest[1:])} (see --help)")
-        if flag_values.config is None:
-            return _error("--config is required (a configs/*.py file)")
-        try:
-            cfg = experiment_config(flag_values.config)
-        except ConfigError as e:
-            return _error(e)
-        if show_fields:
-            print(config_table(cfg), end="")
-            return EXIT_OK
-        if not flag_values.workdir:
-            return _error("--workdir is required")
-        if not flag_values["verbosity"].present:
-            # orbax logs every checkpoint step at INFO, and a failed write as pages of ERROR lines from its
-            # threads; the failure reaches us as an exception and is printed as one line (--verbosity=0
-            # shows orbax's own log again)
-            absl_logging.set_verbosity(absl_logging.FATAL)
-            logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's unretrieved task errors
-        try:
-            distributed.initialize(flag_values.coordinator_address, flag_values.num_processes,
-                                   flag_values.process_id, timeout=flag_values.initialization_timeout)
-        except USER_ERRORS as e:
-            return _error(e)
-        progress = flag_values.progress and distributed.is_writer()  # process 0's bars only
-        return run_command(lambda: command(cfg, flag_values.workdir, progress))
-
     asked_for_help = any(a in _HELP_FLAGS or a.startswith("--help") for a in argv[1:])
     try:
-        app.run(main, argv=argv, flags_parser=parse)
+        app.run(partial(_main, flag_values=flag_values, show_fields=show_fields, command=command), argv=argv,
+                flags_parser=partial(_parse, flag_values))
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         return EXIT_OK if asked_for_help and code == 1 else code
     return EXIT_OK
+
+
+def _define_flags(default_config: str | None, default_workdir: str | None, workdir_help: str) -> None:
+    """The flags of a config-driven command, defined once per process (absl keeps them in ``flags.FLAGS``)."""
+    config_flags.DEFINE_config_file(
+        "config", default_config, "a configs/*.py file" + (" (default: the embedded default)"
+                                                           if default_config else " (required)")
+        + "; override any field with --config.<section>.<field>=value, list them with --config.help",
+        lock_config=True)
+    flags.DEFINE_string("workdir", default_workdir, workdir_help)
+    flags.DEFINE_bool("progress", True, "progress bars (--no-progress: none)")
+    flags.DEFINE_string("coordinator_address", None,
+                        "several processes (machines) run one experiment: host:port of process 0, the "
+                        "same for every process (with --num_processes and --process_id; none of them in "
+                        "a SLURM step of several tasks or on a TPU slice: JAX reads the cluster's "
+                        "environment); scripts/launch_local.sh N starts N on this machine")
+    flags.DEFINE_integer("num_processes", None, "how many processes run this experiment together (1: "
+                         "this process alone, also inside a SLURM step or on a TPU slice)")
+    flags.DEFINE_integer("process_id", None, "this process's number, 0..num_processes-1 (process 0 "
+                         "writes the work dir)")
+    flags.DEFINE_integer("initialization_timeout", 300, "seconds every process waits for the others to "
+                         "join before it stops")
+
+
+def _parse(flag_values, args: list[str]) -> list[str]:
+    """absl's flag parsing, its errors as one line and status 2."""
+    try:
+        return flag_values(args)
+    except (AttributeError, KeyError) as e:
+        sys.exit(_error(_field_message(e, args)))
+    except flags.Error as e:
+        sys.exit(_error(f"{e} (see --help)"))
+
+
+def _main(rest: list[str], *, flag_values, show_fields: bool, command) -> int:
+    """What absl's ``app.run`` calls once the flags are parsed: check them and the config, join the other
+    processes, run ``command``."""
+    if len(rest) > 1:
+        return _error(f"unexpected arguments {' '.join(rest[1:])} (see --help)")
+    if flag_values.config is None:
+        return _error("--config is required (a configs/*.py file)")
+    try:
+        cfg = experiment_config(flag_values.config)
+    except ConfigError as e:
+        return _error(e)
+    if show_fields:
+        print(config_table(cfg), end="")
+        return EXIT_OK
+    if not flag_values.workdir:
+        return _error("--workdir is required")
+    if not flag_values["verbosity"].present:
+        _quiet_orbax()
+    try:
+        distributed.initialize(flag_values.coordinator_address, flag_values.num_processes,
+                               flag_values.process_id, timeout=flag_values.initialization_timeout)
+    except USER_ERRORS as e:
+        return _error(e)
+    progress = flag_values.progress and distributed.is_writer()  # process 0's bars only
+    return run_command(lambda: command(cfg, flag_values.workdir, progress))
+
+
+def _quiet_orbax() -> None:
+    """orbax logs every checkpoint step at INFO, and a failed write as pages of ERROR lines from its threads;
+    the failure reaches us as an exception and is printed as one line (``--verbosity=0`` shows orbax's own
+    log again)."""
+    absl_logging.set_verbosity(absl_logging.FATAL)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # orbax's unretrieved task errors

@@ -99,15 +99,7 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if timeout < 1:
         raise DistributedError(f"--initialization_timeout must be >= 1 second, got {timeout}")
     if not missing:
-        if num_processes < 1:
-            raise DistributedError(f"--num_processes must be >= 1, got {num_processes}")
-        if not 0 <= process_id < num_processes:
-            raise DistributedError(f"--process_id must lie in 0..{num_processes - 1} (--num_processes "
-                                   f"{num_processes}), got {process_id}")
-        host, sep, port = coordinator_address.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise DistributedError(f"--coordinator_address must be host:port (process 0's machine and a free "
-                                   f"port), got {coordinator_address!r}")
+        _check_process_flags(coordinator_address, num_processes, process_id)
         kwargs: dict[str, Any] = {"coordinator_address": coordinator_address, "num_processes": num_processes,
                                   "process_id": process_id}
         who = f"process {process_id} of {num_processes} (coordinator {coordinator_address})"
@@ -119,12 +111,31 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if jax.distributed.is_initialized():  # joined before (a second command in one Python process)
         return jax.process_count() > 1
     _use_gloo()
+    _join(kwargs, who, timeout)
+    return jax.process_count() > 1
+
+
+def _check_process_flags(coordinator_address: str, num_processes: int, process_id: int) -> None:
+    if num_processes < 1:
+        raise DistributedError(f"--num_processes must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+        raise DistributedError(f"--process_id must lie in 0..{num_processes - 1} (--num_processes "
+                               f"{num_processes}), got {process_id}")
+    host, sep, port = coordinator_address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise DistributedError(f"--coordinator_address must be host:port (process 0's machine and a free "
+                               f"port), got {coordinator_address!r}")
+
+
+def _join(kwargs: dict[str, Any], who: str, timeout: int) -> None:
+    """``jax.distributed.initialize(**kwargs)``; a process still waiting after ``timeout`` seconds prints one
+    line and exits with status 2 (JAX would abort it with a C++ stack trace a few seconds later)."""
     hint = ("start every process with the same --coordinator_address (reachable from every machine) and "
             "--num_processes, each with its own --process_id" if kwargs else
             "every task of the job must start this command (or pass --num_processes=1 to run alone)")
     message = f"{who} could not join the others within {timeout} s: {hint}, or raise --initialization_timeout"
 
-    def give_up():  # JAX would abort the process with a C++ stack trace a few seconds later
+    def give_up():
         print(f"error: {message}", file=sys.stderr, flush=True)
         os._exit(2)
 
@@ -138,7 +149,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     finally:
         watchdog.cancel()
-    return jax.process_count() > 1
 
 
 # ----------------------------------------------------------------------------------------- writes

@@ -36,10 +36,10 @@ from dng_jax.segmentation.bundled import load_bundled  # noqa: E402
 
 def overlap_pixels(src: Source, sid: str) -> int:
     """Pixels of ``sid`` that two or more of its Kaggle masks cover."""
-    entry = src._entry(sid)  # noqa: SLF001 - the per-nucleus files are what is counted here
+    entry = src.files(sid)  # the per-nucleus files are what is counted here
     count = None
     for name in entry["masks"]:
-        with Image.open(io.BytesIO(src._read(name))) as im:  # noqa: SLF001
+        with Image.open(io.BytesIO(src.read_bytes(name))) as im:
             m = mask_to_gray(np.asarray(im), name) > 0
         count = m.astype(np.int32) if count is None else count + m
     return 0 if count is None else int((count > 1).sum())

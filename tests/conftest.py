@@ -63,13 +63,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(autouse=True, scope="module")
 def _free_compiled_programs():
-    """Drop every compiled program after each test module. Each XLA:CPU executable keeps memory mappings
-    of its own: test_conv_gemm.py and test_model.py alone took the process from ~1,600 to ~12,000 mappings,
-    and nothing was freed, so one pytest process holding all ~430 tests' programs ran towards Linux's limit
-    of 65530 per process (vm.max_map_count). Near the end of the suite the next compile or cache write died
-    (SIGSEGV / SIGABRT, in the same test of tests/test_variants.py in every full run since 29f94e3, never
-    when it ran alone). With these fixtures the count falls back to ~1,200 after each module; the peak of a
-    full run was ~35,000, inside test_variants.py."""
+    """Drop every compiled program after each test module. Each XLA:CPU executable keeps memory mappings of
+    its own and none is freed while it stays cached, so one pytest process that holds the programs of the
+    whole suite runs into Linux's limit of 65530 mappings per process (vm.max_map_count): a compile or cache
+    write then dies with SIGSEGV / SIGABRT in whichever test comes next (docs/benchmarks.md, "The test
+    suite", has the counts)."""
     yield
     _drop_compiled_programs()
 

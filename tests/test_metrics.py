@@ -107,7 +107,7 @@ def test_iou_matrix_matches_bruteforce_and_sparse_path(monkeypatch):
     np.testing.assert_allclose(dense, brute, rtol=0, atol=1e-15)
     import dng_jax.evaluation.metrics as M
 
-    monkeypatch.setattr(M, "_DENSE_CELLS_MAX", 1)
+    monkeypatch.setattr(M, "DENSE_CELLS_MAX", 1)
     np.testing.assert_array_equal(iou_matrix(gt, pred), dense)
 
 
@@ -118,7 +118,7 @@ def test_sparse_and_dense_scores_agree(monkeypatch):
     gt = rng.integers(0, 40, (40, 40))
     pred = np.roll(gt, 1, axis=0)
     dense = image_score(gt, pred)
-    monkeypatch.setattr(M, "_DENSE_CELLS_MAX", 1)
+    monkeypatch.setattr(M, "DENSE_CELLS_MAX", 1)
     assert M.image_score(gt, pred) == dense
 
 

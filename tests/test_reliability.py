@@ -21,6 +21,7 @@ from dng_jax import cli
 from dng_jax.errors import CheckpointError, ConfigMismatchError, WorkerError
 from dng_jax.experiment import sweep
 from dng_jax.experiment.stages import cluster_data, configuration
+from dng_jax.io import stage
 from dng_jax.segmentation.checkpointing import Checkpointer
 
 
@@ -126,12 +127,21 @@ def test_a_stage_made_from_other_inputs_is_computed_again(damaged, caplog, marke
     assert any(what in r.getMessage() for r in caplog.records)
 
 
-def test_an_old_stage_with_an_unreadable_file_is_not_adopted(damaged):
-    """A stage without a marker (made before markers existed) is adopted only when its files load."""
+def test_an_old_stage_with_an_unreadable_file_is_not_adopted(damaged, finished_sweep, caplog):
+    """A stage without a marker (made before markers existed) is adopted only when its files load: with a
+    truncated summary its checksums are not recorded as they are; the summary is made again from the runs,
+    byte for byte as before, and the stage is marked done."""
     wd, rerun = damaged
-    (wd / "runs" / "kmc_k2" / "done.json").unlink()
-    _truncate(wd / "runs" / "kmc_k2" / "results.json")
-    rerun()
+    src, _ = finished_sweep
+    rdir = wd / "runs" / "kmc_k2"
+    (rdir / "done.json").unlink()
+    _truncate(rdir / "results.json")
+    with caplog.at_level(logging.INFO, logger="dng_jax.sweep"):
+        rerun()
+    adopted = [r.getMessage() for r in caplog.records if "made before done-markers" in r.getMessage()]
+    assert not adopted, adopted
+    assert stage.check(rdir) == []
+    assert (rdir / "results.json").read_bytes() == (src / "runs" / "kmc_k2" / "results.json").read_bytes()
 
 
 def test_an_unreadable_method_files_record_is_named(damaged):

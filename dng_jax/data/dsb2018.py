@@ -208,7 +208,8 @@ class Source:
     def __contains__(self, sid: str) -> bool:
         return sid in self._index
 
-    def _read(self, name: str) -> bytes:
+    def read_bytes(self, name: str) -> bytes:
+        """The bytes of one file of the collection (a name from :meth:`files`); unreadable: DataError."""
         where = f"{self.path}:{name}" if self._zip is not None else name
         try:
             if self._zip is not None:
@@ -221,7 +222,7 @@ class Source:
         return f"{self.path}:{name}" if self._zip is not None else name
 
     def image_file(self, sid: str) -> str:
-        entry = self._entry(sid)
+        entry = self.files(sid)
         want = f"{sid}.png"
         images = [n for n in entry["images"] if PurePosixPath(n).name == want] or entry["images"]
         if len(images) != 1:
@@ -229,18 +230,19 @@ class Source:
                             f"found {len(entry['images'])}")
         return images[0]
 
-    def _entry(self, sid: str) -> dict[str, list[str]]:
+    def files(self, sid: str) -> dict[str, list[str]]:
+        """``{"images": [...], "masks": [...]}``: the files of sample ``sid`` (zip member names or paths)."""
         if sid not in self._index:
             raise DataError(f"{self.path}: no sample with id {sid!r}")
         return self._index[sid]
 
     def load_image(self, sid: str) -> np.ndarray:
         name = self.image_file(sid)
-        return to_rgb_uint8(decode_png(self._read(name), self._where(name)), self._where(name))
+        return to_rgb_uint8(decode_png(self.read_bytes(name), self._where(name)), self._where(name))
 
     def load_labels(self, sid: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         """Instance labels from the per-nucleus masks; overlap or a size mismatch is an error."""
-        entry = self._entry(sid)
+        entry = self.files(sid)
         masks = sorted(entry["masks"])
         if shape is None:
             shape = self.load_image(sid).shape[:2]
@@ -251,7 +253,7 @@ class Source:
         labels = np.zeros(shape, dtype=np.uint16)
         for i, name in enumerate(masks, start=1):
             where = self._where(name)
-            m = mask_to_gray(decode_png(self._read(name), where), where)
+            m = mask_to_gray(decode_png(self.read_bytes(name), where), where)
             if m.shape != tuple(shape):
                 raise DataError(f"{where}: mask is {m.shape[1]}x{m.shape[0]} (WxH) but the image is "
                                 f"{shape[1]}x{shape[0]}")

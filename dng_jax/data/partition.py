@@ -225,14 +225,7 @@ def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 
     the rest is tested. ``cluster_from``: ``all`` (every image not of the known type and every unlabeled
     image, test images included: the paper's transductive reading) or ``validation`` (the other types'
     validation images and the unlabeled ones: no test image is clustered)."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if n_test_per_type < 0:
-        raise ValueError(f"n_test_per_type must be >= 0, got {n_test_per_type}")
-    if not 0 <= unknown_val_fraction < 1:
-        raise ValueError(f"unknown_val_fraction must lie in [0, 1), got {unknown_val_fraction}")
-    if cluster_from not in CLUSTER_FROM:
-        raise ValueError(f"cluster_from must be one of {CLUSTER_FROM}, got {cluster_from!r}")
+    _check_split_arguments(protocol, n_test_per_type, unknown_val_fraction, cluster_from)
     fixed = {i: s for i, s in (fixed or {}).items() if s}
     labeled = set(manifest) if labeled is None else set(labeled)
     bad = sorted(i for i, s in fixed.items() if s == "train" and manifest[i] != known_type)
@@ -242,35 +235,10 @@ def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 
     unlabeled = sorted(i for i in manifest if i not in labeled or fixed.get(i) == "unlabeled")
     free = {i: t for i, t in manifest.items() if i in labeled and i not in fixed}  # the protocol places these
     rng = np.random.default_rng(seed)
-    train: list[str] = []
-    test: dict[str, list[str]] = {}
-    val: dict[str, list[str]] = {}
     if protocol == "wide":
-        if not (0 < test_fraction and 0 <= val_fraction and test_fraction + val_fraction < 1):
-            raise ValueError(f"need 0 < test_fraction, 0 <= val_fraction and a sum below 1, got "
-                             f"{test_fraction} and {val_fraction}")
-        ct1 = sorted(i for i, t in free.items() if t == known_type)
-        order = [ct1[j] for j in rng.permutation(len(ct1))]
-        n_test = min(len(ct1), math.ceil(test_fraction * len(ct1)))
-        n_val = min(len(ct1) - n_test, math.ceil(val_fraction * len(ct1)))
-        if ct1:
-            test[known_type] = sorted(order[:n_test])
-            val[known_type] = sorted(order[n_test:n_test + n_val])
-        train = order[n_test + n_val:]
-        for ctype in sorted({t for t in free.values() if t != known_type}):
-            ids = sorted(i for i, t in free.items() if t == ctype)
-            if unknown_val_fraction > 0:  # drawn after CT1's split, so that one is the same with or without it
-                ids = [ids[j] for j in rng.permutation(len(ids))]
-            n_val = math.floor(unknown_val_fraction * len(ids))
-            test[ctype] = sorted(ids[n_val:])
-            if n_val:
-                val[ctype] = sorted(ids[:n_val])
+        train, test, val = _wide_splits(free, rng, known_type, test_fraction, val_fraction, unknown_val_fraction)
     else:
-        for ctype in sorted(set(free.values()), key=lambda t: (_type_rank(t), t)):
-            ids = sorted(i for i, t in free.items() if t == ctype)
-            n = min(n_test_per_type, len(ids) - 1 if ctype == known_type else len(ids))
-            test[ctype] = sorted(rng.choice(ids, size=max(n, 0), replace=False).tolist())
-        train = [i for i, t in free.items() if t == known_type and i not in set(test.get(known_type, []))]
+        train, test, val = _paper_splits(free, rng, known_type, n_test_per_type)
     for sid, split in sorted(fixed.items()):
         if split == "train":
             train.append(sid)
@@ -284,6 +252,56 @@ def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 
         cluster = sorted(set(unlabeled) | {i for t, ids in val.items() if t != known_type for i in ids})
     return Splits(train_ct1=sorted(train), test=test, cluster=cluster, val=val, protocol=protocol,
                   known_type=known_type, unlabeled=unlabeled)
+
+
+def _check_split_arguments(protocol: str, n_test_per_type: int, unknown_val_fraction: float,
+                           cluster_from: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if n_test_per_type < 0:
+        raise ValueError(f"n_test_per_type must be >= 0, got {n_test_per_type}")
+    if not 0 <= unknown_val_fraction < 1:
+        raise ValueError(f"unknown_val_fraction must lie in [0, 1), got {unknown_val_fraction}")
+    if cluster_from not in CLUSTER_FROM:
+        raise ValueError(f"cluster_from must be one of {CLUSTER_FROM}, got {cluster_from!r}")
+
+
+def _wide_splits(free: dict[str, str], rng: np.random.Generator, known_type: str, test_fraction: float,
+                 val_fraction: float, unknown_val_fraction: float):
+    """``(train, test, val)`` of the ``wide`` protocol over the images it places (``free``: id -> type)."""
+    if not (0 < test_fraction and 0 <= val_fraction and test_fraction + val_fraction < 1):
+        raise ValueError(f"need 0 < test_fraction, 0 <= val_fraction and a sum below 1, got "
+                         f"{test_fraction} and {val_fraction}")
+    test: dict[str, list[str]] = {}
+    val: dict[str, list[str]] = {}
+    ct1 = sorted(i for i, t in free.items() if t == known_type)
+    order = [ct1[j] for j in rng.permutation(len(ct1))]
+    n_test = min(len(ct1), math.ceil(test_fraction * len(ct1)))
+    n_val = min(len(ct1) - n_test, math.ceil(val_fraction * len(ct1)))
+    if ct1:
+        test[known_type] = sorted(order[:n_test])
+        val[known_type] = sorted(order[n_test:n_test + n_val])
+    train = order[n_test + n_val:]
+    for ctype in sorted({t for t in free.values() if t != known_type}):
+        ids = sorted(i for i, t in free.items() if t == ctype)
+        if unknown_val_fraction > 0:  # drawn after CT1's split, so that one is the same with or without it
+            ids = [ids[j] for j in rng.permutation(len(ids))]
+        n_val = math.floor(unknown_val_fraction * len(ids))
+        test[ctype] = sorted(ids[n_val:])
+        if n_val:
+            val[ctype] = sorted(ids[:n_val])
+    return train, test, val
+
+
+def _paper_splits(free: dict[str, str], rng: np.random.Generator, known_type: str, n_test_per_type: int):
+    """``(train, test, val)`` of the ``paper`` protocol (no validation images) over ``free`` (id -> type)."""
+    test: dict[str, list[str]] = {}
+    for ctype in sorted(set(free.values()), key=lambda t: (_type_rank(t), t)):
+        ids = sorted(i for i, t in free.items() if t == ctype)
+        n = min(n_test_per_type, len(ids) - 1 if ctype == known_type else len(ids))
+        test[ctype] = sorted(rng.choice(ids, size=max(n, 0), replace=False).tolist())
+    train = [i for i, t in free.items() if t == known_type and i not in set(test.get(known_type, []))]
+    return train, test, {}
 
 
 def _type_rank(cell_type: str) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "DENSE_CELLS_MAX",
     "check_label_image",
     "relabel_consecutive",
     "contingency",
@@ -42,9 +43,9 @@ __all__ = [
 # etc.), so that "IoU exactly equal to the threshold" means what it says.
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
-# Above this many (n_gt + 1) * (n_pred + 1) cells the table is built sparsely (sort) instead of with
-# one dense bincount, so images with thousands of objects on both sides do not allocate gigabytes.
-_DENSE_CELLS_MAX = 1 << 24
+#: Above this many (n_gt + 1) * (n_pred + 1) cells the table is built sparsely (sort) instead of with
+#: one dense bincount, so images with thousands of objects on both sides do not allocate gigabytes.
+DENSE_CELLS_MAX = 1 << 24
 
 
 def check_label_image(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -103,7 +104,7 @@ def contingency(gt: np.ndarray, pred: np.ndarray):
     cols = npr + 1
     cells = (ng + 1) * cols
     codes = gf.astype(np.int64) * cols + pf
-    if cells <= _DENSE_CELLS_MAX:
+    if cells <= DENSE_CELLS_MAX:
         table = np.bincount(codes, minlength=cells).reshape(ng + 1, cols)
         area_gt = table[1:].sum(axis=1)
         area_pred = table[:, 1:].sum(axis=0)

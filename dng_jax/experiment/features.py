@@ -38,8 +38,8 @@ def pooled_latent(model, variables, images: np.ndarray, batch_size: int) -> np.n
     encoder is used): what a later clustering round clusters (after its own PCA)."""
     out = np.zeros((images.shape[0], model.encoder.latent_features), np.float32)
     for s in range(0, images.shape[0], batch_size):
-        out[s : s + batch_size] = np.asarray(pooled_latent_batch(model, variables, jnp.asarray(images[s : s + batch_size],
-                                                                                  jnp.float32) / 255.0))
+        x = jnp.asarray(images[s : s + batch_size], jnp.float32) / 255.0
+        out[s : s + batch_size] = np.asarray(pooled_latent_batch(model, variables, x))
     return out
 
 

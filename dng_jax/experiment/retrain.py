@@ -266,16 +266,8 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     losses whole on every process.
     """
     labels = np.asarray(labels)
-    chex.assert_rank(labels, 2)
+    run_ids = _checked_run_ids(images, labels, cfg, run_ids, mesh)
     n_runs, n = labels.shape
-    run_ids = jnp.arange(n_runs) if run_ids is None else jnp.asarray(run_ids, jnp.int32)
-    chex.assert_shape(run_ids, (n_runs,))
-    if images.shape[0] != n:
-        raise ValueError(f"{images.shape[0]} images but labels for {n}")
-    if mesh is not None and n_runs % mesh.devices.size:
-        raise ValueError(f"{n_runs} runs do not split over the mesh's {mesh.devices.size} devices")
-    if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
-        raise ValueError(f"images {images.shape[1:3]} are smaller than the crop {cfg.crop_size}")
     joint = cfg.segmentation_weight > 0
     if joint and (unet is None or decoder_variables is None or seg_batches is None or seg_train is None):
         raise ValueError("retrain.segmentation_weight > 0 needs unet, decoder_variables, seg_batches and seg_train")
@@ -289,27 +281,19 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     # reads goes onto the mesh (no mesh: as it is)
     states = on_mesh(init_runs(k_init, model, encoder_variables, n_runs, optimizer, images.shape[1], run_ids,
                                decoder_variables=decoder_variables if joint else None, stacked=stacked), mesh)
-    step_fn = make_retrain_step(model, cfg, steps_per_epoch, augment, unet if joint else None,
-                                seg_train if joint else None, mesh)
-    seg_stream = _cycle(seg_batches) if joint else None
-    images_dev = jnp.asarray(images) if mesh is None else on_mesh(images, mesh, per_run=False)
-    labels_dev = jnp.asarray(labels, jnp.int32) if mesh is None else on_mesh(labels.astype(np.int32), mesh)
-    run_keys = jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids)
+    steps = _RetrainSteps(
+        step_fn=make_retrain_step(model, cfg, steps_per_epoch, augment, unet if joint else None,
+                                  seg_train if joint else None, mesh),
+        images=jnp.asarray(images) if mesh is None else on_mesh(images, mesh, per_run=False),
+        labels=jnp.asarray(labels, jnp.int32) if mesh is None else on_mesh(labels.astype(np.int32), mesh),
+        run_ids=run_ids, run_keys=jax.vmap(lambda r: jax.random.fold_in(k_step, r))(run_ids),
+        seg_stream=_cycle(seg_batches) if joint else None, batch=batch, steps_per_epoch=steps_per_epoch, mesh=mesh)
     losses = np.zeros((cfg.epochs, n_runs), np.float32)
     run_list = np.asarray(run_ids).tolist()
     logged = [(r, run) for r, run in enumerate(run_list) if run not in run_list[:r]]  # a padding copy: not again
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False, disable=not progress)
     for epoch in range(cfg.epochs):
-        ek = jax.random.fold_in(k_order, epoch)
-        orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(ek, r), n))(run_ids)
-        epoch_loss = jnp.zeros((n_runs,))
-        for s in range(steps_per_epoch):
-            idx = orders[:, s * batch : (s + 1) * batch]
-            x, y = _gather(images_dev, labels_dev, on_mesh(idx, mesh))
-            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * steps_per_epoch + s))(run_keys)
-            states, loss = step_fn(states, x, y, on_mesh(keys, mesh), next(seg_stream) if joint else None)
-            epoch_loss = epoch_loss + (loss if mesh is None else distributed.fetch(loss))
-            bar.update(1)
+        states, epoch_loss = steps.epoch(states, jax.random.fold_in(k_order, epoch), epoch, bar)
         losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
         bar.set_postfix(loss=f"{losses[epoch].mean():.3f}")
         if writer is not None:
@@ -317,3 +301,49 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
                 writer.write_scalars(first_epoch + epoch, {"run": run, "loss": float(losses[epoch, r])})
     bar.close()
     return states, losses
+
+
+def _checked_run_ids(images: np.ndarray, labels: np.ndarray, cfg: RetrainConfig, run_ids, mesh) -> jax.Array:
+    """``run_ids`` (default ``0..R-1``) as int32, once the shapes of the inputs agree; else ValueError."""
+    chex.assert_rank(labels, 2)
+    n_runs, n = labels.shape
+    run_ids = jnp.arange(n_runs) if run_ids is None else jnp.asarray(run_ids, jnp.int32)
+    chex.assert_shape(run_ids, (n_runs,))
+    if images.shape[0] != n:
+        raise ValueError(f"{images.shape[0]} images but labels for {n}")
+    if mesh is not None and n_runs % mesh.devices.size:
+        raise ValueError(f"{n_runs} runs do not split over the mesh's {mesh.devices.size} devices")
+    if images.shape[1] < cfg.crop_size or images.shape[2] < cfg.crop_size:
+        raise ValueError(f"images {images.shape[1:3]} are smaller than the crop {cfg.crop_size}")
+    return run_ids
+
+
+class _RetrainSteps(NamedTuple):
+    """What every epoch of :func:`retrain_runs` steps through: the compiled step, the data where the step
+    reads it, each run's key and the CT1 batches of the joint objective."""
+
+    step_fn: Any
+    images: jax.Array
+    labels: jax.Array
+    run_ids: jax.Array
+    run_keys: jax.Array  # fold_in(k_step, run_ids[r]); step s of the run draws from fold_in(run_keys[r], s)
+    seg_stream: Any  # an endless iterator of CT1 batches, or None without the joint objective
+    batch: int
+    steps_per_epoch: int
+    mesh: Mesh | None
+
+    def epoch(self, states: RetrainState, epoch_key: jax.Array, epoch: int, bar) -> tuple[RetrainState, jax.Array]:
+        """One epoch of every run, each in its own order (drawn from ``fold_in(epoch_key, run_id)``);
+        returns the states and the runs' summed step losses ``[R]``."""
+        n = self.labels.shape[1]
+        orders = jax.vmap(lambda r: jax.random.permutation(jax.random.fold_in(epoch_key, r), n))(self.run_ids)
+        epoch_loss = jnp.zeros((self.labels.shape[0],))
+        for s in range(self.steps_per_epoch):
+            idx = orders[:, s * self.batch : (s + 1) * self.batch]
+            x, y = _gather(self.images, self.labels, on_mesh(idx, self.mesh))
+            keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch * self.steps_per_epoch + s))(self.run_keys)
+            seg_batch = next(self.seg_stream) if self.seg_stream is not None else None
+            states, loss = self.step_fn(states, x, y, on_mesh(keys, self.mesh), seg_batch)
+            epoch_loss = epoch_loss + (loss if self.mesh is None else distributed.fetch(loss))
+            bar.update(1)
+        return states, epoch_loss

@@ -28,7 +28,7 @@ from dng_jax.io.rle import write_submission_csv
 from dng_jax.models import STRIDE
 from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
 
-__all__ = ["pad_to_multiple", "tile_starts", "softmax_forward", "dihedral", "undo_dihedral", "predict_probs",
+__all__ = ["pad_to_multiple", "tile_starts", "dihedral", "undo_dihedral", "softmax_forward", "predict_probs",
            "predict_instances", "make_predictor", "segment_files"]
 
 
@@ -67,7 +67,9 @@ def _window(tile: int, overlap: int) -> np.ndarray:
 
 @partial(jax.jit, static_argnums=(0, 3))
 def softmax_forward(model, variables, images, adabn: bool = False):
-    """The softmax ``[B, H, W, 3]`` float32 of ``uint8`` images (one jitted forward pass per input shape)."""
+    """Softmax ``float32 [B, H, W, 3]`` of ``uint8 [B, H, W, 3]`` images (H, W multiples of the stride),
+    compiled once per shape; ``adabn``: the encoder normalises with the images' own statistics. Prediction
+    and the planner's timings share this one forward pass."""
     x = images.astype(jnp.float32) / 255.0
     if adabn:  # the encoder's BatchNorm uses this input's own statistics (the updates are dropped)
         logits, _ = model.apply(variables, x, train=False, encoder_train=True, mutable=["batch_stats"])

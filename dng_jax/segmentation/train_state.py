@@ -136,8 +136,8 @@ def make_optimizer(cfg: TrainConfig | None = None, *, trainable: Sequence[str] |
 def _init_key(key):
     """An ``rbg`` key derived from ``key`` for parameter initialisation.
 
-    Threefry-based init of a ResNet compiles slowly on CPU (~4x longer than the network's forward pass,
-    the bits generator is inlined per parameter); XLA's RngBitGenerator compiles fast. Initial weights are
+    Threefry-based init of a ResNet compiles slowly on CPU (longer than the network's forward pass: the bits
+    generator is inlined per parameter); XLA's RngBitGenerator compiles fast. Initial weights are
     then deterministic per seed and backend (not bitwise equal across CPU / GPU / TPU), which is all
     training needs: resumed runs restore the weights from the checkpoint."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):

@@ -16,12 +16,14 @@ work dir (by process 0):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -135,131 +137,221 @@ def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Pa
                                   f"{', '.join(diffs)}); resume it with the same config or use a new --workdir")
 
 
+class _TrainingData(NamedTuple):
+    samples: list[Sample]  # the labelled training images
+    eval_samples: list[Sample] | None  # the images monitored during training
+    source: Any  # the collection they come from (None when the caller passed the samples)
+    splits: Any
+
+
+def _training_data(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, progress: bool) -> _TrainingData:
+    """The CT1 training images and the monitored images of ``cfg.data``, unless the caller passed them."""
+    if samples is not None:
+        return _TrainingData(samples, eval_samples, None, None)
+    source, _, splits = open_data(cfg.data, workdir, progress)
+    ids = list(splits.train_ct1)
+    if cfg.train.max_train_images:
+        ids = ids[: cfg.train.max_train_images]
+    samples = load_samples(source, ids, "load train", progress)
+    if eval_samples is None:
+        # monitored on the CT1 validation images where the protocol has them (wide), else the test images
+        eval_samples = load_samples(source, splits.val_known or splits.test_all, "load eval", progress)
+    return _TrainingData(samples, eval_samples, source, splits)
+
+
+def _crop_batches(cfg: ExperimentConfig, samples, seed: int, batch_size: int) -> CropBatches:
+    return segmentation_batches(samples, batch_size, cfg.data.crop_size, cfg.data.border_width, seed,
+                                touching_only=cfg.data.border == "touching")
+
+
+class _Schedule(NamedTuple):
+    steps_per_epoch: int
+    total_steps: int  # every epoch of every self-training round
+    stop_at: int  # ``train.max_steps`` (if earlier): stop there as if interrupted
+
+
+class _StepFunctions(NamedTuple):
+    train: Callable  # the labelled batches' step
+    student: Callable | None  # self-training: labelled beside pseudo-labeled crops, weighted
+    eval: Callable
+
+
+def _step_functions(cfg: ExperimentConfig, mesh) -> _StepFunctions:
+    """The compiled train, self-training and evaluation steps of ``cfg``, data parallel over ``mesh``."""
+    tcfg = cfg.train
+    train_loss = make_segmentation_loss(tcfg.class_weights, tcfg.dice_weight)
+    train = jit_train_step(make_train_step(train_loss, trainable=tcfg.trainable,
+                                           augment_fn=make_augment_fn(cfg.augment)), mesh)
+    student = jit_train_step(make_train_step(make_weighted_loss(tcfg.class_weights, tcfg.dice_weight),
+                                             trainable=tcfg.trainable, augment_fn=make_augment_fn(cfg.augment)),
+                             mesh) if tcfg.pseudo_label_rounds else None
+    return _StepFunctions(train, student, jit_eval_step(make_eval_step(segmentation_loss), mesh))
+
+
+def _restore_or_init(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path, mesh, init, aug_key, cfg_dict: dict):
+    """``(state, aug_key, start_step)``: the latest checkpoint's (its augmentation key too), else ``init()``'s,
+    both replicated over ``mesh``; writes ``config.json``."""
+    if ckpt.latest_step() is not None:  # resuming: the run must go on with the config it started with
+        _check_resumed_config(ckpt, cfg, workdir)
+    state, meta = ckpt.restore_or_init(init, sharding=NamedSharding(mesh, P()))
+    atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
+    start_step = int(state.step)
+    if meta is not None and "rng" in meta:  # the key the run started with (same seed -> same key)
+        aug_key = jax.random.wrap_key_data(jnp.asarray(np.asarray(meta["rng"], np.uint32)))
+    return replicate(state, mesh), replicate(aug_key, mesh), start_step
+
+
 def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate, progress) -> TrainState:
     tcfg = cfg.train
-    source = splits = None
-    if samples is None:
-        source, _, splits = open_data(cfg.data, workdir, progress)
-        ids = list(splits.train_ct1)
-        if tcfg.max_train_images:
-            ids = ids[: tcfg.max_train_images]
-        samples = load_samples(source, ids, "load train", progress)
-        if eval_samples is None:
-            # monitored on the CT1 validation images where the protocol has them (wide), else the test images
-            eval_samples = load_samples(source, splits.val_known or splits.test_all, "load eval", progress)
-
-    def batches_of(data, seed: int, batch_size: int):
-        return segmentation_batches(data, batch_size, cfg.data.crop_size, cfg.data.border_width, seed,
-                                    touching_only=cfg.data.border == "touching")
-
-    if len(samples) < tcfg.batch_size:
-        raise ConfigError(f"config field train.batch_size: {len(samples)} training images cannot fill one batch "
-                          f"of {tcfg.batch_size}")
-    batches = batches_of(samples, tcfg.seed, tcfg.batch_size)
+    data = _training_data(cfg, workdir, samples, eval_samples, progress)
+    if len(data.samples) < tcfg.batch_size:
+        raise ConfigError(f"config field train.batch_size: {len(data.samples)} training images cannot fill one "
+                          f"batch of {tcfg.batch_size}")
+    batches = _crop_batches(cfg, data.samples, tcfg.seed, tcfg.batch_size)
     steps_per_epoch = batches.steps_per_epoch
     total_steps = tcfg.total_epochs * steps_per_epoch
-    stop_at = min(total_steps, tcfg.max_steps) if tcfg.max_steps else total_steps
-    batch_size = tcfg.batch_size
-    rounds = SelfTraining(cfg, workdir, steps_per_epoch, source, splits, progress)
-
+    schedule = _Schedule(steps_per_epoch, total_steps, min(total_steps, tcfg.max_steps) if tcfg.max_steps
+                         else total_steps)
+    rounds = SelfTraining(cfg, workdir, steps_per_epoch, data.source, data.splits, progress)
     mesh = make_mesh()
-    n_dev = mesh.devices.size
-    if batch_size % n_dev:
-        raise ConfigError(f"config field train.batch_size: {batch_size} must be a multiple of the {n_dev} devices")
+    if tcfg.batch_size % mesh.devices.size:
+        raise ConfigError(f"config field train.batch_size: {tcfg.batch_size} must be a multiple of the "
+                          f"{mesh.devices.size} devices")
     model = make_model(cfg.model)
     crop = cfg.data.crop_size
     init_key, aug_key = jax.random.split(jax.random.key(tcfg.seed))
     tx = make_optimizer(tcfg, trainable=tcfg.trainable, steps_per_epoch=steps_per_epoch)
     init_fn = partial(create_train_state, model=model, cfg=tcfg, input_shape=(1, crop, crop, 3), tx=tx)
-    train_loss = make_segmentation_loss(tcfg.class_weights, tcfg.dice_weight)
-    p_train = jit_train_step(make_train_step(train_loss, trainable=tcfg.trainable,
-                                             augment_fn=make_augment_fn(cfg.augment)), mesh)
-    p_student = jit_train_step(make_train_step(make_weighted_loss(tcfg.class_weights, tcfg.dice_weight),
-                                               trainable=tcfg.trainable, augment_fn=make_augment_fn(cfg.augment)),
-                               mesh) if tcfg.pseudo_label_rounds else None
-    p_eval = jit_eval_step(make_eval_step(segmentation_loss), mesh)
-
+    steps = _step_functions(cfg, mesh)
     cfg_dict = json.loads(json.dumps(as_dict(cfg)))
 
     with Checkpointer(workdir / "checkpoints", max_to_keep=tcfg.max_to_keep) as ckpt:
-        if ckpt.latest_step() is not None:  # resuming: the run must go on with the config it started with
-            _check_resumed_config(ckpt, cfg, workdir)
-        state, meta = ckpt.restore_or_init(lambda: init_fn(init_key), sharding=NamedSharding(mesh, P()))
-        atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
-        start_step = int(state.step)
-        if meta is not None and "rng" in meta:  # the key the run started with (same seed -> same key)
-            aug_key = jax.random.wrap_key_data(jnp.asarray(np.asarray(meta["rng"], np.uint32)))
-        state = replicate(state, mesh)
-        aug_key = replicate(aug_key, mesh)
+        state, aug_key, start_step = _restore_or_init(ckpt, cfg, workdir, mesh, lambda: init_fn(init_key), aug_key,
+                                                      cfg_dict)
         writer = create_default_writer(workdir, "metrics", METRIC_FIELDS,
                                        keep=up_to_step(start_step) if start_step > 0 else None,
                                        purge_step=start_step + 1 if start_step > 0 else None)
-
-        def meta_for(step: int) -> dict:
-            return {"global_step": step, "epoch": step // steps_per_epoch,
-                    "step_in_epoch": step % steps_per_epoch, "steps_per_epoch": steps_per_epoch,
-                    "rng": np.asarray(jax.random.key_data(aug_key)).tolist(), "config": cfg_dict}
-
-        def run_eval(step: int, epoch: int):
-            """Mean cross-entropy / pixel accuracy over fixed crops of the eval images (no augmentation)."""
-            bs = min(batch_size, len(eval_samples or ())) // n_dev * n_dev
-            if bs < 1:
-                return None
-            sums: dict[str, float] = {}
-            n = 0
-            for b in batches_of(eval_samples, tcfg.seed + 10_000, bs).epoch(0):
-                for k, v in jax.device_get(p_eval(state, shard_batch(b, mesh))).items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                n += 1
-            means = {k: v / n for k, v in sums.items()}
-            writer.write_scalars(step, {"epoch": epoch, "split": "eval", "wall_time": time.time(), **means})
-            return means
-
-        step = start_step
-        bar = tqdm(total=stop_at, initial=start_step, desc="train", unit="step", disable=not progress,
-                   dynamic_ncols=True, mininterval=1.0)
-        t_log, n_log = time.time(), 0
-        try:
-            while step < stop_at:
-                epoch, in_epoch = divmod(step, steps_per_epoch)
-                r = rounds.round_of(step)
-                source_of_batches, step_fn = (batches, p_train) if r == 0 else (
-                    MixedBatches(batches, rounds.batches(r, state), tcfg.pseudo_label_weight), p_student)
-                for batch in prefetch(source_of_batches.epoch(epoch, start_step=in_epoch)):
-                    state, metrics = step_fn(state, shard_batch(batch, mesh), aug_key)
-                    step += 1
-                    n_log += 1
-                    bar.update(1)
-                    if step % tcfg.log_every == 0 or step == stop_at:
-                        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                        dt = time.time() - t_log
-                        ips = n_log * batch_size / dt if dt > 0 else float("nan")
-                        writer.write_scalars(step, {"epoch": epoch, "split": "train", "images_per_sec": ips,
-                                                    "wall_time": time.time(), **m})
-                        bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}", ips=f"{ips:.1f}")
-                        t_log, n_log = time.time(), 0
-                    if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < stop_at:
-                        ckpt.save(step, state, meta_for(step))
-                    if step >= stop_at:
-                        break
-                done_epochs = step // steps_per_epoch
-                if step % steps_per_epoch == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == total_steps
-                                                    or rounds.round_of(step) != r):
-                    ev = run_eval(step, done_epochs - 1)
-                    if ev is not None and distributed.is_writer():
-                        bar.write(f"epoch {step // steps_per_epoch}/{tcfg.total_epochs}: eval loss {ev['loss']:.4f} "
-                                  f"pixel accuracy {ev['accuracy']:.3f}" + (f" (self-training round {r})" if r else ""))
-            ckpt.save(step, state, meta_for(step), force=True)
-        finally:
-            bar.close()
-            ckpt.wait()
-            writer.close()
+        loop = _TrainingLoop(cfg, schedule, mesh, batches, rounds, steps, data.eval_samples, aug_key, ckpt, writer,
+                             cfg_dict)
+        state, step = loop.run(state, start_step, progress)
 
     do_eval = cfg.eval.enabled if evaluate is None else evaluate
-    if do_eval and step >= total_steps and source is not None and splits is not None:
+    if do_eval and step >= total_steps and data.source is not None and data.splits is not None:
         variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
-        distributed.on_writer(_evaluate, cfg, variables, model, source, splits, workdir, progress)  # by process 0
+        distributed.on_writer(_evaluate, cfg, variables, model, data.source, data.splits, workdir,
+                              progress)  # by process 0
     return state
+
+
+class _Throughput:
+    """Images per second since the last logged step."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.since, self.steps = time.time(), 0
+
+    def images_per_sec(self, batch_size: int) -> float:
+        dt = time.time() - self.since
+        return self.steps * batch_size / dt if dt > 0 else float("nan")
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrainingLoop:
+    """The step loop of one training: batches, the compiled steps, metrics, checkpoints and the evaluation
+    after an epoch. Step ``s`` draws its batch from epoch ``s // steps_per_epoch`` at position
+    ``s % steps_per_epoch`` and its augmentation from ``aug_key``, so a resumed run takes the same steps."""
+
+    cfg: ExperimentConfig
+    schedule: _Schedule
+    mesh: Any
+    batches: CropBatches
+    rounds: SelfTraining
+    steps: _StepFunctions
+    eval_samples: list[Sample] | None
+    aug_key: Any
+    ckpt: Checkpointer
+    writer: Any
+    cfg_dict: dict
+
+    def run(self, state, start_step: int, progress: bool):
+        """Train from ``start_step`` to ``schedule.stop_at``; returns the final ``(state, step)``, checkpointed."""
+        step = start_step
+        bar = tqdm(total=self.schedule.stop_at, initial=start_step, desc="train", unit="step", disable=not progress,
+                   dynamic_ncols=True, mininterval=1.0)
+        throughput = _Throughput()
+        try:
+            while step < self.schedule.stop_at:
+                state, step = self._epoch(state, step, bar, throughput)
+            self.ckpt.save(step, state, self.meta_for(step), force=True)
+        finally:
+            bar.close()
+            self.ckpt.wait()
+            self.writer.close()
+        return state, step
+
+    def meta_for(self, step: int) -> dict:
+        spe = self.schedule.steps_per_epoch
+        return {"global_step": step, "epoch": step // spe, "step_in_epoch": step % spe, "steps_per_epoch": spe,
+                "rng": np.asarray(jax.random.key_data(self.aug_key)).tolist(), "config": self.cfg_dict}
+
+    def _epoch(self, state, step: int, bar, throughput: _Throughput):
+        """Train from ``step`` to the end of its epoch (or to ``stop_at``), then evaluate if it is time."""
+        tcfg, stop_at = self.cfg.train, self.schedule.stop_at
+        epoch, in_epoch = divmod(step, self.schedule.steps_per_epoch)
+        r = self.rounds.round_of(step)
+        source_of_batches, step_fn = (self.batches, self.steps.train) if r == 0 else (
+            MixedBatches(self.batches, self.rounds.batches(r, state), tcfg.pseudo_label_weight), self.steps.student)
+        for batch in prefetch(source_of_batches.epoch(epoch, start_step=in_epoch)):
+            state, metrics = step_fn(state, shard_batch(batch, self.mesh), self.aug_key)
+            step += 1
+            throughput.steps += 1
+            bar.update(1)
+            if step % tcfg.log_every == 0 or step == stop_at:
+                self._log_train(step, epoch, metrics, bar, throughput)
+            if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < stop_at:
+                self.ckpt.save(step, state, self.meta_for(step))
+            if step >= stop_at:
+                break
+        self._evaluate_after_epoch(state, step, r, bar)
+        return state, step
+
+    def _log_train(self, step: int, epoch: int, metrics, bar, throughput: _Throughput) -> None:
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        ips = throughput.images_per_sec(self.cfg.train.batch_size)
+        self.writer.write_scalars(step, {"epoch": epoch, "split": "train", "images_per_sec": ips,
+                                         "wall_time": time.time(), **m})
+        bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['accuracy']:.3f}", ips=f"{ips:.1f}")
+        throughput.reset()
+
+    def _evaluate_after_epoch(self, state, step: int, r: int, bar) -> None:
+        """At the end of every ``eval_every_epochs``-th epoch, the last one and a self-training round's last."""
+        tcfg, spe = self.cfg.train, self.schedule.steps_per_epoch
+        done_epochs = step // spe
+        if step % spe == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == self.schedule.total_steps
+                                or self.rounds.round_of(step) != r):
+            ev = self.evaluate_crops(state, step, done_epochs - 1)
+            if ev is not None and distributed.is_writer():
+                bar.write(f"epoch {step // spe}/{tcfg.total_epochs}: eval loss {ev['loss']:.4f} "
+                          f"pixel accuracy {ev['accuracy']:.3f}" + (f" (self-training round {r})" if r else ""))
+
+    def evaluate_crops(self, state, step: int, epoch: int) -> dict[str, float] | None:
+        """Mean cross-entropy / pixel accuracy over fixed crops of the eval images (no augmentation); None
+        when they cannot fill a batch on every device."""
+        n_dev = self.mesh.devices.size
+        bs = min(self.cfg.train.batch_size, len(self.eval_samples or ())) // n_dev * n_dev
+        if bs < 1:
+            return None
+        sums: dict[str, float] = {}
+        n = 0
+        for b in _crop_batches(self.cfg, self.eval_samples, self.cfg.train.seed + 10_000, bs).epoch(0):
+            for k, v in jax.device_get(self.steps.eval(state, shard_batch(b, self.mesh))).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+        means = {k: v / n for k, v in sums.items()}
+        self.writer.write_scalars(step, {"epoch": epoch, "split": "eval", "wall_time": time.time(), **means})
+        return means
 
 
 def _evaluate(cfg: ExperimentConfig, variables, model, source, splits, workdir: Path, progress: bool) -> None:
