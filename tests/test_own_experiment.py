@@ -50,16 +50,22 @@ def test_labeled_and_unlabeled_folders_through_train_sweep_and_predict(tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     wd = tmp_path / "sweep"
     rows = list(csv.DictReader(open(wd / "results.csv")))
-    assert [(r["method"], r["seed"]) for r in rows] == [("kmc", "0"), ("kmc", "1")]
+    # sweep.baseline_runs=2: the runs are made on each baseline (the nested design), each paired with its own
+    assert [(r["method"], r["baseline"], r["seed"]) for r in rows] == [("kmc", "0", "0"), ("kmc", "0", "1"),
+                                                                       ("kmc", "1", "0"), ("kmc", "1", "1")]
     # the clustering images are the unlabeled experiment's; the test images are CT1's only
     types = json.loads((wd / "cluster_data" / "sources.json").read_text())["types"]
     assert set(types) == {"new"}
     test_set = json.loads((wd / "test_set.json").read_text())
     assert test_set["known_type"] == "ct1" and set(test_set["test"]) == {"ct1"}
     assert np.isfinite(float(rows[0]["map_known"])) and (wd / "table1.md").exists()
-    # sweep.baseline_runs=2: a second baseline trained by the sweep (train.seed + 1), both in Table I's row
+    # a second baseline trained by the sweep (train.seed + 1), its own clustering data and runs; both in Table
+    # I's row, and the configuration's interval over the 2 baselines (a general claim)
     assert (wd / "baseline_runs" / "run1" / "checkpoints").is_dir()
-    assert "| baseline | 2 |" in (wd / "table1.md").read_text()
+    assert (wd / "baseline_runs" / "run1" / "runs" / "kmc_k2" / "scores.csv").is_file()
+    assert (wd / "baseline_runs" / "run1" / "cluster_data" / "latent.npy").is_file()
+    table = (wd / "table1.md").read_text()
+    assert "| baseline | 2 |" in table and "| kMC(2) | 2 × 2 | general |" in table
     capsys.readouterr()
     out = tmp_path / "labels"
     assert predict.main(["--checkpoint", str(tmp_path / "train"), "--input", str(study / "new" / "images"),

@@ -13,9 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dng_jax import report as report_cli
 from dng_jax.data.partition import KNOWN_TYPE
 from dng_jax.evaluation.scores import ScoreTable, view_maps, write_scores
 from dng_jax.experiment import comparisons  # (its test_groups would be collected as a test if imported by name)
+from dng_jax.evaluation.run_level import CONDITIONAL, GENERAL
 from dng_jax.experiment.comparisons import DIFFERENCE_FIELDS, SweepScores, validation_groups
 from dng_jax.experiment import layout
 from dng_jax.experiment.layout import RunResult, write_test_set
@@ -224,8 +226,9 @@ def test_nested_runs_give_the_general_claim_with_the_baselines_as_the_top_level(
     width = {k: c.groups["all"].result.high - c.groups["all"].result.low for k, c in (("n", n), ("f", f))}
     assert width["n"] > 3 * width["f"]
     # each run against its own baseline: the estimate is the mean of the two baselines' differences
-    x = scores.baseline.scores
-    expected = np.mean([six.scores[:3].mean() - x[0].mean(), six.scores[3:].mean() - x[1].mean()])
+    ids = comparisons.test_groups(scores)["all"]
+    x, y = scores.baseline.select(ids).scores, six.select(ids).scores
+    expected = np.mean([y[:3].mean() - x[0].mean(), y[3:].mean() - x[1].mean()])
     assert np.isclose(n.groups["all"].result.estimate, expected)
 
 
@@ -255,6 +258,31 @@ def write_scores_dir(workdir, scores):
         d.mkdir(parents=True, exist_ok=True)
         write_scores(d / "scores.csv", table)
         layout.write_results(d, [r for r in _rows_of(scores) if (r.method, r.k) == (method, k)])
+
+
+def test_sweeps_of_separate_baselines_combine_into_the_nested_table(tmp_path):
+    """python -m dng_jax.report --combine: one sweep per trained baseline (each with the baseline's own
+    score table) becomes one nested design, each run paired with its own baseline."""
+    rng = np.random.default_rng(3)
+    dirs = []
+    for b in range(2):
+        s = _scores(baseline_runs=1, val=False)
+        shift = rng.normal(0, 0.02)
+        s = s._replace(baseline=s.baseline._replace(scores=np.clip(s.baseline.scores + shift, 0, 1)))
+        d = tmp_path / f"sweep_b{b}"
+        write_scores_dir(d, s)
+        write_test_set(d, s.test, None, s.val, s.known_type)
+        dirs.append(d)
+    assert report_cli.main(["--workdir", str(tmp_path / "nested"), "--combine", *map(str, dirs)]) == 0
+    table = (tmp_path / "nested" / "table1.md").read_text()
+    assert "| kMC(5) | 2 × 3 | general |" in table and "| baseline | 2 |" in table
+    rows = list(csv.DictReader(open(tmp_path / "nested" / "results.csv")))
+    assert sorted({r["baseline"] for r in rows}) == ["0", "1"] and len(rows) == 12
+    assert json.loads((tmp_path / "nested" / "combined_from.json").read_text())["workdirs"] == list(map(str, dirs))
+    # sweeps on other test images do not combine; nor does a work dir with itself as the output
+    write_test_set(dirs[1], {"fluorescence": ["x"]}, None)
+    assert report_cli.main(["--workdir", str(tmp_path / "bad"), "--combine", *map(str, dirs)]) == 2
+    assert report_cli.main(["--workdir", str(dirs[0]), "--combine", *map(str, dirs)]) == 2
 
 
 def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path, monkeypatch, capsys):
