@@ -45,7 +45,9 @@ from absl import flags
 
 from dng_jax import cli
 from dng_jax.config import ExperimentConfig
+from dng_jax.experiment.sweep import sweep_configurations
 from dng_jax.planning import STAGES, format_plan, make_plan, write_plan_json
+from dng_jax.planning.designs import design_costs, format_designs, image_floor, read_components
 
 __all__ = ["main"]
 
@@ -58,6 +60,10 @@ flags.DEFINE_multi_string("timings", [], "an earlier plan's --json made on the d
                           "config from its measured per-call times instead of compiling here (repeat to combine)")
 flags.DEFINE_list("stages", list(STAGES), "which stages to plan")
 flags.DEFINE_string("json", None, "also write the plan here")
+flags.DEFINE_float("detect", 0.02, "the difference on the unknown cell types a comparison should detect: the "
+                   "baselines and runs it needs are printed after the plan")
+flags.DEFINE_string("variance", None, "variance components to plan designs with (default: the shipped ones, "
+                    "measured at CPU scale; scripts/studies/variance_components.py makes them)")
 FLAGS = flags.FLAGS
 
 
@@ -68,6 +74,11 @@ def plan_command(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
                      cluster_steps=FLAGS.cluster_steps, progress=progress, log=lambda s: print(s, flush=True))
     print()
     print(format_plan(plan), end="")
+    components, source = read_components(FLAGS.variance)
+    family = len(sweep_configurations(cfg)) + 1  # a column of the differences table: the rows and classical
+    print()
+    costs = design_costs(plan, cfg, components, FLAGS.detect, family)
+    print(format_designs(costs, FLAGS.detect, family, source, image_floor(components, family)), end="")
     if FLAGS.json:
         write_plan_json(plan, FLAGS.json)
         print(f"written: {FLAGS.json}")

@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, tiny_sweep_config
+
 from dng_jax import config, planning
 from dng_jax.config import experiment_config
 from dng_jax.errors import DataError
+from dng_jax.evaluation.design_power import VarianceComponents
+from dng_jax.planning.designs import design_costs, format_designs, image_floor, read_components
+from dng_jax.planning.report import Plan, StepPlan
 from dng_jax.segmentation import inference
 
 
@@ -151,3 +155,28 @@ def test_the_pilot_is_projected_within_eight_minutes_on_one_h200():
     assert all(s.call_s is not None for s in p.steps), [s.step for s in p.steps if s.call_s is None]
     assert p.total_s() + p.compile_s() <= 8 * 60
     assert "projected for NVIDIA H200" in planning.format_plan(p)
+
+
+def test_designs_that_detect_a_difference_and_their_time(tmp_path):
+    """python -m dng_jax.plan prints, after the plan, the baselines and runs a comparison needs to detect
+    --detect on the unknown types, from the shipped variance components (or --variance FILE)."""
+    shipped, source = read_components()
+    assert shipped.n_images > 0 and "CPU scale" in source
+    cfg = experiment_config(tiny_sweep_config())
+    steps = [StepPlan(stage, stage, None, None, None, 0.0, 1.0, calls) for stage, calls in
+             (("train", 100), ("features", 10), ("cluster", 30), ("retrain", 60), ("eval", 30))]
+    plan = Plan("cpu", "cpu", 1, None, 1, {}, None, steps)
+    quiet = VarianceComponents(1e-8, 1e-8, 1e-8, 1e-8, 500, 4)
+    costs = design_costs(plan, cfg, quiet, 0.02, 4)
+    assert [c.baselines for c in costs] == [1, 2, 3, 4, 6, 8] and all(c.reaches for c in costs)
+    # per baseline: training + clustering data (110 s); per run: one configuration's share of the rest (120 s /
+    # (3 configurations x 2 seeds))
+    assert costs[0].seconds == 110 + costs[0].runs * 20
+    loud = quiet._replace(between_baseline=1e-2)  # the step's effect varies between trainings: B matters
+    general = [c for c in design_costs(plan, cfg, loud, 0.02, 4) if c.baselines > 1]
+    assert [c.detectable for c in general] == sorted((c.detectable for c in general), reverse=True)
+    path = tmp_path / "vc.json"
+    path.write_text(json.dumps({"source": "made up", "components": quiet._asdict()}))
+    assert read_components(path)[0] == quiet
+    text = format_designs(costs, 0.02, 4, "made up", image_floor(quiet, 4))
+    assert "| 1 | 2 |" in text and "made up" in text and "No number" not in text and "On one baseline" not in text

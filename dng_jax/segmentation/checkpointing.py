@@ -227,8 +227,11 @@ BUNDLED_PREFIX = "bundled:"
 def load_variables(path: str | os.PathLike):
     """``(variables {'params', 'batch_stats'}, model, config)`` for inference, from a checkpoint path or
     ``bundled:<name>`` (a model shipped in the package, parameters rounded to float16: e.g. to cluster and
-    retrain on top of the shipped model, ``sweep.checkpoint="bundled:cpu_real"``)."""
+    retrain on top of the shipped model, ``sweep.checkpoint="bundled:cpu_real"``), or such exported weights
+    anywhere (``NAME.npz`` beside its ``NAME.json``, as scripts/tools/export_bundled_model.py writes them)."""
     if str(path).startswith(BUNDLED_PREFIX):
         return load_bundled(str(path)[len(BUNDLED_PREFIX):] or DEFAULT_MODEL)
+    if str(path).endswith(".npz"):
+        return load_bundled(Path(path).stem, Path(path).parent)
     state, _, config = load_checkpoint(path)
     return {"params": state.params, "batch_stats": state.batch_stats}, make_model(config.model), config
