@@ -2,6 +2,7 @@
 
 example:
   python -m dng_jax.report --workdir runs/cpu_real
+  python -m dng_jax.report --workdir runs/cpu_real --compare kmc:5 ng:5 --compare kmc:5 kmc:500
 
 Rewrites in --workdir: results.csv (from every finished configuration's runs/*/results.json, whichever
 job ran it; from results.csv itself in a work dir without them), table1.md (with the notes line rebuilt
@@ -18,6 +19,13 @@ Prints the paths, then, on stderr, each configuration of sweep_config.json that 
 (the table then has what is finished so far), not during a whole sweep in the same work dir. Exit status
 0: every configuration is in the table; 1: some are missing (listed); 2: the work dir is in use by a whole
 sweep, or the baseline's scores or any results cannot be read.
+
+--compare A B (repeatable) rewrites nothing: it pairs any two configurations (method:k, baseline or
+classical) on the same images from the saved per-image scores (dng_jax.experiment.pairs) and prints
+B - A with its two-level interval, the share improved and the sign-flip p, Holm over the pairs given;
+--group picks the images (CT1, "without CT1" or all), --split validation the validation images (on
+which choices are made) instead of the test images. Its intervals use --n-boot / --level, else 2000
+and 0.95.
 """
 
 from __future__ import annotations
@@ -27,11 +35,12 @@ import sys
 from pathlib import Path
 
 from dng_jax import cli
-from dng_jax.config import experiment_config
+from dng_jax.config import EvalConfig, experiment_config
 from dng_jax.errors import ConfigError, InputError
 from dng_jax.experiment import layout
 from dng_jax.experiment.layout import finished_configurations
-from dng_jax.experiment.report import rebuild_report
+from dng_jax.experiment.pairs import SPLITS, compare_pairs
+from dng_jax.experiment.report import read_sweep_scores, rebuild_report
 from dng_jax.experiment.shards import unfinished
 from dng_jax.experiment.sweep import sweep_configurations
 from dng_jax.io.workdir import WorkdirLock
@@ -48,15 +57,57 @@ def expected_configurations(workdir: Path) -> list[str] | None:
         return None
 
 
-def main(argv=None) -> int:
+def rebuild(workdir: Path, n_boot: int | None, level: float | None) -> int:
+    """The report rebuilt in ``workdir``; EXIT_PARTIAL when configurations of its sweep are missing."""
+    with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
+        paths = rebuild_report(workdir, n_boot=n_boot, level=level)
+    for path in paths:
+        print(path)
+    if not (workdir / layout.FIG5).exists():
+        print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
+              "and --workdir) draws it, loading every finished stage", file=sys.stderr)
+    expected = expected_configurations(workdir)
+    missing = unfinished(workdir, expected, list(finished_configurations(workdir))) if expected else {}
+    if missing:
+        print(f"not in the table: {len(missing)} of {len(expected)} configurations", file=sys.stderr)
+        for name, why in missing.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+        return cli.EXIT_PARTIAL
+    return cli.EXIT_OK
+
+
+def compare(workdir: Path, args) -> int:
+    """``--compare``: the pairs printed, nothing written."""
+    scores = read_sweep_scores(workdir)
+    if scores is None:
+        raise InputError(f"{workdir} holds no per-image scores (scores.csv) to compare")
+    defaults = EvalConfig()
+    print(compare_pairs(scores, [tuple(pair) for pair in args.compare], group=args.group, split=args.split,
+                        n_boot=args.n_boot or defaults.n_boot, level=args.level or defaults.level), end="")
+    return cli.EXIT_OK
+
+
+def _parser() -> cli.ArgumentParser:
     p = cli.make_parser("python -m dng_jax.report", __doc__)
     p.add_argument("--workdir", required=True,
                    help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
                         "runs/*/results.json (or results.csv)")
     p.add_argument("--n-boot", type=int, default=None,
-                   help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot)")
+                   help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot; 2000 with --compare)")
     p.add_argument("--level", type=float, default=None,
-                   help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level)")
+                   help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level; 0.95 "
+                        "with --compare)")
+    p.add_argument("--compare", "--pair", nargs=2, action="append", metavar=("A", "B"), default=None,
+                   help="print B - A on the same images (method:k, baseline or classical) instead of rebuilding "
+                        "the report; repeatable")
+    p.add_argument("--group", default="without CT1", help='--compare\'s images: "CT1", "without CT1" or "all"')
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help="--compare on the test images or on the validation images (for choosing)")
+    return p
+
+
+def main(argv=None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if args.n_boot is not None and args.n_boot < 100:
         p.error(f"--n-boot {args.n_boot}: use at least 100 resamples")
@@ -67,21 +118,9 @@ def main(argv=None) -> int:
         workdir = Path(args.workdir)
         if not workdir.is_dir():
             raise InputError(f"--workdir {workdir}: no such folder")
-        with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
-            paths = rebuild_report(workdir, n_boot=args.n_boot, level=args.level)
-        for path in paths:
-            print(path)
-        if not (workdir / layout.FIG5).exists():
-            print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
-                  "and --workdir) draws it, loading every finished stage", file=sys.stderr)
-        expected = expected_configurations(workdir)
-        missing = unfinished(workdir, expected, list(finished_configurations(workdir))) if expected else {}
-        if missing:
-            print(f"not in the table: {len(missing)} of {len(expected)} configurations", file=sys.stderr)
-            for name, why in missing.items():
-                print(f"  {name}: {why}", file=sys.stderr)
-            return cli.EXIT_PARTIAL
-        return cli.EXIT_OK
+        if args.compare:
+            return compare(workdir, args)
+        return rebuild(workdir, args.n_boot, args.level)
 
     return cli.run_command(run)
 
