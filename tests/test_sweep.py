@@ -134,7 +134,7 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     workdir_done, _ = finished
     config = tiny_sweep_config()
     config.sweep.checkpoint = str(workdir_done / "baseline")
-    config.sweep.methods = ("kmc", f"{ROOT}/scripts/variant_example.py:minibatch_kmeans")
+    config.sweep.methods = ("kmc", f"{ROOT}/examples/minibatch_kmeans.py:minibatch_kmeans")
     out = sweep.run_sweep(config, tmp_path, progress=False)
     assert out.failures == {}
     assert {(r.method, r.k) for r in out.rows} == {("kmc", 2), ("minibatch_kmeans", 2)}

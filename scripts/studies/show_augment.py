@@ -3,7 +3,7 @@
 ``p_contrast``, ``p_gamma``, ``p_blur``, ``p_noise``), for the eyes: one row per op alone (probability 1,
 the config's ranges, no geometric op), then the paper's regime with every new op at probability 0.5.
 
-    python scripts/show_augment.py --n 5 --output docs/figures/augment/ct1_augment.png
+    python scripts/studies/show_augment.py --n 5 --output docs/figures/augment/ct1_augment.png
 
 The bundled mini-set's CT1 images by default (``--data`` another collection); ``--set hed_sigma=0.2``
 changes a range (any numeric augment field, repeatable).
@@ -21,14 +21,12 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.data.augment import AugmentConfig, augment_batch  # noqa: E402
-from dng_jax.data.partition import manifest_for  # noqa: E402
-from dng_jax.data.sources import open_source  # noqa: E402
+from dng_jax.data.augment import AugmentConfig, augment_batch
+from dng_jax.data.partition import manifest_for
+from dng_jax.data.sources import open_source
 
 NEW_OPS = ("p_grey_to_colour", "p_hed", "p_contrast", "p_gamma", "p_blur", "p_noise")
 NO_PAPER_OPS = dict(p_channel_swap=0.0, p_invert=0.0, p_rotate=0.0, p_vflip=0.0, p_hflip=0.0, p_scale=0.0)

@@ -5,12 +5,12 @@ Times the jitted, data-parallel ``train_step`` (forward + backward + LAMB, on-de
 paper-size model (ResNet-50 U-Net) on synthetic 256x256 uint8 batches; each batch size runs in its own
 subprocess so that peak-memory figures do not carry over.
 
-    python scripts/bench_train.py                           # paper model, 256x256, batches 8, 16, 32
-    python scripts/bench_train.py --batch-sizes 8 --steps 3 # quick CPU run
-    python scripts/bench_train.py --dtype bfloat16 --json bench.json
-    python scripts/bench_train.py --config configs/cpu_real.py --batch-sizes 8 --loop   # a config's model, crop,
+    python scripts/bench/bench_train.py                           # paper model, 256x256, batches 8, 16, 32
+    python scripts/bench/bench_train.py --batch-sizes 8 --steps 3 # quick CPU run
+    python scripts/bench/bench_train.py --dtype bfloat16 --json bench.json
+    python scripts/bench/bench_train.py --config configs/cpu_real.py --batch-sizes 8 --loop   # a config's model, crop,
         # loss and optimizer, and the trainer's whole loop (host crops + targets, prefetched or not)
-    python scripts/bench_train.py --config configs/cpu_real.py --set train.dice_weight=0.0 --batch-sizes 8
+    python scripts/bench/bench_train.py --config configs/cpu_real.py --set train.dice_weight=0.0 --batch-sizes 8
 
 Reports per batch size: compile time, seconds per step, training images per second, and memory:
 ``peak`` from the device allocator (``device.memory_stats()['peak_bytes_in_use']``, GPU/TPU) or the
@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model_cfg(args) -> dict:

@@ -14,7 +14,7 @@ adjustment over the table (dng_jax.evaluation.statistics). Resumable: rerun the 
   WORKDIR/ablation.csv             per row, TTA and group: MAP, the difference to the base with its interval
   WORKDIR/ablation.md              the same as Markdown, and the MAP per cell type; the classical reference
 
-    python scripts/ablate_generalisation.py --workdir runs/generalise --set train.epochs=20 \\
+    python scripts/studies/ablate_generalisation.py --workdir runs/generalise --set train.epochs=20 \\
         --row base: --row polarity:model.input_polarity=grey_bright_nuclei
 """
 
@@ -23,24 +23,19 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
-from dng_jax.data.dsb2018 import SampleCache  # noqa: E402
-from dng_jax.data.partition import open_data  # noqa: E402
-from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions  # noqa: E402
-from dng_jax.evaluation.scores import ScoreTable, read_scores, write_scores  # noqa: E402
-from dng_jax.evaluation.statistics import paired_comparison, verdict, with_holm  # noqa: E402
-from dng_jax.io.atomic import atomic_write_text  # noqa: E402
-from dng_jax.segmentation.checkpointing import load_variables  # noqa: E402
-from dng_jax.segmentation.classical import classical_instances  # noqa: E402
-from dng_jax.segmentation.trainer import train_and_evaluate  # noqa: E402
+from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides, parse_row
+from dng_jax.data.dsb2018 import SampleCache
+from dng_jax.data.partition import open_data
+from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
+from dng_jax.evaluation.scores import ScoreTable, read_scores, write_scores
+from dng_jax.evaluation.statistics import paired_comparison, verdict, with_holm
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.classical import classical_instances
+from dng_jax.segmentation.trainer import train_and_evaluate
 
 
 def row_scores(name: str, config, seeds: int, rdir: Path, cache, val, types, tta: bool) -> ScoreTable:
@@ -65,7 +60,7 @@ def row_scores(name: str, config, seeds: int, rdir: Path, cache, val, types, tta
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "cpu_real.py"))
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "cpu_real.py"))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--set", default="", help="overrides of every row: FIELD=VALUE,...")
     ap.add_argument("--row", action="append", required=True, help="NAME:FIELD=VALUE,... (the first is the base)")
@@ -74,7 +69,7 @@ def main() -> None:
     a = ap.parse_args()
     workdir = Path(a.workdir)
     common = parse_overrides(a.set)
-    rows = [(spec.partition(":")[0], parse_overrides(spec.partition(":")[2])) for spec in a.row]
+    rows = [parse_row(spec) for spec in a.row]
     base = experiment_config(apply_overrides(load_config(a.config), common))
     source, manifest, splits = open_data(base.data, progress=False)
     val = splits.val

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The first thing to run whenever a GPU is at hand: what the paper's protocol needs there, measured.
 #
-#   scripts/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data DATA] [PHASE ...]
+#   scripts/tools/gpu_check.sh [--dry-run] [--out DIR] [--minutes M] [--data DATA] [PHASE ...]
 #
 # Phases, in order (default: all): pilot bench_retrain env plan bench_train bench_cluster sweep
 #   pilot          the paper's question at the paper's scale in one command (configs/paper_pilot.py: ResNet-50,
@@ -9,14 +9,14 @@
 #                  dng_jax.pack, which travels beside the repository): the sweep, then its results gathered in
 #                  DIR/pilot/ as at most 8 files (results.csv, scores.csv, table1.md, differences.csv,
 #                  figures.tar, verdict.json, timings.csv, pilot.log) for a machine that sends back 8 files
-#   bench_retrain  scripts/bench_retrain.py at the paper's shapes (24 runs x batch 32 x 128 px, k=500): the
+#   bench_retrain  scripts/bench/bench_retrain.py at the paper's shapes (24 runs x batch 32 x 128 px, k=500): the
 #                  retraining step as lax convs and as matmuls, float32 and bfloat16, 1x1-only and im2col, side
 #                  by side (~46 s compile each on an H200: the first 6 variants, about 5 minutes)
 #   env            nvidia-smi, JAX's devices and versions
 #   plan           python -m dng_jax.plan --config configs/paper.py: memory per device, FLOPs, the largest
 #                  sweep.seeds_per_chunk that fits, projected time per stage (the sweep's goal: < 60 min)
-#   bench_train    scripts/bench_train.py at the paper's shapes, float32 and bfloat16, batches 8 and 32
-#   bench_cluster  scripts/bench_cluster.py: the paper's clustering part (10 NG/kMC configurations x 48
+#   bench_train    scripts/bench/bench_train.py at the paper's shapes, float32 and bfloat16, batches 8 and 32
+#   bench_cluster  scripts/bench/bench_cluster.py: the paper's clustering part (10 NG/kMC configurations x 48
 #                  seeds + GNG), end to end where it is short, against the NumPy reference
 #   sweep          python -m dng_jax.sweep --config configs/paper.py (needs the data: --data or
 #                  ../shared/data/dsb2018/stage1_train.zip), resumable: it goes on where the last call stopped
@@ -32,7 +32,7 @@
 # scored with one view (tta+adabn, not three), one scoring process; the sweep phase only prints its
 # command. A test runs it.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ROOT=$PWD
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
@@ -87,7 +87,7 @@ pilot_outputs() {
   mkdir -p "$dest"
   for f in results.csv table1.md differences.csv; do [ -f "$wd/$f" ] && cp "$wd/$f" "$dest/"; done
   [ -f "$wd/timings.csv" ] && cp "$wd/timings.csv" "$dest/"
-  $PY scripts/pilot_verdict.py --workdir "$wd" --scores "$dest/scores.csv" --json "$dest/verdict.json" \
+  $PY scripts/studies/pilot_verdict.py --workdir "$wd" --scores "$dest/scores.csv" --json "$dest/verdict.json" \
     >> "$OUT/pilot.log" 2>&1 || echo "pilot: no verdict (see $OUT/pilot.log)"
   (cd "$wd" && ls ./*.png >/dev/null 2>&1 && tar -cf "$dest/figures.tar" ./*.png)
   cp "$OUT/pilot.log" "$dest/pilot.log"
@@ -118,10 +118,10 @@ for phase in "${PHASES[@]}"; do
       pilot_outputs "$OUT/pilot_workdir" "$OUT/pilot" ;;
     bench_retrain)
       if [ $DRY = 1 ]; then
-        run bench_retrain $PY scripts/bench_retrain.py --config configs/default.py --runs 2 --k 5 --calls 1 --only 2 \
+        run bench_retrain $PY scripts/bench/bench_retrain.py --config configs/default.py --runs 2 --k 5 --calls 1 --only 2 \
           --set cluster_data.crop_size=32,retrain.crop_size=32,retrain.batch_size=4 --out "$OUT/bench_retrain.json"
       else  # FLOPs per run-step from the CPU plan (cuDNN's convolutions are not in XLA's count on a GPU)
-        run bench_retrain $PY scripts/bench_retrain.py --only 6 --gflop-per-run-step 245 --out "$OUT/bench_retrain.json"
+        run bench_retrain $PY scripts/bench/bench_retrain.py --only 6 --gflop-per-run-step 245 --out "$OUT/bench_retrain.json"
       fi ;;
     env)
       if [ $DRY = 1 ]; then
@@ -139,18 +139,18 @@ for phase in "${PHASES[@]}"; do
       fi ;;
     bench_train)
       if [ $DRY = 1 ]; then
-        run bench_train $PY scripts/bench_train.py --tiny --size 32 --batch-sizes 2 --steps 1 --warmup 0 --no-augment \
+        run bench_train $PY scripts/bench/bench_train.py --tiny --size 32 --batch-sizes 2 --steps 1 --warmup 0 --no-augment \
           --json "$OUT/bench_train_float32.json"
       else
-        run bench_train bash -c "$PY scripts/bench_train.py --batch-sizes 8,32 --dtype bfloat16 --json $OUT/bench_train_bfloat16.json && \
-          $PY scripts/bench_train.py --batch-sizes 8,32 --dtype float32 --json $OUT/bench_train_float32.json"
+        run bench_train bash -c "$PY scripts/bench/bench_train.py --batch-sizes 8,32 --dtype bfloat16 --json $OUT/bench_train_bfloat16.json && \
+          $PY scripts/bench/bench_train.py --batch-sizes 8,32 --dtype float32 --json $OUT/bench_train_float32.json"
       fi ;;
     bench_cluster)
       if [ $DRY = 1 ]; then
-        run bench_cluster $PY scripts/bench_cluster.py --quick --n 200 --seeds 2 --ks 5 --methods kmc,ng,gng \
+        run bench_cluster $PY scripts/bench/bench_cluster.py --quick --n 200 --seeds 2 --ks 5 --methods kmc,ng,gng \
           --epochs 4 --gng-units 16
       else
-        run bench_cluster $PY scripts/bench_cluster.py --e2e --e2e-max-k 1000 --e2e-epochs 200
+        run bench_cluster $PY scripts/bench/bench_cluster.py --e2e --e2e-max-k 1000 --e2e-epochs 200
       fi ;;
     sweep)
       CMD=($PY -m dng_jax.sweep --config configs/paper.py --workdir "$OUT/sweep_paper" --no-progress)

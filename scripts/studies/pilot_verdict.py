@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The pilot's verdict under the decision rule of docs/results.md, and every per-image score in one CSV.
 
-    python scripts/pilot_verdict.py --workdir runs/pilot --scores scores.csv --json verdict.json
+    python scripts/studies/pilot_verdict.py --workdir runs/pilot --scores scores.csv --json verdict.json
 
 Reads a finished sweep's work dir (configs/paper_pilot.py: one configuration, its runs and ensemble, the
 baseline with its runs and views, the classical reference) and writes:
@@ -22,13 +22,10 @@ import csv
 import io
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.experiment.decision import decide  # noqa: E402
-from dng_jax.experiment.report import ENSEMBLE, read_sweep_scores  # noqa: E402
-from dng_jax.io.atomic import atomic_write_text  # noqa: E402
+from dng_jax.experiment.decision import decide
+from dng_jax.experiment.report import ENSEMBLE, read_sweep_scores
+from dng_jax.io.atomic import atomic_write_text
 
 
 def main() -> int:

@@ -5,7 +5,7 @@ scored by the Kaggle MAP on the wide protocol's CT1 validation images (5% of CT1
 every setting's validation MAP (best first) and the winner; the defaults of ``ClassicalConfig`` and
 ``configs/paper.py`` are this script's winner, recorded in docs/results.md:
 
-    python scripts/tune_classical.py --data ../shared/data/dsb2018/stage1_train.zip [--json out.json]
+    python scripts/studies/tune_classical.py --data ../shared/data/dsb2018/stage1_train.zip [--json out.json]
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import DataConfig  # noqa: E402
-from dng_jax.data.partition import open_data  # noqa: E402
-from dng_jax.evaluation.metrics import image_score  # noqa: E402
-from dng_jax.segmentation.classical import ClassicalConfig, classical_instances  # noqa: E402
+from dng_jax.config import DataConfig
+from dng_jax.data.partition import open_data
+from dng_jax.evaluation.metrics import image_score
+from dng_jax.segmentation.classical import ClassicalConfig, classical_instances
 
 
 def main() -> None:

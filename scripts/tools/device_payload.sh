@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# What a lent GPU machine needs beside the repository for scripts/gpu_check.sh pilot, made here once:
+# What a lent GPU machine needs beside the repository for scripts/tools/gpu_check.sh pilot, made here once:
 #
-#   scripts/device_payload.sh [--data ZIP]
+#   scripts/tools/device_payload.sh [--data ZIP]
 #
 #   .whl/            the Python packages its image lacks (ml_collections), as wheels for Python 3.12
 #   .data/dsb2018/   the DSB2018 stage-1 set packed into the folder layout (python -m dng_jax.pack, ~45 MB)
@@ -10,10 +10,10 @@
 # Then, on the device (one command, at most 9 minutes; docs/benchmarks.md, "The pilot"):
 #
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl &&
-#   export PYTHONPATH=/tmp/site && scripts/gpu_check.sh pilot --data .data/dsb2018 --out /tmp/gc;
+#   export PYTHONPATH=/tmp/site && scripts/tools/gpu_check.sh pilot --data .data/dsb2018 --out /tmp/gc;
 #   cp /tmp/gc/pilot/* $OUT/
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA=../shared/data/dsb2018/stage1_train.zip
 [ "${1:-}" = "--data" ] && DATA=$2
 EXCLUDE="$(git rev-parse --git-common-dir)/info/exclude"

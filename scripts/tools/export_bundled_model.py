@@ -1,12 +1,16 @@
 """Ship a trained baseline inside the package: ``dng_jax/segmentation/weights/<name>.npz`` + ``.json``.
 
-    python scripts/export_bundled_model.py --workdir runs/baseline_cpu_real [--name cpu_real]
+    python scripts/tools/export_bundled_model.py --workdir runs/baseline_cpu_real [--name cpu_real]
 
 Reads the latest checkpoint of the training work dir and, where present, its ``baseline.json`` (the
 MAP on the test images of the config's protocol) and ``baseline_tta.json`` (the same with test-time
-augmentation, from ``scripts/score_checkpoint.py --tta --output WORKDIR/baseline_tta.json``). The JSON records the config, the commit of this
-checkout, the data (file name, size and SHA-256 of ``data.path``), the MAP and the training time, so
-``python -m dng_jax.predict --model-info`` says where the default model came from.
+augmentation, from ``python -m dng_jax.evaluate checkpoint --checkpoint WORKDIR --tta --output
+WORKDIR/baseline_tta.json``). The JSON records the config, the commit of this checkout, the data (file
+name, size and SHA-256 of ``data.path``), the MAP and the training time, so ``python -m dng_jax.predict
+--model-info`` says where the default model came from.
+
+It writes into this checkout's package folder and asks its git for the commit: run it from a checkout
+installed with ``pip install -e .``.
 """
 
 from __future__ import annotations
@@ -16,20 +20,17 @@ import dataclasses
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, load_bundled, save_bundled
+from dng_jax.segmentation.checkpointing import load_checkpoint
+from dng_jax.typed_config import as_dict
 
-from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, load_bundled, save_bundled  # noqa: E402
-from dng_jax.segmentation.checkpointing import load_checkpoint  # noqa: E402
-from dng_jax.typed_config import as_dict  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sha256(path: Path) -> str:
@@ -66,7 +67,7 @@ def main() -> None:
                  else str(data) if data else "bundled mini-set"),
         "protocol": config.data.protocol, "tta": config.eval.tta,
         "map": read_map(workdir / "baseline.json"),  # test images of the protocol, no TTA
-        "map_tta": read_map(workdir / "baseline_tta.json"),  # the same with TTA (scripts/score_checkpoint.py)
+        "map_tta": read_map(workdir / "baseline_tta.json"),  # the same with TTA (python -m dng_jax.evaluate checkpoint)
         "note": a.note,
     }
     variables = {"params": state.params, "batch_stats": state.batch_stats}

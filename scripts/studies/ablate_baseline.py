@@ -9,7 +9,7 @@ and without test-time augmentation) goes through a grid of watershed readings. W
   WORKDIR/ablation.csv    one row per training: the paper's reading, the best reading, with TTA
   stdout                  the same as a Markdown table (docs/results.md quotes it)
 
-    python scripts/ablate_baseline.py --workdir runs/ablation --set train.epochs=20 \\
+    python scripts/studies/ablate_baseline.py --workdir runs/ablation --set train.epochs=20 \\
         --row paper: --row cosine:train.schedule=cosine,train.warmup_epochs=1
 
 A value is read as a Python literal where it parses as one (``1``, ``0.5``, ``(1.0, 2.0, 4.0)``),
@@ -23,23 +23,20 @@ import csv
 import io
 import itertools
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
-from dng_jax.data.partition import open_data  # noqa: E402
-from dng_jax.evaluation.metrics import image_score  # noqa: E402
-from dng_jax.io.atomic import atomic_write_text  # noqa: E402
-from dng_jax.segmentation.checkpointing import load_variables  # noqa: E402
-from dng_jax.segmentation.classical import classical_instances  # noqa: E402
-from dng_jax.segmentation.inference import predict_probs  # noqa: E402
-from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances  # noqa: E402
-from dng_jax.segmentation.trainer import train_and_evaluate  # noqa: E402
+from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides, parse_row
+from dng_jax.data.partition import open_data
+from dng_jax.evaluation.metrics import image_score
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.classical import classical_instances
+from dng_jax.segmentation.inference import predict_probs
+from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
+from dng_jax.segmentation.trainer import train_and_evaluate
 
 #: The watershed readings scored for every training (the paper's is the first).
 READINGS = [dict(background_source=b, expand_distance=e, marker_threshold=m)
@@ -77,17 +74,14 @@ def run_row(name: str, config, workdir: Path, samples) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "cpu_real.py"))
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "cpu_real.py"))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--set", default="", help="overrides of every row: FIELD=VALUE,...")
     ap.add_argument("--row", action="append", required=True, help="NAME:FIELD=VALUE,... (NAME: alone = the base)")
     a = ap.parse_args()
     workdir = Path(a.workdir)
     common = parse_overrides(a.set)
-    rows = []
-    for spec in a.row:
-        name, _, assignments = spec.partition(":")
-        rows.append((name, parse_overrides(assignments)))
+    rows = [parse_row(spec) for spec in a.row]
 
     base = experiment_config(apply_overrides(load_config(a.config), common))
     source, _, splits = open_data(base.data, progress=False)

@@ -6,7 +6,7 @@ the BatchNorm running statistics follow the clustering images), the config's ret
 statistics), and the same with BatchNorm frozen (eval mode) while retraining. Prints MAP known / unknown / all
 per run; the table in docs/results.md came from
 
-    python scripts/diagnose_retrain_drift.py --workdir runs/cpu_real --config configs/cpu_real.py --run kmc_k100
+    python scripts/studies/diagnose_retrain_drift.py --workdir runs/cpu_real --config configs/cpu_real.py --run kmc_k100
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ variants interleaved (no-TTA, TTA, no-TTA, ...) so that a busy machine slows bot
 - ``warm``: the same images again in one process after a first pass has compiled every shape
   (what a long folder costs per image), seconds per pass.
 
-    python scripts/bench_predict_tta.py [--input DIR] [--checkpoint DIR] [--repeats 3] [--json out.json]
+    python scripts/bench/bench_predict_tta.py [--input DIR] [--checkpoint DIR] [--repeats 3] [--json out.json]
 
 Default input: the bundled mini-set's images (Kaggle layout); default model: the one shipped.
 """
@@ -28,17 +28,15 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # this checkout, not another install
+import jax
 
-import jax  # noqa: E402
+from dng_jax.data.dsb2018 import bundled_minidata_path
+from dng_jax.io.images import list_inputs, read_image
+from dng_jax.segmentation.bundled import load_bundled
+from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.inference import make_predictor
 
-from dng_jax.data.dsb2018 import bundled_minidata_path  # noqa: E402
-from dng_jax.io.images import list_inputs, read_image  # noqa: E402
-from dng_jax.segmentation.bundled import load_bundled  # noqa: E402
-from dng_jax.segmentation.checkpointing import load_variables  # noqa: E402
-from dng_jax.segmentation.inference import make_predictor  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[2]  # the commands run from the checkout's root
 VARIANTS = ("--no-tta", "--tta")
 
 

@@ -8,7 +8,7 @@ masks claim (the loader gives them to the earlier mask, in both layouts), and sc
 the wide protocol's test images from both sources (the MAPs must be identical).
 
     python -m dng_jax.pack --data ../shared/data/dsb2018/stage1_train.zip --output /tmp/dsb_folder
-    python scripts/check_pack.py --zip ../shared/data/dsb2018/stage1_train.zip --folder /tmp/dsb_folder \
+    python scripts/studies/check_pack.py --zip ../shared/data/dsb2018/stage1_train.zip --folder /tmp/dsb_folder \
         --json docs/figures/pack_check.json
 """
 
@@ -17,21 +17,18 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import DataConfig  # noqa: E402
-from dng_jax.data.dsb2018 import Source, mask_to_gray  # noqa: E402
-from dng_jax.data.partition import open_data  # noqa: E402
-from dng_jax.data.sources import open_source  # noqa: E402
-from dng_jax.evaluation.evaluator import SegmentationEvaluator  # noqa: E402
-from dng_jax.segmentation.bundled import load_bundled  # noqa: E402
+from dng_jax.config import DataConfig
+from dng_jax.data.dsb2018 import Source, mask_to_gray
+from dng_jax.data.partition import open_data
+from dng_jax.data.sources import open_source
+from dng_jax.evaluation.evaluator import SegmentationEvaluator
+from dng_jax.segmentation.bundled import load_bundled
 
 
 def overlap_pixels(src: Source, sid: str) -> int:

@@ -1,26 +1,21 @@
 #!/usr/bin/env python
 """Coverage of the 95% intervals on synthetic data with known run, image and run x image variance.
 
-The simulation of tests/test_statistics.py (four cell types of 20, 16, 12 and 8 images with their own
-means, spreads and true gains; a run effect per training; run x image noise), over more scenarios: the
+The simulation of the coverage test in tests/test_statistics.py (:mod:`dng_jax.evaluation.coverage`: four
+cell types of 20, 16, 12 and 8 images with their own means, spreads and true gains; a run effect per
+training; run x image noise), over more scenarios: the
 share of 1000 experiments whose interval covers the true difference, for the two-level interval (runs
 and images resampled) and the old interval over the images alone (runs averaged per image first).
 Prints the table of docs/statistics.md (about 20 s on 2 cores).
 
-    python scripts/coverage_study.py
+    python scripts/studies/coverage_study.py
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout, and the test's simulation
-
-from test_statistics import _coverage, _simulate  # noqa: E402
+from dng_jax.evaluation.coverage import coverage, simulate
 
 SCENARIOS = (  # runs of the baseline, runs of the configuration, their run sds, run x image sd
     (3, 8, 0.015, 0.02, 0.05),
@@ -37,7 +32,7 @@ def main() -> None:
           "images only |")
     print("|---|---|---|---:|---:|")
     for runs_a, runs_b, sd_a, sd_b, inter in SCENARIOS:
-        two, old = _coverage(*_simulate(np.random.default_rng(0), 1000, runs_a, runs_b, sd_a, sd_b, inter),
+        two, old = coverage(*simulate(np.random.default_rng(0), 1000, runs_a, runs_b, sd_a, sd_b, inter),
                              n_boot=1000)
         print(f"| {runs_b} vs {runs_a} | {sd_b} / {sd_a} | {inter} | {two:.1%} | {old:.1%} |")
 

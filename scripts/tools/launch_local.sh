@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Run N processes of one multi-process JAX command on this machine (the sweep by default):
 #
-#   scripts/launch_local.sh N [--module dng_jax.train] [flags of the command ...]
+#   scripts/tools/launch_local.sh N [--module dng_jax.train] [flags of the command ...]
 #
-# e.g. scripts/launch_local.sh 2 --workdir runs/two_processes --config.sweep.seeds=8
+# e.g. scripts/tools/launch_local.sh 2 --workdir runs/two_processes --config.sweep.seeds=8
 #
 # Each process gets --coordinator_address=localhost:<a free port> --num_processes=N --process_id=i and
 # its own CPU device(s) (set XLA_FLAGS=--xla_force_host_platform_device_count=K for K each); its output

@@ -11,7 +11,7 @@ threshold, from the wide protocol's validation images only (and the CT1 training
 training data): the largest median grey level of a fluorescence image or crop with less than half nucleus,
 and the smallest of any other type.
 
-    python scripts/check_polarity.py --data /path/to/stage1_train.zip --json docs/data/polarity_check.json
+    python scripts/studies/check_polarity.py --data /path/to/stage1_train.zip --json docs/data/polarity_check.json
 
 (``--data`` a Kaggle zip or folder, or the images/ + masks/ folder layout; about a minute on 2 CPU cores.)
 """
@@ -21,18 +21,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import DataConfig  # noqa: E402
-from dng_jax.data.partition import open_data, type_order  # noqa: E402
-from dng_jax.models.polarity import POLARITY_THRESHOLD, bright_background, grey_bright_nuclei  # noqa: E402
+from dng_jax.config import DataConfig
+from dng_jax.data.partition import open_data, type_order
+from dng_jax.models.polarity import POLARITY_THRESHOLD, bright_background, grey_bright_nuclei
 
 CROP_SIZES = (64, 128, 256)
 CLASSICAL = 0.5  # the classical pipeline's rule: median grey level above mid-grey
@@ -91,7 +88,7 @@ def main() -> None:
 
     types = type_order(images, splits.known_type)
     report = {
-        "command": "python scripts/check_polarity.py --data <DSB2018 stage1_train> "
+        "command": "python scripts/studies/check_polarity.py --data <DSB2018 stage1_train> "
                    "--json docs/data/polarity_check.json",
         "data": Path(a.data).name,
         "rule": f"grey = mean of the channels; inverted when its median is above {threshold}",

@@ -1,7 +1,7 @@
 """Pattern updates per second: JAX (S seeds vmapped) against the plain NumPy reference, side by side.
 
-    python scripts/bench_cluster.py                      # the full table (a few minutes on 2 cores)
-    python scripts/bench_cluster.py --ks 5,100 --methods kmc --quick
+    python scripts/bench/bench_cluster.py                      # the full table (a few minutes on 2 cores)
+    python scripts/bench/bench_cluster.py --ks 5,100 --methods kmc --quick
 
 Data: ``n`` x ``d`` float32 Gaussian mixture (default 5000 x 32, the paper's clustering set size).
 
@@ -27,9 +27,6 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
 
 if "--devices" in sys.argv:  # must be set before jax is imported
     _nd = sys.argv[sys.argv.index("--devices") + 1]

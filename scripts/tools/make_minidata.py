@@ -3,9 +3,10 @@
 A few real CC0 images per cell type, in the Kaggle layout, so the default job and the tests have real data
 without the 88 MB download. Images larger than 256x320 are cropped to the 256x256 window holding the most
 nuclei (masks cropped alike; masks left empty by the crop are dropped). Also writes the partition manifest
-of the full set (``dsb2018_stage1_manifest.json``).
+of the full set (``dsb2018_stage1_manifest.json``). It writes into this checkout's package folder: run it
+from a checkout installed with ``pip install -e .``.
 
-    python scripts/make_minidata.py --zip ../shared/data/dsb2018/stage1_train.zip
+    python scripts/tools/make_minidata.py --zip ../shared/data/dsb2018/stage1_train.zip
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def best_window(labels: np.ndarray, size: int) -> tuple[int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--zip", default="../shared/data/dsb2018/stage1_train.zip")
-    p.add_argument("--out", default=str(Path(__file__).parent.parent / "dng_jax" / "data" / "minidata"))
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[2] / "dng_jax" / "data" / "minidata"))
     p.add_argument("--seed", type=int, default=2018)
     args = p.parse_args()
     out = Path(args.out)

@@ -5,24 +5,20 @@ runs, 200 test images in 5 cell types and 50 validation images (synthetic scores
 Times ``write_report`` with the scores (tables, both intervals, permutation tests, Holm, the validation
 table, figures) and without them (figures and Table I only); the difference is the statistics.
 
-    python scripts/bench_report.py
+    python scripts/bench/bench_report.py
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.evaluation.scores import ScoreTable, view_maps  # noqa: E402
-from dng_jax.experiment.comparisons import SweepScores  # noqa: E402
-from dng_jax.experiment.layout import RunResult  # noqa: E402
-from dng_jax.experiment.report import write_report  # noqa: E402
+from dng_jax.evaluation.scores import ScoreTable, view_maps
+from dng_jax.experiment.comparisons import SweepScores
+from dng_jax.experiment.layout import RunResult
+from dng_jax.experiment.report import write_report
 
 SIZES = {"fluorescence": 55, "brightfield": 40, "tissue_purple": 45, "tissue_white": 30, "tissue_magenta": 30}
 

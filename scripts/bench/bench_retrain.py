@@ -11,9 +11,9 @@ convolutions) or else from XLA's count for the first variant (on a GPU it leaves
 give the CPU plan's figure there, 245 GFLOP per run-step at the paper's shapes). Ratios are to the first
 variant, measured in the same process.
 
-    python scripts/bench_retrain.py                                  # the paper's shapes (a GPU)
-    python scripts/bench_retrain.py --config configs/cpu_real.py --runs 8 --calls 3   # this CPU
-    python scripts/bench_retrain.py --variant xla:retrain.conv=xla --variant mine:retrain.conv=im2col,...
+    python scripts/bench/bench_retrain.py                                  # the paper's shapes (a GPU)
+    python scripts/bench/bench_retrain.py --config configs/cpu_real.py --runs 8 --calls 3   # this CPU
+    python scripts/bench/bench_retrain.py --variant xla:retrain.conv=xla --variant mine:retrain.conv=im2col,...
 
 A variant is ``NAME:FIELD=VALUE,...``; ``retrain.batch_size`` and ``runs=N`` (runs in the chunk) may differ
 per variant, for per-run batch / runs-per-chunk pairs with the same crops per step.
@@ -23,20 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
-from dng_jax.io.atomic import atomic_write_text  # noqa: E402
-from dng_jax.models.conv import grouped_convolutions, resolve_retrain_conv  # noqa: E402
-from dng_jax.planning.retrain_step import retrain_parts  # noqa: E402
-from dng_jax.planning.xla_cost import analyse_compiled, median_time  # noqa: E402
+from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides, parse_row
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.models.conv import grouped_convolutions, resolve_retrain_conv
+from dng_jax.planning.retrain_step import retrain_parts
+from dng_jax.planning.xla_cost import analyse_compiled, median_time
 
 # the most informative first: a device's window may end before the last
 DEFAULT_VARIANTS = [
@@ -52,22 +48,27 @@ DEFAULT_VARIANTS = [
 ]
 
 
+def scaled(value, base: int) -> int:
+    """``*2`` / ``/2``: ``base`` scaled; a number: itself."""
+    text = str(value)
+    if text[:1] == "*":
+        return base * int(text[1:])
+    return base // int(text[1:]) if text[:1] == "/" else int(text)
+
+
 def parse_variant(spec: str, base_batch: int, base_runs: int) -> tuple[str, dict, int]:
-    """``NAME:FIELD=VALUE,...`` -> (name, overrides, runs); ``*2`` / ``/2`` scale the batch or the runs."""
-    name, _, rest = spec.partition(":")
-    items = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    runs = items.pop("runs", str(base_runs))
-    runs = base_runs // int(runs[1:]) if runs.startswith("/") else base_runs * int(runs[1:]) \
-        if runs.startswith("*") else int(runs)
-    batch = items.get("retrain.batch_size")
-    if batch and batch[0] in "*/":
-        items["retrain.batch_size"] = str(base_batch * int(batch[1:]) if batch[0] == "*" else base_batch // int(batch[1:]))
-    return name, parse_overrides(",".join(f"{k}={v}" for k, v in items.items())), max(1, runs)
+    """``NAME:FIELD=VALUE,...`` (:func:`dng_jax.config.parse_row`) -> (name, overrides, runs); ``*2`` / ``/2``
+    scale the batch or the runs."""
+    name, overrides = parse_row(spec)
+    runs = scaled(overrides.pop("runs", base_runs), base_runs)
+    if "retrain.batch_size" in overrides:
+        overrides["retrain.batch_size"] = scaled(overrides["retrain.batch_size"], base_batch)
+    return name, overrides, max(1, runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "paper.py"))
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "paper.py"))
     ap.add_argument("--set", default="", help="overrides of every variant: FIELD=VALUE,...")
     ap.add_argument("--runs", type=int, default=24, help="runs vmapped in one chunk (the H200 plan's chunk: 24)")
     ap.add_argument("--k", type=int, default=500, help="clusters: the head's classes")

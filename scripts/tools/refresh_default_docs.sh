@@ -3,9 +3,9 @@
 # the bundled mini-set, ~5-10 min on 2 cores) into a fresh work dir, then its tables and figures copied.
 # Run it whenever a change moves the default results, and name the commit in the change's note.
 #
-#   scripts/refresh_default_docs.sh [WORKDIR]      (default WORKDIR: a new temporary folder, removed after)
+#   scripts/tools/refresh_default_docs.sh [WORKDIR]      (default WORKDIR: a new temporary folder, removed after)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 WD=${1:-$(mktemp -d -t dng_default_XXXX)}
 [ $# -ge 1 ] || trap 'rm -rf "$WD"' EXIT

@@ -10,7 +10,7 @@
    independent implementation below, which is written the way the public Kaggle kernels were
    (np.histogram2d intersections + ``precision_at``) and does not import dng_jax.evaluation.metrics.
 
-    python scripts/check_metric_independent.py --zip ../shared/data/dsb2018/stage1_train.zip [-n N]
+    python scripts/studies/check_metric_independent.py --zip ../shared/data/dsb2018/stage1_train.zip [-n N]
 
 Exits 1 if any per-image score differs by more than --tol (1e-6).
 """

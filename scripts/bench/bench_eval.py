@@ -12,7 +12,7 @@ A second part times the forward pass alone, per image, three ways side by side: 
 (what both paths do), images of one size batched, and the runs of a configuration vmapped (their
 encoders differ; the way the sweep would batch runs). On XLA:CPU neither batching wins (docs/benchmarks.md).
 
-    python scripts/bench_eval.py --checkpoint runs/cpu_real/baseline \\
+    python scripts/bench/bench_eval.py --checkpoint runs/cpu_real/baseline \\
         --data ../shared/data/dsb2018/stage1_train.zip --images 60 --runs 2 [--json out.json]
 """
 
@@ -21,24 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from dng_jax.config import DataConfig  # noqa: E402
-from dng_jax.data.dsb2018 import SampleCache  # noqa: E402
-from dng_jax.data.partition import open_data  # noqa: E402
-from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions  # noqa: E402
-from dng_jax.evaluation.scoring_pool import default_workers  # noqa: E402
-from dng_jax.segmentation.checkpointing import load_variables  # noqa: E402
-from dng_jax.segmentation.inference import make_predictor  # noqa: E402
+from dng_jax.config import DataConfig
+from dng_jax.data.dsb2018 import SampleCache
+from dng_jax.data.partition import open_data
+from dng_jax.evaluation.evaluator import SegmentationEvaluator, score_predictions
+from dng_jax.evaluation.scoring_pool import default_workers
+from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.inference import make_predictor
 
 
 def _time(fn, *args, reps: int = 3) -> float:

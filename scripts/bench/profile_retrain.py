@@ -6,9 +6,9 @@ with ``retrain.conv`` = each of ``--convs``, compiled, called once untimed, then
 ``jax.profiler.trace``. The trace's Perfetto JSON is read back and the device-side op events (XLA:CPU
 thunks, GPU kernels) are summed by name: the ``--top`` ops with their share of the step, per path.
 
-    python scripts/profile_retrain.py --convs xla,gemm                      # this CPU, cpu_real shapes
-    python scripts/profile_retrain.py --config configs/paper.py --runs 24   # a GPU, the paper's shapes
-    XLA_FLAGS=--xla_gpu_autotune_level=4 python scripts/profile_retrain.py ...   # an XLA flag's effect
+    python scripts/bench/profile_retrain.py --convs xla,gemm                      # this CPU, cpu_real shapes
+    python scripts/bench/profile_retrain.py --config configs/paper.py --runs 24   # a GPU, the paper's shapes
+    XLA_FLAGS=--xla_gpu_autotune_level=4 python scripts/bench/profile_retrain.py ...   # an XLA flag's effect
 
 Writes ``--out`` (JSON: per path, the ops and their milliseconds per step) and prints Markdown tables.
 """
@@ -19,18 +19,15 @@ import argparse
 import gzip
 import json
 import re
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import jax
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not another install
-
-from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides  # noqa: E402
-from dng_jax.io.atomic import atomic_write_text  # noqa: E402
-from dng_jax.planning.retrain_step import retrain_parts  # noqa: E402
+from dng_jax.config import apply_overrides, experiment_config, load_config, parse_overrides
+from dng_jax.io.atomic import atomic_write_text
+from dng_jax.planning.retrain_step import retrain_parts
 
 # host-side bookkeeping in a trace, not the step's work
 _SKIP = ("PjitFunction", "ExecuteHelper", "PjRt", "Execute", "ThreadpoolListener", "TraceMe", "$", "python",
@@ -56,7 +53,7 @@ def op_times(trace_dir: Path) -> Counter:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "cpu_real.py"))
+    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "cpu_real.py"))
     ap.add_argument("--set", default="")
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--k", type=int, default=500)

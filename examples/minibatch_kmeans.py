@@ -2,10 +2,10 @@
 
 Nothing in the package knows this file; both commands load the factory from it by its path::
 
-    python -m dng_jax.cluster --method scripts/variant_example.py:minibatch_kmeans --k 20 --seeds 4 \
+    python -m dng_jax.cluster --method examples/minibatch_kmeans.py:minibatch_kmeans --k 20 --seeds 4 \
         --input X.npy --output runs/mbk20
     python -m dng_jax.sweep --workdir runs/mbk_sweep \
-        --config.sweep.methods='("kmc", "scripts/variant_example.py:minibatch_kmeans")'
+        --config.sweep.methods='("kmc", "examples/minibatch_kmeans.py:minibatch_kmeans")'
 
 The contract (``dng_jax.clustering.methods``): a factory ``(k, ClusteringConfig) -> ClusteringMethod``,
 whose pure functions close over the hyperparameters -- ``init(key, X)``, ``fit_many(keys, X, *, mesh,
@@ -95,5 +95,5 @@ def minibatch_kmeans(k: int, cfg: ClusteringConfig = ClusteringConfig(), batch_s
 
 
 # Your own hyperparameters: the sweep and the CLI call a factory with (k, config) only, so give every
-# setting you want to compare a name of its own (--method scripts/variant_example.py:minibatch_kmeans_b256).
+# setting you want to compare a name of its own (--method examples/minibatch_kmeans.py:minibatch_kmeans_b256).
 minibatch_kmeans_b256 = functools.partial(minibatch_kmeans, batch_size=256)
