@@ -128,7 +128,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.workers = 0  # processes for the watershed and the metric; 0 = one per CPU core
 
     c.classical = ml_collections.ConfigDict()  # the reference without learning (Otsu + watershed),
-    c.classical.sigma = 0.0  # its settings chosen on the validation set (scripts/tune_classical.py)
+    c.classical.sigma = 0.0  # its settings chosen on the validation set (scripts/studies/tune_classical.py)
     c.classical.min_distance = 12
     c.classical.min_size = 45
 

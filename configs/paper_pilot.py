@@ -12,7 +12,7 @@ Fig. 7); the encoder retrained on the pseudo-labels with SGD for 20 epochs on 12
   (docs/benchmarks.md, "The pilot"); the outputs name it (sweep_config.json, table1.md).
 
 ``python -m dng_jax.plan --config configs/paper_pilot.py --timings docs/gpu/plan.json --timings
-docs/gpu/retrain_bf16.json`` projects it on one H200; ``scripts/gpu_check.sh pilot --data DIR`` runs it
+docs/gpu/retrain_bf16.json`` projects it on one H200; ``scripts/tools/gpu_check.sh pilot --data DIR`` runs it
 (DIR: the DSB2018 collection packed by ``python -m dng_jax.pack``). The verdict follows the decision rule
 written in docs/results.md before the run.
 """

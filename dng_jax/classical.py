@@ -7,7 +7,7 @@ example:
 What a biologist tries first, and the floor a learned model has to beat: grey image, inverted when
 the background is bright, Gaussian smoothing (--sigma), Otsu threshold, holes filled, objects under
 --min-size px dropped, watershed on the distance transform seeded at maxima at least --min-distance px
-apart. The defaults were chosen on the validation set (scripts/tune_classical.py), never on the test
+apart. The defaults were chosen on the validation set (scripts/studies/tune_classical.py), never on the test
 images. Inputs and outputs as python -m dng_jax.predict: image files, folders of them and Kaggle-layout
 folders in; 16-bit label images (and --csv, a Kaggle run-length CSV) out.
 

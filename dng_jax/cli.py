@@ -244,7 +244,7 @@ def _define_flags(default_config: str | None, default_workdir: str | None, workd
                         "several processes (machines) run one experiment: host:port of process 0, the "
                         "same for every process (with --num_processes and --process_id; none of them in "
                         "a SLURM step of several tasks or on a TPU slice: JAX reads the cluster's "
-                        "environment); scripts/launch_local.sh N starts N on this machine")
+                        "environment); scripts/tools/launch_local.sh N starts N on this machine")
     flags.DEFINE_integer("num_processes", None, "how many processes run this experiment together (1: "
                          "this process alone, also inside a SLURM step or on a TPU slice)")
     flags.DEFINE_integer("process_id", None, "this process's number, 0..num_processes-1 (process 0 "

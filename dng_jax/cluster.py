@@ -2,7 +2,7 @@
 
 example:
   python -m dng_jax.cluster --method ng --k 100 --seeds 48 --input X.npy --output runs/ng100
-  python -m dng_jax.cluster --method scripts/variant_example.py:minibatch_kmeans --k 20 --seeds 4 \\
+  python -m dng_jax.cluster --method examples/minibatch_kmeans.py:minibatch_kmeans --k 20 --seeds 4 \\
       --input X.npy --output runs/mbk20
 
 methods:

@@ -51,6 +51,7 @@ __all__ = [
     "TRAINING_VOLATILE",
     "SPLIT_FIELDS",
     "parse_overrides",
+    "parse_row",
     "apply_overrides",
 ]
 
@@ -109,6 +110,17 @@ def parse_overrides(text: str) -> dict[str, Any]:
                 out[key.strip()] = value.strip()
         cur = ""
     return out
+
+
+def parse_row(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME:FIELD=VALUE,..."`` -> ``(NAME, overrides)``: one row of a study (a training, a sweep, a timed
+    variant), named for its folder; ``NAME:`` or ``NAME`` alone is the base with no overrides. The one
+    parser of every tool's ``--row`` flag (values as in :func:`parse_overrides`)."""
+    name, _, assignments = spec.partition(":")
+    name = name.strip()
+    if not name or "/" in name or name in (".", ".."):
+        raise ConfigError(f"{spec!r} is not NAME:FIELD=VALUE,... (NAME: a folder name)")
+    return name, parse_overrides(assignments)
 
 
 def apply_overrides(config, overrides: dict[str, Any]):

@@ -14,7 +14,7 @@ every process. One process (no :func:`initialize`, or ``--num_processes=1``): ev
 call, as before.
 
 Start: :func:`initialize` with ``--coordinator_address``, ``--num_processes`` and ``--process_id``
-(``scripts/launch_local.sh N ...`` on one machine), or with none of them where a cluster provides them
+(``scripts/tools/launch_local.sh N ...`` on one machine), or with none of them where a cluster provides them
 (a SLURM step of several tasks, a multi-host TPU slice): then ``jax.distributed.initialize()`` reads
 the environment. On CPU the processes talk through gloo. See ``docs/scaling.md``.
 """

@@ -20,10 +20,20 @@ side of 0 and p < 0.05, and at least 10 images (5 of each cell type). --json wri
 A ground-truth image without a prediction is an error listing the names, unless --allow-missing
 scores it as an empty prediction. A prediction without a ground truth is an error unless
 --ignore-extra. Every problem is one line "error: ..." on stderr and exit status 2.
+
+Trained networks, from their per-image scores (each subcommand takes --help):
+  python -m dng_jax.evaluate networks classical=classical new=RUN/baseline.json old=WD/baseline/scores.csv
+      segmenters paired with the first on the same test images, per group and cell type
+      (dng_jax.evaluation.networks; --csv FILE, --save-classical FILE)
+  python -m dng_jax.evaluate seeds --output DIR seed0=RUN0/baseline.json seed1=RUN1/baseline.json
+      several trainings of one recipe as one table: maps.csv and test_scores.csv (dng_jax.evaluation.seeds)
+  python -m dng_jax.evaluate checkpoint --checkpoint RUN [--tta] [--split val] [--adabn] --output X.json
+      a trained network scored on its config's test (or validation) images (dng_jax.evaluation.checkpoint)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -33,8 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from dng_jax import cli
+from dng_jax.config import experiment_config, load_config
 from dng_jax.errors import InputError
+from dng_jax.evaluation.checkpoint import CHECKPOINT_SPLITS, score_checkpoint
+from dng_jax.evaluation.evaluator import format_table
 from dng_jax.evaluation.folders import evaluate_dirs
+from dng_jax.evaluation.networks import (CLASSICAL, classical_scores, classical_table, compare_networks,
+                                         networks_csv, networks_markdown, parse_named, read_per_image)
+from dng_jax.evaluation.scores import write_scores
+from dng_jax.evaluation.seeds import collect_seeds
 from dng_jax.evaluation.statistics import bootstrap_mean, paired_comparison, verdict_text
 from dng_jax.io.atomic import atomic_write_text
 from dng_jax.io.workdir import check_output_file
@@ -74,8 +91,8 @@ def _strata(path: Path, names: list[str], explicit: bool) -> list[str] | None:
         raise InputError(f"{path}: not a cell_types.json naming every image ({type(e).__name__}: {e})") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 ok, 2 bad input)."""
+def folders_main(argv: Sequence[str] | None = None) -> int:
+    """``--gt GT --pred PRED``: a folder of label images scored; returns the exit status (0 ok, 2 bad input)."""
     args = _parser().parse_args(argv)
 
     def run() -> int:
@@ -115,6 +132,130 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.EXIT_OK
 
     return cli.run_command(run)
+
+
+# ------------------------------------------------------------------------------------- trained networks
+
+
+NETWORKS_DOC = """Trained networks and the classical reference paired on the same test images, per group and cell type.
+
+example:
+  python -m dng_jax.evaluate networks --data stage1_train.zip \\
+      classical=classical new=runs/baseline_cpu_real/baseline.json old=runs/cpu_real/baseline/scores.csv
+
+NAME=PATH: a baseline.json (one run), a scores.csv (one row per run) or 'classical' (the reference without
+learning, scored on the images of the first file with the classical settings of --config). The first is
+A; every other is compared with it: B - A with its two-level interval, the share improved and the
+sign-flip p, Holm-adjusted over the table. --save-classical FILE keeps the classical reference's
+per-image scores, which a later call reads back as classical=FILE instead of segmenting again."""
+
+
+def _networks_parser() -> cli.ArgumentParser:
+    ap = cli.make_parser("python -m dng_jax.evaluate networks", NETWORKS_DOC)
+    ap.add_argument("scored", nargs="+", help="NAME=PATH (baseline.json, scores.csv or 'classical'); the first is A")
+    ap.add_argument("--data", default=None, help="the DSB2018 zip (or folder), for 'classical' (default: the config's)")
+    ap.add_argument("--config", default=str(cli.DEFAULT_CONFIG.with_name("cpu_real.py")),
+                    help="for the classical settings (default: configs/cpu_real.py)")
+    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
+    ap.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
+    ap.add_argument("--csv", default=None, help="also write the table as CSV (one row per group and B)")
+    ap.add_argument("--save-classical", default=None,
+                    help="write the classical reference's per-image scores here (run,image,cell_type,score)")
+    return ap
+
+
+def networks_main(argv: Sequence[str]) -> int:
+    args = _networks_parser().parse_args(argv)
+
+    def run() -> int:
+        named = parse_named(args.scored)
+        first_file = next((path for _, path in named if path != CLASSICAL), None)
+        if first_file is None:
+            raise InputError("give at least one baseline.json or scores.csv")
+        ref = read_per_image(first_file)
+        config = experiment_config(load_config(args.config))
+        scores = {}
+        for name, path in named:
+            if path != CLASSICAL:
+                scores[name] = read_per_image(path)
+                continue
+            scores[name] = classical_scores({i: t for i, (t, _) in ref.items()}, args.data or config.data.path,
+                                            config.classical)
+            if args.save_classical:
+                write_scores(args.save_classical, classical_table(name, scores[name]))
+        comparison = compare_networks(scores, n_boot=args.n_boot, level=args.level)
+        print(networks_markdown(comparison), end="")
+        if args.csv:
+            atomic_write_text(args.csv, networks_csv(comparison))
+        return cli.EXIT_OK
+
+    return cli.run_command(run)
+
+
+SEEDS_DOC = """Several trainings of one recipe (seeds) as one table.
+
+example:
+  python -m dng_jax.evaluate seeds --output docs/figures/cpu_real_baselines \\
+      seed0=runs/baseline_cpu_real/baseline.json seed1=runs/base_seed1/baseline.json
+
+Writes maps.csv (one row per run: MAP on CT1, the other types, all, each type) and test_scores.csv (every
+per-image score, which python -m dng_jax.evaluate networks reads as one segmenter with several runs)."""
+
+
+def seeds_main(argv: Sequence[str]) -> int:
+    ap = cli.make_parser("python -m dng_jax.evaluate seeds", SEEDS_DOC)
+    ap.add_argument("runs", nargs="+", help="NAME=PATH of a baseline.json, one per run")
+    cli.add_output_flag(ap, "folder for maps.csv and test_scores.csv")
+    args = ap.parse_args(argv)
+    return cli.run_command(lambda: print(collect_seeds(args.runs, args.output), end=""))
+
+
+CHECKPOINT_DOC = """A trained network scored on the test (or validation) images of its config, with or without TTA.
+
+example:
+  python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --tta --output tta.json
+  python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --split val --output val.json
+  python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --adabn --output adabn.json
+
+Writes a baseline.json-style file (MAP known / unknown / all, per type, per image) that the networks and
+seeds subcommands read; the images are those the checkpoint's own config (data.protocol) held out."""
+
+
+def checkpoint_main(argv: Sequence[str]) -> int:
+    ap = cli.make_parser("python -m dng_jax.evaluate checkpoint", CHECKPOINT_DOC)
+    ap.add_argument("--checkpoint", required=True, help="training work dir, checkpoint folder or bundled:<name>")
+    ap.add_argument("--split", choices=CHECKPOINT_SPLITS, default="test",
+                    help="test: the protocol's test images; val: CT1's and the other types' validation images")
+    ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                    help="test-time augmentation (default: the config's eval.tta)")
+    ap.add_argument("--adabn", action="store_true",
+                    help="normalise the encoder with each image's own statistics (AdaBN, retrain.batch_norm=adabn)")
+    ap.add_argument("--data", default=None, help="the DSB2018 zip (or folder), if not where the config says")
+    cli.add_output_flag(ap, "JSON file to write")
+    cli.add_progress_flag(ap)
+    args = ap.parse_args(argv)
+
+    def run() -> int:
+        check_output_file(args.output, "--output")
+        scores = score_checkpoint(args.checkpoint, split=args.split, tta=args.tta, adabn=args.adabn, data=args.data,
+                                  progress=args.progress)
+        scores.write_json(args.output)
+        print(format_table(scores))
+        return cli.EXIT_OK
+
+    return cli.run_command(run)
+
+
+#: ``python -m dng_jax.evaluate SUBCOMMAND ...``; without one, the folders of label images (--gt, --pred).
+SUBCOMMANDS = {"networks": networks_main, "seeds": seeds_main, "checkpoint": checkpoint_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 ok, 1 partial, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    return folders_main(argv)
 
 
 if __name__ == "__main__":

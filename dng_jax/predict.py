@@ -53,7 +53,7 @@ test-time augmentation (TTA):
   --no-tta turns it off, --tta turns it on. It runs 8 forward passes per image
   instead of 1: once compiled it takes about 7x the time per image on a CPU
   (a large folder), and about 2.5x for one command on the 18 mini-set images
-  (start-up and compilation included); scripts/bench_predict_tta.py measures it.
+  (start-up and compilation included); scripts/bench/bench_predict_tta.py measures it.
 
 exit status: 0 done; 1 some images could not be read (listed); 2 bad flags,
 checkpoint or output folder (one line naming it).

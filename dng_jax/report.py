@@ -1,7 +1,8 @@
 """Re-make Table I and Figs. 2, 6-8 from a sweep's work dir, merging the runs of every job of a split sweep.
 
-examples:
+example:
   python -m dng_jax.report --workdir runs/cpu_real
+  python -m dng_jax.report --workdir runs/cpu_real --compare kmc:5 ng:5 --compare kmc:5 kmc:500
   python -m dng_jax.report --workdir runs/nested --combine runs/sweep_b0 runs/sweep_b1 runs/sweep_b2
 
 Rewrites in --workdir: results.csv (from every finished configuration's runs/*/results.json, whichever
@@ -20,6 +21,13 @@ Prints the paths, then, on stderr, each configuration of sweep_config.json that 
 0: every configuration is in the table; 1: some are missing (listed); 2: the work dir is in use by a whole
 sweep, or the baseline's scores or any results cannot be read.
 
+--compare A B (repeatable) rewrites nothing: it pairs any two configurations (method:k, baseline or
+classical) on the same images from the saved per-image scores (dng_jax.experiment.pairs) and prints
+B - A with its two-level interval, the share improved and the sign-flip p, Holm over the pairs given;
+--group picks the images (CT1, "without CT1" or all), --split validation the validation images (on
+which choices are made) instead of the test images. Its intervals use --n-boot / --level, else 2000
+and 0.95.
+
 --combine WORKDIR...: sweeps made one per trained baseline of the same recipe (sweep.checkpoint), scored
 on the same images, as one nested design written to --workdir (a folder of its own): each run paired with
 its own baseline, the baselines the top level of the intervals (a general claim about the recipe, not
@@ -33,11 +41,12 @@ import sys
 from pathlib import Path
 
 from dng_jax import cli
-from dng_jax.config import experiment_config
+from dng_jax.config import EvalConfig, experiment_config
 from dng_jax.errors import ConfigError, InputError
 from dng_jax.experiment import layout
 from dng_jax.experiment.layout import finished_configurations
-from dng_jax.experiment.report import combine_report, rebuild_report
+from dng_jax.experiment.pairs import SPLITS, compare_pairs
+from dng_jax.experiment.report import combine_report, read_sweep_scores, rebuild_report
 from dng_jax.experiment.shards import unfinished
 from dng_jax.experiment.sweep import sweep_configurations
 from dng_jax.io.workdir import WorkdirLock
@@ -54,50 +63,38 @@ def expected_configurations(workdir: Path) -> list[str] | None:
         return None
 
 
-def main(argv=None) -> int:
-    p = cli.make_parser("python -m dng_jax.report", __doc__)
-    p.add_argument("--workdir", required=True,
-                   help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
-                        "runs/*/results.json (or results.csv)")
-    p.add_argument("--n-boot", type=int, default=None,
-                   help="no longer used: the intervals are run-level t-intervals (docs/statistics.md)")
-    p.add_argument("--combine", nargs="+", metavar="WORKDIR", default=None,
-                   help="combine these sweeps (one per trained baseline) into the nested table in --workdir")
-    p.add_argument("--level", type=float, default=None,
-                   help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level)")
-    args = p.parse_args(argv)
-    if args.n_boot is not None:
-        print("note: --n-boot no longer applies: the intervals are run-level t-intervals (docs/statistics.md)",
-              file=sys.stderr)
-    if args.level is not None and not 0.5 <= args.level < 1:
-        p.error(f"--level {args.level}: give a level in [0.5, 1), e.g. 0.95")
-
-    def run() -> int:
-        workdir = Path(args.workdir)
-        if args.combine:
-            return _combine(workdir, [Path(w) for w in args.combine], args.level)
-        if not workdir.is_dir():
-            raise InputError(f"--workdir {workdir}: no such folder")
-        with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
-            paths = rebuild_report(workdir, level=args.level)
-        for path in paths:
-            print(path)
-        if not (workdir / layout.FIG5).exists():
-            print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
-                  "and --workdir) draws it, loading every finished stage", file=sys.stderr)
-        expected = expected_configurations(workdir)
-        missing = unfinished(workdir, expected, list(finished_configurations(workdir))) if expected else {}
-        if missing:
-            print(f"not in the table: {len(missing)} of {len(expected)} configurations", file=sys.stderr)
-            for name, why in missing.items():
-                print(f"  {name}: {why}", file=sys.stderr)
-            return cli.EXIT_PARTIAL
-        return cli.EXIT_OK
-
-    return cli.run_command(run)
+def rebuild(workdir: Path, level: float | None) -> int:
+    """The report rebuilt in ``workdir``; EXIT_PARTIAL when configurations of its sweep are missing."""
+    with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
+        paths = rebuild_report(workdir, level=level)
+    for path in paths:
+        print(path)
+    if not (workdir / layout.FIG5).exists():
+        print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
+              "and --workdir) draws it, loading every finished stage", file=sys.stderr)
+    expected = expected_configurations(workdir)
+    missing = unfinished(workdir, expected, list(finished_configurations(workdir))) if expected else {}
+    if missing:
+        print(f"not in the table: {len(missing)} of {len(expected)} configurations", file=sys.stderr)
+        for name, why in missing.items():
+            print(f"  {name}: {why}", file=sys.stderr)
+        return cli.EXIT_PARTIAL
+    return cli.EXIT_OK
 
 
-def _combine(output: Path, workdirs: list[Path], level: float | None) -> int:
+def compare(workdir: Path, args) -> int:
+    """``--compare``: the pairs printed, nothing written."""
+    scores = read_sweep_scores(workdir)
+    if scores is None:
+        raise InputError(f"{workdir} holds no per-image scores (scores.csv) to compare")
+    defaults = EvalConfig()
+    print(compare_pairs(scores, [tuple(pair) for pair in args.compare], group=args.group, split=args.split,
+                        n_boot=args.n_boot or defaults.n_boot, level=args.level or defaults.level), end="")
+    return cli.EXIT_OK
+
+
+def combine(output: Path, workdirs: list[Path], level: float | None) -> int:
+    """``--combine``: the nested table of sweeps made one per trained baseline, in ``output``."""
     missing = [w for w in workdirs if not w.is_dir()]
     if missing:
         raise InputError(f"--combine {missing[0]}: no such folder")
@@ -109,6 +106,48 @@ def _combine(output: Path, workdirs: list[Path], level: float | None) -> int:
     for path in combine_report(output, workdirs, level=level):
         print(path)
     return cli.EXIT_OK
+
+
+def _parser() -> cli.ArgumentParser:
+    p = cli.make_parser("python -m dng_jax.report", __doc__)
+    p.add_argument("--workdir", required=True,
+                   help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
+                        "runs/*/results.json (or results.csv)")
+    p.add_argument("--n-boot", type=int, default=None,
+                   help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot; 2000 with --compare)")
+    p.add_argument("--level", type=float, default=None,
+                   help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level; 0.95 "
+                        "with --compare)")
+    p.add_argument("--compare", "--pair", nargs=2, action="append", metavar=("A", "B"), default=None,
+                   help="print B - A on the same images (method:k, baseline or classical) instead of rebuilding "
+                        "the report; repeatable")
+    p.add_argument("--group", default="without CT1", help='--compare\'s images: "CT1", "without CT1" or "all"')
+    p.add_argument("--combine", nargs="+", metavar="WORKDIR", default=None,
+                   help="combine these sweeps (one per trained baseline) into the nested table in --workdir")
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help="--compare on the test images or on the validation images (for choosing)")
+    return p
+
+
+def main(argv=None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.n_boot is not None and args.n_boot < 100:
+        p.error(f"--n-boot {args.n_boot}: use at least 100 resamples")
+    if args.level is not None and not 0.5 <= args.level < 1:
+        p.error(f"--level {args.level}: give a level in [0.5, 1), e.g. 0.95")
+
+    def run() -> int:
+        workdir = Path(args.workdir)
+        if args.combine:
+            return combine(workdir, [Path(w) for w in args.combine], args.level)
+        if not workdir.is_dir():
+            raise InputError(f"--workdir {workdir}: no such folder")
+        if args.compare:
+            return compare(workdir, args)
+        return rebuild(workdir, args.level)
+
+    return cli.run_command(run)
 
 
 if __name__ == "__main__":

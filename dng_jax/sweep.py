@@ -13,7 +13,7 @@ flags:
   --coordinator_address, --num_processes, --process_id
                            run as one of N processes (machines) that share the work: the training data
                            parallel, the runs split over every device; process 0 writes the work dir.
-                           scripts/launch_local.sh N [flags] starts N on this machine; under srun (SLURM)
+                           scripts/tools/launch_local.sh N [flags] starts N on this machine; under srun (SLURM)
                            or on a TPU slice JAX finds the others itself (docs/scaling.md)
 
 Trains the baseline U-Net on CT1 (or loads --config.sweep.checkpoint), draws and encodes the

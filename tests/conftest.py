@@ -21,7 +21,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 os.environ["JAX_COMPILATION_CACHE_DIR"] = XLA_CACHE
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 #: The tests check what programs compute, not how fast they run: XLA:CPU compiles without its expensive
-#: optimisation passes (as scripts/gpu_check.sh --dry-run does). Compiling is most of the suite's time on a
+#: optimisation passes (as scripts/tools/gpu_check.sh --dry-run does). Compiling is most of the suite's time on a
 #: cold cache. Set before the first computation, so the CPU backend and every subprocess start with them.
 TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 _flags = os.environ.get("XLA_FLAGS", "").split()

@@ -285,9 +285,9 @@ def test_config_files_that_cannot_load(tmp_path, capsys, content, needle):
 def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_path, capsys):
     other = tmp_path / "v2"
     other.mkdir()
-    (other / "variant_example.py").write_text((ROOT / "scripts" / "variant_example.py").read_text())
+    (other / "variant_example.py").write_text((ROOT / "examples" / "minibatch_kmeans.py").read_text())
     cfg = tiny_sweep_config()
-    cfg.sweep.methods = (f"{ROOT}/scripts/variant_example.py:minibatch_kmeans",
+    cfg.sweep.methods = (f"{ROOT}/examples/minibatch_kmeans.py:minibatch_kmeans",
                          f"{other}/variant_example.py:minibatch_kmeans")
     with pytest.raises(ConfigError, match="are both called 'minibatch_kmeans'"):
         run_sweep(cfg, tmp_path / "wd")
@@ -306,7 +306,7 @@ def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_pat
 
 def test_an_edited_method_file_is_noticed(tmp_path):
     f = tmp_path / "variant.py"
-    f.write_text((ROOT / "scripts" / "variant_example.py").read_text())
+    f.write_text((ROOT / "examples" / "minibatch_kmeans.py").read_text())
     cfg = tiny_sweep_config()
     cfg.sweep.methods = (f"{f}:minibatch_kmeans",)
     typed = experiment_config(cfg)

@@ -1,16 +1,14 @@
-"""scripts/collect_seeds.py: several seeds' baseline.json as one per-image table that the comparisons read."""
+"""python -m dng_jax.evaluate seeds: several seeds' baseline.json as one per-image table that the comparisons read."""
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from dng_jax.evaluation.scores import read_scores
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "collect_seeds.py"
+SEEDS = [sys.executable, "-m", "dng_jax.evaluate", "seeds"]
 
 
 def baseline_json(path, scores):
@@ -24,7 +22,7 @@ def test_seeds_become_one_table_with_their_maps(tmp_path):
                                             "z": ("brightfield", 0.3)})
     b = baseline_json(tmp_path / "b.json", {"z": ("brightfield", 0.5), "x": ("fluorescence", 0.6),
                                             "y": ("brightfield", 0.2)})
-    r = subprocess.run([sys.executable, str(SCRIPT), "--output", str(tmp_path / "out"), f"s0={a}", f"s1={b}"],
+    r = subprocess.run([*SEEDS, "--output", str(tmp_path / "out"), f"s0={a}", f"s1={b}"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     table = read_scores(tmp_path / "out" / "test_scores.csv")
@@ -41,6 +39,6 @@ def test_runs_on_other_images_or_bad_files_are_one_line_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     for args, needle in [([f"s0={a}", f"s1={b}"], "other images"), ([f"s0={tmp_path / 'bad.json'}"], "bad.json"),
                          (["nameless"], "NAME=PATH")]:
-        r = subprocess.run([sys.executable, str(SCRIPT), "--output", str(tmp_path / "o"), *args],
+        r = subprocess.run([*SEEDS, "--output", str(tmp_path / "o"), *args],
                            capture_output=True, text=True)
         assert r.returncode != 0 and needle in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -28,7 +28,7 @@ from dng_jax.errors import DistributedError
 from dng_jax.segmentation.checkpointing import load_variables
 
 TESTS = Path(__file__).resolve().parent
-LAUNCH = ROOT / "scripts" / "launch_local.sh"
+LAUNCH = ROOT / "scripts" / "tools" / "launch_local.sh"
 
 
 def free_port() -> int:

@@ -96,7 +96,7 @@ def packed(tmp_path_factory):
 
 def test_packed_minidata_gives_the_same_samples_splits_and_crops(packed):
     """What makes the shipped model's MAPs identical from the zip and from the folder (checked on all of
-    DSB2018 by scripts/check_pack.py): the same images, labels, cell types and splits."""
+    DSB2018 by scripts/studies/check_pack.py): the same images, labels, cell types and splits."""
     zip_src, folder_src = open_source(None), open_source(packed)
     assert folder_src.ids() == zip_src.ids() and folder_src.has_manifest
     for sid in zip_src.ids():

@@ -16,7 +16,7 @@ from dng_jax.clustering import neural_gas as ng_lib
 from dng_jax.clustering.methods import METHODS, ClusteringConfig, load_factory, resolve_method, run_method
 from dng_jax.errors import ConfigError
 
-EXAMPLE = str(ROOT / "scripts" / "variant_example.py")
+EXAMPLE = str(ROOT / "examples" / "minibatch_kmeans.py")
 
 
 def _data(n=60, d=3, seed=0):

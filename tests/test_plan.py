@@ -1,4 +1,4 @@
-"""python -m dng_jax.plan (compile-only memory, FLOPs, projected time) and scripts/gpu_check.sh --dry-run."""
+"""python -m dng_jax.plan (compile-only memory, FLOPs, projected time) and scripts/tools/gpu_check.sh --dry-run."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_measured_and_projected_plans_count_the_calls_of_sweep_steps(tmp_path):
     every step its measured time per call back (a retraining step timed with fewer runs, NG's and kMC's
     patterns over the whole schedule and GNG's over one epoch, the host's scoring per image)."""
     c = tiny_sweep_config()
-    c.sweep.methods = ("kmc", "ng", "gng", f"{ROOT / 'scripts' / 'variant_example.py'}:minibatch_kmeans")
+    c.sweep.methods = ("kmc", "ng", "gng", f"{ROOT / 'examples' / 'minibatch_kmeans.py'}:minibatch_kmeans")
     c.sweep.seeds, c.sweep.seeds_per_chunk = 3, 3
     c.retrain.decoder_epochs = 1
     cfg = experiment_config(c)
@@ -117,7 +117,7 @@ def test_gpu_check_dry_run(tmp_path):
     """The GPU check's phases at tiny sizes on the CPU: every phase finishes and the summary has its tables."""
     out = tmp_path / "gc"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "tools" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     for phase in ("pilot", "bench_retrain", "env", "plan", "bench_train", "bench_cluster"):
@@ -134,7 +134,7 @@ def test_gpu_check_dry_run(tmp_path):
     assert {"results.csv", "table1.md", "differences.csv", "figures.tar", "pilot.log"} <= {f.name for f in files}
     assert "kMC(2)" in (out / "pilot" / "table1.md").read_text()
     # a rerun resumes: every phase is done already
-    again = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "tools" / "gpu_check.sh"), "--dry-run", "--out", str(out)],
                            capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0 and again.stdout.count("done before") == 6
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import runpy
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -285,28 +282,25 @@ def test_sweeps_of_separate_baselines_combine_into_the_nested_table(tmp_path):
     assert report_cli.main(["--workdir", str(dirs[0]), "--combine", *map(str, dirs)]) == 2
 
 
-def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path, monkeypatch, capsys):
+def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path, capsys):
     """Issue 23: an interval that excludes 0 was printed next to "no difference shown" when there were
     too few images for a verdict. Now the rule reads as one; --split validation compares the validation
-    images. (The script runs in this process: runpy, as ``python scripts/compare_configurations.py``.)"""
+    images. (The command runs in this process, as ``python -m dng_jax.report --compare``.)"""
     full = _scores(baseline_runs=1)
     few = full._replace(test={t: ids[:4] for t, ids in full.test.items()})  # 8 test images, 4 per type
     write_scores_dir(tmp_path, few)
     write_test_set(tmp_path, few.test, None, few.val, few.known_type)
-    script = str(Path(__file__).resolve().parents[1] / "scripts" / "compare_configurations.py")
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", [script, "--workdir", str(tmp_path), "--group", "all", "--n-boot", "300",
-                                          *args])
-        runpy.run_path(script, run_name="__main__")
+        assert report_cli.main(["--workdir", str(tmp_path), "--group", "all", "--n-boot", "300", *args]) == 0
         return capsys.readouterr().out
 
-    out = run("--pair", "baseline", "kmc:5", "--pair", "baseline", "ng:5")
+    out = run("--compare", "baseline", "kmc:5", "--compare", "baseline", "ng:5")
     head, kmc, ng = out.splitlines()
     assert head.startswith("all (test): 8 images") and "Holm over 2 pair(s)" in head
     low = float(kmc.split("[")[1].split(",")[0])
     assert low > 0 and kmc.endswith("too few images for a verdict (n < 10 or a type < 5)")
     assert ng.endswith("too few images for a verdict (n < 10 or a type < 5)") and "no difference" not in out
-    val = run("--split", "validation", "--pair", "baseline", "kmc:5")
+    val = run("--split", "validation", "--pair", "baseline", "kmc:5")  # the old spelling of --compare
     assert val.startswith("all (validation): 12 images") and "runs 3 vs 1" in val
     assert val.rstrip().endswith("B better")  # 6 images per type, all up by 0.05

@@ -161,7 +161,7 @@ def _model(run_sd, baseline_sd):
 
 @pytest.mark.parametrize("baselines, runs", [(1, 3), (2, 4), (3, 2)])
 def test_intervals_cover_their_claim(baselines, runs):
-    """300 simulated experiments per design; the full study (4000 each) is scripts/coverage_study.py."""
+    """300 simulated experiments per design; the full study (4000 each) is scripts/studies/coverage_study.py."""
     sim = simulate_nested(np.random.default_rng(baselines * 10 + runs), _model(0.02, 0.03), 300, baselines, runs)
     res = rl.nested(sim.d, np.zeros(sim.d.shape[:2] + sim.d.shape[-1:]), sim.strata)
     truth = sim.conditional if baselines == 1 else sim.general

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dng_jax.evaluation import statistics as st
+from dng_jax.evaluation.coverage import coverage, simulate
 from dng_jax.evaluation.statistics import (MIN_N, N_PERM, TOO_FEW, bootstrap_indices, bootstrap_mean, holm,
                                            paired_comparison, sign_flip_test, two_level_intervals, two_level_mean,
                                            verdict, verdict_text, with_holm)
@@ -99,41 +100,6 @@ def test_run_level_variance_is_unbiased():
     assert reps.mean() == pytest.approx(run_maps.mean(), abs=1e-3)
 
 
-def _simulate(rng, experiments, runs_a, runs_b, run_sd_a, run_sd_b, interaction_sd):
-    """Scores of two configurations in four cell types (20, 16, 12, 8 images; type-dependent means,
-    spreads and true gains): image effect + a run effect (training) + run x image noise. Returns the
-    scores, the strata and the true difference (the size-weighted mean of the types' gains)."""
-    sizes = np.array([20, 16, 12, 8])
-    strata = np.repeat(np.arange(4), sizes)
-    mean_t, sd_t = np.array([0.55, 0.15, 0.30, 0.10]), np.array([0.20, 0.08, 0.15, 0.05])
-    gain_t = np.array([-0.02, 0.03, 0.06, 0.0])
-    n = strata.size
-    image = mean_t[strata] + sd_t[strata] * rng.standard_normal((experiments, n))
-    gain = gain_t[strata] + 0.6 * sd_t[strata] * rng.standard_normal((experiments, n))
-
-    def runs(base, r, run_sd):
-        return (base[:, None] + run_sd * rng.standard_normal((experiments, r, 1))
-                + interaction_sd * rng.standard_normal((experiments, r, n)))
-
-    true = float(np.sum(sizes * gain_t) / n)
-    return runs(image, runs_a, run_sd_a), runs(image + gain, runs_b, run_sd_b), strata, true
-
-
-def _coverage(a, b, strata, true, n_boot, chunk=100):
-    """Shares of experiments whose 95% interval covers ``true``: the two-level one and the old one over
-    the images alone (runs averaged per image first). All experiments of a call share its resamples, so
-    every ``chunk`` of them gets its own seed: the shares then average over many sets of resamples."""
-    covered, covered_old = [], []
-    for seed, s in enumerate(range(0, a.shape[0], chunk)):
-        x, y = a[s:s + chunk], b[s:s + chunk]
-        _, lo, hi = two_level_intervals(x, y, strata, n_boot=n_boot, seed=seed)
-        _, lo_old, hi_old = two_level_intervals(x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True), strata,
-                                                n_boot=n_boot, seed=seed)
-        covered.append((lo <= true) & (true <= hi))
-        covered_old.append((lo_old <= true) & (true <= hi_old))
-    return float(np.mean(np.concatenate(covered))), float(np.mean(np.concatenate(covered_old)))
-
-
 def test_two_level_interval_covers_the_true_difference():
     """Coverage of the 95% interval in simulated experiments (at least 500 per claim), 100 per call
     (vectorised), 1000 resamples each: enough for a 95% percentile interval, whose end points' Monte Carlo
@@ -148,11 +114,11 @@ def test_two_level_interval_covers_the_true_difference():
     (With 1000 experiments and 6 simulation seeds the first ranged 93.9-96.0%, the second 93.6-94.7%;
     more scenarios in docs/statistics.md.)"""
     rng = np.random.default_rng(0)
-    two, old = _coverage(*_simulate(rng, 1000, 3, 8, 0.015, 0.02, 0.05), n_boot=1000)
+    two, old = coverage(*simulate(rng, 1000, 3, 8, 0.015, 0.02, 0.05), n_boot=1000)
     assert 0.93 <= two <= 0.97 and old < 0.88
-    two, _ = _coverage(*_simulate(rng, 500, 1, 8, 0.0, 0.02, 0.05), n_boot=1000)
+    two, _ = coverage(*simulate(rng, 500, 1, 8, 0.0, 0.02, 0.05), n_boot=1000)
     assert 0.92 <= two <= 0.97
-    missing, _ = _coverage(*_simulate(rng, 300, 1, 8, 0.015, 0.02, 0.05), n_boot=1000)
+    missing, _ = coverage(*simulate(rng, 300, 1, 8, 0.015, 0.02, 0.05), n_boot=1000)
     assert missing < 0.9
 
 

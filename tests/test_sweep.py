@@ -134,7 +134,7 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     workdir_done, _ = finished
     config = tiny_sweep_config()
     config.sweep.checkpoint = str(workdir_done / "baseline")
-    config.sweep.methods = ("kmc", f"{ROOT}/scripts/variant_example.py:minibatch_kmeans")
+    config.sweep.methods = ("kmc", f"{ROOT}/examples/minibatch_kmeans.py:minibatch_kmeans")
     out = sweep.run_sweep(config, tmp_path, progress=False)
     assert out.failures == {}
     assert {(r.method, r.k) for r in out.rows} == {("kmc", 2), ("minibatch_kmeans", 2)}
@@ -150,18 +150,18 @@ def test_file_loaded_method_runs_in_the_sweep(finished, tmp_path):
     assert [r["step"] for r in timings] == [str(i) for i in range(6)]
 
 
-def test_compare_configurations_script_matches_the_table(finished_sweep):
-    """scripts/compare_configurations.py reads the saved scores: baseline -> kMC(2) is differences.csv's row."""
+def test_report_compare_matches_the_table(finished_sweep):
+    """python -m dng_jax.report --compare reads the saved scores: baseline -> kMC(2) is differences.csv's row."""
     workdir, _ = finished_sweep
-    script = ROOT / "scripts" / "compare_configurations.py"
-    run = subprocess.run([sys.executable, str(script), "--workdir", str(workdir), "--group", "all",
-                          "--pair", "baseline", "kmc:2", "--pair", "ng:2", "ng:2"], capture_output=True, text=True)
+    compare = [sys.executable, "-m", "dng_jax.report", "--workdir", str(workdir)]
+    run = subprocess.run([*compare, "--group", "all", "--compare", "baseline", "kmc:2", "--compare", "ng:2", "ng:2"],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     row = next(r for r in csv.DictReader(open(workdir / "differences.csv")) if r["name"] == "kMC(2)" and r["group"] == "all")
     assert lines[1].split()[:4] == ["kmc:2", "-", "baseline:", f"{float(row['diff']):+.3f}"]
     # the tiny sweep scores few images: said as one rule, whatever the interval (it may exclude 0)
     assert lines[2].split()[3] == "+0.000" and lines[2].endswith(TOO_FEW) and "no difference" not in run.stdout
-    bad = subprocess.run([sys.executable, str(script), "--workdir", str(workdir), "--pair", "kmc:7", "ng:2"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 1 and "no configuration 'kmc:7'" in bad.stderr
+    bad = subprocess.run([*compare, "--compare", "kmc:7", "ng:2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no configuration 'kmc:7'" in bad.stderr  # bad input: status 2, one line
+    assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr

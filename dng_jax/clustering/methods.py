@@ -11,7 +11,7 @@ A *factory* takes the number of clusters ``k`` and the ``clustering`` config sec
 The sweep (``sweep.methods``) and ``python -m dng_jax.cluster --method`` both look names up in
 :data:`METHODS`; a name ``path/to/file.py:factory`` loads ``factory`` from that file instead, so a
 researcher's own variant runs through both without editing the package (see
-``docs/clustering_variants.md`` and ``scripts/variant_example.py``). :func:`run_method` fits and
+``docs/clustering_variants.md`` and ``examples/minibatch_kmeans.py``). :func:`run_method` fits and
 measures (cluster sizes, normalized entropy, quantization error) the same way for every method.
 """
 

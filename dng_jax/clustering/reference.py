@@ -1,5 +1,5 @@
 """Plain NumPy references of NG, kMC and GNG, written straight from the equations (used in tests and
-as the baseline of ``scripts/bench_cluster.py``).
+as the baseline of ``scripts/bench/bench_cluster.py``).
 
 They take the start and the visiting orders explicitly, so that a JAX run and a reference run can be
 fed exactly the same ones. Everything is float32 (like the JAX code) unless ``dtype`` says otherwise.

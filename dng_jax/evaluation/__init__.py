@@ -1,2 +1,3 @@
 """Evaluation: the Kaggle DSB2018 metric (``metrics``), the segmentation evaluator built from the config
-(``evaluator``), and scoring folders of label images (``folders``)."""
+(``evaluator``), scoring folders of label images (``folders``), and trained networks compared from their
+per-image scores (``networks``, ``seeds``, ``checkpoint``)."""

@@ -11,7 +11,7 @@ Two textbook answers miss with few df (simulations in docs/statistics.md):
 - the generalized pivot (Behrens and Fisher's fiducial answer) is valid but wide (96-98% at k = 1).
 
 So, as Aspin and Welch did for two samples, the critical value is a function of k and of the *observed*
-top share ``r = v_top / V``, fitted once by minimax over the true share (scripts/calibrate_critical_values.py,
+top share ``r = v_top / V``, fitted once by minimax over the true share (scripts/studies/calibrate_critical_values.py,
 which printed :data:`TABLE`):
 
     c(r) = z + (C - z) (1 - exp(-(r / s)^q)) + t_{m / (1 - r)²} - z,
@@ -177,7 +177,7 @@ k,alpha,C,s,q,error_low,error_high
 48,0.0005,4.27,1.5705,2.105,-0.007,+0.000
 48,0.0002,4.7188,1.6192,2.0712,-0.011,-0.000
 48,0.0001,4.8904,1.4813,2.1171,-0.009,+0.000
-"""  # printed by scripts/calibrate_critical_values.py; error_*: error rate / alpha - 1, least and largest
+"""  # printed by scripts/studies/calibrate_critical_values.py; error_*: error rate / alpha - 1, least and largest
 
 
 def _parse(text: str):

@@ -7,7 +7,7 @@ A difference ``d[b, r, i]`` (run r on top of baseline b, image i of cell type s)
 with normal effects of per-type standard deviations (:class:`SimulationModel`, usually built from the
 components a committed score table shows: :func:`model_from_components`). The true difference of the
 general claim is the size-weighted mean of the types' gains; of the conditional claim (one trained
-baseline), that plus the drawn baseline's effect. Used by scripts/coverage_study.py and
+baseline), that plus the drawn baseline's effect. Used by scripts/studies/coverage_study.py and
 tests/test_run_level.py.
 """
 

@@ -22,7 +22,7 @@ The interval is ``estimate ± c se`` with c from :mod:`dng_jax.evaluation.critic
 the top level's df and its observed share of V, calibrated so that coverage holds whatever the true
 share (Satterthwaite's t undercovers with 1-2 top df: 87-91%); p is the level whose critical value is
 ``|estimate| / se``. Coverage on simulated experiments with the committed scores' variance: 94-96% for
-every design (scripts/coverage_study.py, docs/statistics.md).
+every design (scripts/studies/coverage_study.py, docs/statistics.md).
 
 Designs and what each interval is about (its ``claim``):
 

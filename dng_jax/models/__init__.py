@@ -35,7 +35,7 @@ class ModelConfig(TypedConfig):
                                 "= grey, inverted where the background is bright (not in the paper)")
     polarity_threshold: float = param(POLARITY_THRESHOLD, "grey_bright_nuclei: a median grey level (0-1) above it "
                                       "marks a bright background (chosen on validation images: "
-                                      "scripts/check_polarity.py)")
+                                      "scripts/studies/check_polarity.py)")
     input_norm: str = param("none", "encoder input: 'none' = x - 0.5 (paper), 'per_image' = standardised per image")
     conv: str = param("xla", "how convolutions are computed: 'xla' (lax.conv), 'gemm_1x1' (1x1 as matmuls), 'gemm' "
                       "(every conv as k x k shifted matmuls), 'im2col'; the same parameters (dng_jax.models.conv)")

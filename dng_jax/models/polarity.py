@@ -20,7 +20,7 @@ The threshold 0.3 was chosen on the wide protocol's validation images: there, in
 other type's at least 0.35; 0.3 is the middle of that gap (0.26) to one decimal. 0.04% of the CT1 training
 images and crops lie above it. Mid-grey (0.5) cuts through the cytoplasm of brightfield cells and the pink
 of magenta tissue: 4-6% of their 64 px crops with less than half nucleus decide against their image at 0.5,
-none at 0.3 (``scripts/check_polarity.py``, docs/data/polarity_check.json).
+none at 0.3 (``scripts/studies/check_polarity.py``, docs/data/polarity_check.json).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The sweep's retraining step at a config's shapes, with arguments for any number of runs, unrun: what the
-plan compiles to size a chunk of runs, and what scripts/bench_retrain.py and profile_retrain.py time."""
+plan compiles to size a chunk of runs, and what scripts/bench/bench_retrain.py and profile_retrain.py time."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A bundled model is two files in ``dng_jax/segmentation/weights/``: ``<name>.npz`
 BatchNorm statistic, keyed by its path in the variables tree, parameters stored as float16 to stay small;
 loading converts back to float32) and ``<name>.json`` (the full training config, which builds the model
 and the watershed, and where the weights came from: data, config file, commit, wide-protocol MAP).
-Written by ``scripts/export_bundled_model.py`` from a training work dir; nothing is ever downloaded.
+Written by ``scripts/tools/export_bundled_model.py`` from a training work dir; nothing is ever downloaded.
 """
 
 from __future__ import annotations
