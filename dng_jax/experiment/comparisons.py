@@ -220,7 +220,11 @@ def compare_all(scores: SweepScores, names: Mapping[tuple[str, int], str], group
     for row, (name, key, table, kind) in enumerate(candidates):
         if kind == "configuration":
             owners = scores.owners(key)
-            out.append(Comparison(name, key, per_row[row], len(owners), len(set(owners.tolist())), _design(owners)))
+            design = _design(owners)
+            members = (key[0].removesuffix(ENSEMBLE), key[1])
+            if key[0].endswith(ENSEMBLE) and members in scores.runs:
+                design = f"{design} (ensemble of {_design(scores.owners(members)).split(' × ')[1]})"
+            out.append(Comparison(name, key, per_row[row], len(owners), len(set(owners.tolist())), design))
         else:
             b = len(scores.baseline.runs) if kind == "reference" else 1
             out.append(Comparison(name, None, per_row[row], 1, b, f"{b} × –" if kind == "reference" else "1 × 1"))
