@@ -145,8 +145,9 @@ example:
 
 NAME=PATH: a baseline.json (one run), a scores.csv (one row per run) or 'classical' (the reference without
 learning, scored on the images of the first file with the classical settings of --config). The first is
-A; every other is compared with it: B - A with its two-level interval, the share improved and the
-sign-flip p, Holm-adjusted over the table. --save-classical FILE keeps the classical reference's
+A; every other is compared with it: B - A with its run-level interval (docs/statistics.md: several
+trainings per side give a claim about the recipe, a single network only about itself), Holm within each
+group of images, the share improved and the sign-flip p of these networks. --save-classical FILE keeps the classical reference's
 per-image scores, which a later call reads back as classical=FILE instead of segmenting again."""
 
 
@@ -156,7 +157,6 @@ def _networks_parser() -> cli.ArgumentParser:
     ap.add_argument("--data", default=None, help="the DSB2018 zip (or folder), for 'classical' (default: the config's)")
     ap.add_argument("--config", default=str(cli.DEFAULT_CONFIG.with_name("cpu_real.py")),
                     help="for the classical settings (default: configs/cpu_real.py)")
-    ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
     ap.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals")
     ap.add_argument("--csv", default=None, help="also write the table as CSV (one row per group and B)")
     ap.add_argument("--save-classical", default=None,
@@ -183,7 +183,7 @@ def networks_main(argv: Sequence[str]) -> int:
                                             config.classical)
             if args.save_classical:
                 write_scores(args.save_classical, classical_table(name, scores[name]))
-        comparison = compare_networks(scores, n_boot=args.n_boot, level=args.level)
+        comparison = compare_networks(scores, level=args.level)
         print(networks_markdown(comparison), end="")
         if args.csv:
             atomic_write_text(args.csv, networks_csv(comparison))

@@ -23,10 +23,10 @@ sweep, or the baseline's scores or any results cannot be read.
 
 --compare A B (repeatable) rewrites nothing: it pairs any two configurations (method:k, baseline or
 classical) on the same images from the saved per-image scores (dng_jax.experiment.pairs) and prints
-B - A with its two-level interval, the share improved and the sign-flip p, Holm over the pairs given;
+B - A with its run-level interval and the claim it carries, the share improved and the sign-flip p
+(these networks), Holm over the pairs given;
 --group picks the images (CT1, "without CT1" or all), --split validation the validation images (on
-which choices are made) instead of the test images. Its intervals use --n-boot / --level, else 2000
-and 0.95.
+which choices are made) instead of the test images; run-level intervals at --level (else 0.95).
 
 --combine WORKDIR...: sweeps made one per trained baseline of the same recipe (sweep.checkpoint), scored
 on the same images, as one nested design written to --workdir (a folder of its own): each run paired with
@@ -89,7 +89,7 @@ def compare(workdir: Path, args) -> int:
         raise InputError(f"{workdir} holds no per-image scores (scores.csv) to compare")
     defaults = EvalConfig()
     print(compare_pairs(scores, [tuple(pair) for pair in args.compare], group=args.group, split=args.split,
-                        n_boot=args.n_boot or defaults.n_boot, level=args.level or defaults.level), end="")
+                        level=args.level or defaults.level), end="")
     return cli.EXIT_OK
 
 
@@ -114,7 +114,7 @@ def _parser() -> cli.ArgumentParser:
                    help="a sweep work dir (python -m dng_jax.sweep --workdir) holding baseline/map.json and "
                         "runs/*/results.json (or results.csv)")
     p.add_argument("--n-boot", type=int, default=None,
-                   help="bootstrap resamples of the intervals (default: the sweep's eval.n_boot; 2000 with --compare)")
+                   help="no longer used: the intervals are run-level (docs/statistics.md)")
     p.add_argument("--level", type=float, default=None,
                    help="confidence level of the intervals, e.g. 0.95 (default: the sweep's eval.level; 0.95 "
                         "with --compare)")
@@ -132,8 +132,8 @@ def _parser() -> cli.ArgumentParser:
 def main(argv=None) -> int:
     p = _parser()
     args = p.parse_args(argv)
-    if args.n_boot is not None and args.n_boot < 100:
-        p.error(f"--n-boot {args.n_boot}: use at least 100 resamples")
+    if args.n_boot is not None:
+        print("note: --n-boot no longer applies: the intervals are run-level (docs/statistics.md)", file=sys.stderr)
     if args.level is not None and not 0.5 <= args.level < 1:
         p.error(f"--level {args.level}: give a level in [0.5, 1), e.g. 0.95")
 

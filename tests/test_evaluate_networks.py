@@ -31,10 +31,10 @@ def test_checkpoint_scores_what_the_sweep_scored(finished_sweep, tmp_path, capsy
         assert again["per_image"][i]["score"] == pytest.approx(sweep.scores[0, j], abs=1e-8)
         assert again["per_image"][i]["type"] == sweep.types[j]
     # and paired with the sweep's scores: no difference on any image
-    assert evaluate.main(["networks", "--n-boot", "200", f"sweep={workdir / 'baseline' / 'scores.csv'}",
+    assert evaluate.main(["networks", f"sweep={workdir / 'baseline' / 'scores.csv'}",
                           f"again={out}"]) == 0
     table = capsys.readouterr().out
-    assert "| all | 10 |" in table and "+0.000 [+0.000, +0.000], 0% improved" in table
+    assert "| all | 10 |" in table and "+0.000 [+0.000, +0.000] – (these networks on these images), 0% improved" in table
 
 
 def test_networks_classical_is_scored_saved_and_read_back(finished_sweep, tmp_path, capsys):
@@ -44,8 +44,8 @@ def test_networks_classical_is_scored_saved_and_read_back(finished_sweep, tmp_pa
     workdir, _ = finished_sweep
     paper, saved, table_csv = ROOT / "configs" / "paper.py", tmp_path / "classical.csv", tmp_path / "table.csv"
     stage = workdir / "classical" / "scores.csv"
-    assert evaluate.main(["networks", "--config", str(paper), "--data", str(bundled_minidata_path()), "--n-boot",
-                          "200", f"sweep={stage}", "here=classical", "--save-classical", str(saved),
+    assert evaluate.main(["networks", "--config", str(paper), "--data", str(bundled_minidata_path()),
+                          f"sweep={stage}", "here=classical", "--save-classical", str(saved),
                           "--csv", str(table_csv)]) == 0
     first = capsys.readouterr().out
     np.testing.assert_allclose(read_scores(saved).select(read_scores(stage).ids).scores, read_scores(stage).scores)
@@ -53,7 +53,7 @@ def test_networks_classical_is_scored_saved_and_read_back(finished_sweep, tmp_pa
     assert {r["group"] for r in rows} >= {"CT1", "without CT1", "all", "type fluorescence"}
     assert all(float(r["diff"]) == 0 and r["a"] == "sweep" and r["b"] == "here" for r in rows)
     again_csv = tmp_path / "again.csv"
-    assert evaluate.main(["networks", "--config", str(paper), "--n-boot", "200", f"sweep={stage}",
+    assert evaluate.main(["networks", "--config", str(paper), f"sweep={stage}",
                           f"here={saved}", "--csv", str(again_csv)]) == 0
     assert capsys.readouterr().out.splitlines()[1:3] == first.splitlines()[1:3]  # the same table, read back
     again = list(csv.DictReader(open(again_csv)))
@@ -66,9 +66,9 @@ def test_networks_table_pairs_runs_and_images():
     a = {"x": ("fluorescence", np.array([0.5])), "y": ("brightfield", np.array([0.2])),
          "only_a": ("brightfield", np.array([0.9]))}
     b = {"x": ("fluorescence", np.array([0.7, 0.5])), "y": ("brightfield", np.array([0.4, 0.2]))}
-    c = compare_networks({"a": a, "b": b}, n_boot=200)
+    c = compare_networks({"a": a, "b": b})
     assert c.n_images == 2 and list(c.groups) == ["CT1", "without CT1", "all", "type brightfield", "type fluorescence"]
-    assert c.compared[("all", "b")].diff.estimate == pytest.approx(0.1)
+    assert c.compared[("all", "b")].result.estimate == pytest.approx(0.1)
     md = networks_markdown(c)
     assert md.startswith("2 images in all scored") and "| images | n | a (1 run) | b (2 runs) | b - a |" in md
     assert networks_csv(c).splitlines()[3].startswith('"all",2,a,b,1,2,0.3500,0.4500,0.1000,')
