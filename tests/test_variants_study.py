@@ -1,6 +1,8 @@
 """The variants study (python -m dng_jax.variants): the study table's verdicts are the rows' own (interval and
 Holm p), not the interval alone."""
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -11,15 +13,22 @@ from dng_jax import variants
 from dng_jax.config import experiment_config
 from dng_jax.errors import DataError
 from dng_jax.experiment import variants_study
+from dng_jax.experiment.comparisons import DIFFERENCE_FIELDS
 from dng_jax.experiment.stability import seed_entropies, stability
 
-HEADER = ("name,method,k,group,n,runs,baseline_runs,map_baseline,map,diff,low,high,images_low,images_high,"
-          "improved,worse,p_permutation,p_exact,p_holm,verdict,beats_baseline\n")
+HEADER = ",".join(DIFFERENCE_FIELDS) + "\n"
 
 
 def row(name, group, low, high, p_holm, verdict, method="kmc"):
-    return (f"{name},{method},100,{group},60,2,1,0.2,0.21,{(low + high) / 2},{low},{high},{low},{high},0.6,0.4,"
-            f"0.01,0,{p_holm},{verdict},0\n")
+    values = {"name": name, "method": method, "k": 100, "group": group, "n": 60, "baselines": 1, "runs": 2,
+              "design": "1 × 2", "claim": "this step, on this trained network", "map_baseline": 0.2, "map": 0.21,
+              "diff": (low + high) / 2, "low": low, "high": high, "se": 0.01, "df": 3, "p": 0.01, "family_size": 3,
+              "p_holm": p_holm, "detectable": 0.05, "verdict": verdict, "reason": "", "beats_baseline": 0,
+              "networks_low": low, "networks_high": high, "p_networks": 0.01, "p_exact": 0, "improved": 0.6,
+              "worse": 0.4}
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([values[f] for f in DIFFERENCE_FIELDS])
+    return buf.getvalue()
 
 
 def test_verdicts_follow_the_rows_holm_adjusted_table(tmp_path):
@@ -48,11 +57,12 @@ def test_verdicts_follow_the_rows_holm_adjusted_table(tmp_path):
     assert (tmp_path / "study.png").stat().st_size > 0
 
 
-def test_a_report_without_holm_verdicts_is_named(tmp_path):
-    old_header = HEADER.replace(",p_holm,verdict,beats_baseline", "")
+def test_a_report_without_run_level_verdicts_is_named(tmp_path):
+    old_header = ("name,method,k,group,n,runs,baseline_runs,map_baseline,map,diff,low,high,images_low,images_high,"
+                  "improved,worse,p_permutation,p_exact,p_holm,verdict,beats_baseline\n")  # the two-level report's
     (tmp_path / "differences.csv").write_text(old_header + "NG(100),ng,100,CT1,60,2,1,0.2,0.21,0.01,0,0.02,0,0.02,"
-                                              "0.6,0.4,0.01,0\n")
-    with pytest.raises(DataError, match="differences.csv has no Holm verdicts.*dng_jax.report --workdir"):
+                                              "0.6,0.4,0.01,0,0.02,worse,0\n")
+    with pytest.raises(DataError, match="differences.csv has no run-level verdicts.*dng_jax.report --workdir"):
         variants_study.row_results("paper", tmp_path)
 
 

@@ -104,13 +104,14 @@ def row_results(row: str, rdir: Path) -> list[dict[str, Any]]:
     path = rdir / layout.DIFFERENCES
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if not {"p_holm", "verdict"} <= set(reader.fieldnames or ()):
-            raise DataError(f"{path} has no Holm verdicts (an older report): remake it with python -m "
+        if not {"p_holm", "verdict", "claim"} <= set(reader.fieldnames or ()):
+            raise DataError(f"{path} has no run-level verdicts (an older report): remake it with python -m "
                             f"dng_jax.report --workdir {rdir}")
         for r in reader:
             if r["method"] == "classical":
                 continue
-            e = entries.setdefault(r["name"], {"row": row, "configuration": r["name"], "baseline": {}, "n": {}})
+            e = entries.setdefault(r["name"], {"row": row, "configuration": r["name"], "baseline": {}, "n": {},
+                                               "design": r.get("design", ""), "claim": r.get("claim", "")})
             g = r["group"]
             e[f"map {g}"] = float(r["map"])
             e[f"diff {g}"] = Interval(float(r["diff"]), float(r["low"]), float(r["high"]))
@@ -127,8 +128,8 @@ def row_minutes(rdir: Path) -> float:
 
 
 def verdict(entry: Mapping[str, Any]) -> str:
-    """The row's own verdicts (its sweep's differences.csv: the two-level interval on one side of 0 *and*
-    Holm p < 0.05 over that table's comparisons). ✓: the unknown types are better and CT1 is not worse."""
+    """The row's own verdicts (its sweep's differences.csv: the run-level interval on one side of 0 *and*
+    Holm p < 0.05 within the group's family). ✓: the unknown types are better and CT1 is not worse."""
     unknown, ct1 = entry["verdict without CT1"], entry["verdict CT1"]
     if unknown == "better":
         return "✓" if ct1 != "worse" else "unknown ✓, CT1 ✗"
@@ -145,14 +146,16 @@ def study_markdown(entries: Sequence[Mapping[str, Any]], minutes: Mapping[str, f
     base = " / ".join(f"{first['baseline'][g]:.3f}" for g in GROUPS)
     n = " / ".join(str(first["n"][g]) for g in GROUPS)
     lines = [f"Baseline MAP (CT1 / without CT1 / all): {base}; images {n}. Δ = paired difference to the baseline, "
-             f"mean over the images of the seeds' mean, with its two-level bootstrap interval (runs, then images "
-             f"within cell types). verdict: each row's own table (its table1.md), where a difference counts "
-             f"when its interval excludes 0 and its Holm-adjusted p < 0.05; ~ = not established.", "",
-             "| row | configuration | CT1 | without CT1 | all | Δ CT1 | Δ without CT1 | Δ all | verdict | minutes |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"mean over the images of the seeds' mean, with its run-level interval (docs/statistics.md); design = "
+             f"baselines × runs per baseline (one baseline: a claim about that trained network). verdict: each "
+             f"row's own table (its table1.md), where a difference counts when its interval excludes 0 and its "
+             f"Holm-adjusted p < 0.05 within its column; ~ = not established.", "",
+             "| row | configuration | design | CT1 | without CT1 | all | Δ CT1 | Δ without CT1 | Δ all | verdict "
+             "| minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         cells = [f"{e[f'map {g}']:.3f}" for g in GROUPS] + [signed(e[f"diff {g}"]) for g in GROUPS]
-        lines.append(f"| {e['row']} | {e['configuration']} | " + " | ".join(cells) +
+        lines.append(f"| {e['row']} | {e['configuration']} | {e.get('design', '')} | " + " | ".join(cells) +
                      f" | {verdict(e)} | {minutes.get(e['row'], float('nan')):.0f} |")
     return "\n".join(lines) + "\n"
 
