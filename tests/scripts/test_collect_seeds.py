@@ -9,7 +9,7 @@ import numpy as np
 
 from dng_jax.evaluation.scores import read_scores
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "collect_seeds.py"
 
 

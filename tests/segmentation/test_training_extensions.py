@@ -12,7 +12,7 @@ from dng_jax.config import ConfigError, apply_overrides, experiment_config, load
 from dng_jax.models import make_model, normalize_input
 from dng_jax.segmentation.steps import make_segmentation_loss, segmentation_loss, soft_dice_loss
 from dng_jax.segmentation.train_state import TrainConfig, learning_rate
-from tests.conftest import ROOT, TINY_MODEL
+from conftest import ROOT, TINY_MODEL
 
 
 def _logits_targets(seed=0, shape=(2, 6, 5)):

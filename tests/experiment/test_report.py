@@ -240,7 +240,7 @@ def test_compare_configurations_reads_one_rule_and_the_validation_split(tmp_path
     few = full._replace(test={t: ids[:4] for t, ids in full.test.items()})  # 8 test images, 4 per type
     write_scores_dir(tmp_path, few)
     write_test_set(tmp_path, few.test, None, few.val, few.known_type)
-    script = str(Path(__file__).resolve().parents[1] / "scripts" / "compare_configurations.py")
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "compare_configurations.py")
 
     def run(*args):
         monkeypatch.setattr(sys, "argv", [script, "--workdir", str(tmp_path), "--group", "all", "--n-boot", "300",

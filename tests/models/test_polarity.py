@@ -14,7 +14,7 @@ from dng_jax.data.partition import manifest_for
 from dng_jax.data.sources import open_source
 from dng_jax.models import make_model, normalize_input
 from dng_jax.models.polarity import POLARITY_THRESHOLD, bright_background, grey_bright_nuclei
-from tests.conftest import ROOT, TINY_MODEL
+from conftest import ROOT, TINY_MODEL
 
 _transform = jax.jit(grey_bright_nuclei)
 _decide = jax.jit(bright_background)
