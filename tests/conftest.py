@@ -175,3 +175,13 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_state(tiny_model):
     return create_train_state(jax.random.key(0), tiny_model, None, (1, 32, 32, 3))
+
+
+@pytest.fixture(scope="session")
+def model_and_state(tiny_model, tiny_state):
+    return tiny_model, tiny_state
+
+
+def random_image(h, w, seed=0):
+    """Uniform noise, an RGB uint8 image of h x w pixels."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)

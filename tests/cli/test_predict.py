@@ -1,69 +1,19 @@
-"""Prediction: odd-sized non-square images, tiling, the CLI (label images + CSV), baseline evaluation."""
+"""The predict command (dng_jax/predict.py): label images + CSV, what it prints, its help, the shipped model
+on real images (inference itself: tests/segmentation/test_inference.py)."""
 
-import json
 import re
 
-import jax
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import random_image, tiny_config
 from PIL import Image
 
-from dng_jax.data.dsb2018 import Sample
-from dng_jax.data.partition import Splits
 from dng_jax.errors import CheckpointError
-from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.evaluation.metrics import image_score
 from dng_jax.io.labels import read_labels
 from dng_jax.predict import main
-from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint, load_variables
-from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info, load_bundled, save_bundled
-from dng_jax.segmentation.inference import (dihedral, pad_to_multiple, predict_instances, predict_probs, tile_starts,
-                                            undo_dihedral)
-
-
-@pytest.fixture(scope="module")
-def model_and_state(tiny_model, tiny_state):
-    return tiny_model, tiny_state
-
-
-def random_image(h, w, seed=0):
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)
-
-
-def test_padding_and_tiles():
-    assert pad_to_multiple(np.zeros((37, 53, 3)), 32).shape == (64, 64, 3)
-    assert pad_to_multiple(np.zeros((64, 32)), 32).shape == (64, 32)
-    r = pad_to_multiple(np.arange(6, dtype=float).reshape(2, 3), 32, mode="reflect")
-    assert r.shape == (32, 32) and r[0, 3] == r[0, 1]
-    assert tile_starts(64, 64, 8) == [0]
-    starts = tile_starts(100, 32, 8)
-    assert starts[0] == 0 and starts[-1] == 68 and all(b - a <= 24 for a, b in zip(starts, starts[1:]))
-
-
-def test_predict_odd_non_square_image(model_and_state):
-    model, state = model_and_state
-    image = random_image(37, 53)
-    probs = predict_probs(state, model, image)
-    assert probs.shape == (37, 53, 3) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    labels = predict_instances(state, model, image)
-    assert labels.shape == (37, 53) and labels.dtype == np.uint16
-    # grayscale input works as well
-    assert predict_probs(state, model, image[..., 0]).shape == (37, 53, 3)
-
-
-def test_tiled_prediction_covers_large_image(model_and_state):
-    model, state = model_and_state
-    image = random_image(45, 70, seed=1)
-    probs = predict_probs(state, model, image, tile_size=32, overlap=8)
-    assert probs.shape == (45, 70, 3)
-    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    # a single tile reproduces the untiled prediction
-    single = predict_probs(state, model, image[:32, :32], tile_size=32, overlap=8)
-    np.testing.assert_allclose(single, predict_probs(state, model, image[:32, :32]), atol=1e-6)
-    with pytest.raises(ValueError, match="multiple of 32"):
-        predict_probs(state, model, image, tile_size=48)
+from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info
 
 
 def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
@@ -120,85 +70,6 @@ def test_help_says_tta_is_on_for_the_shipped_model_and_what_it_costs(capsys):
     assert re.search(r"about [\d.]+x the time", text), text
     if SHIPPED.exists():  # what the help says is what the shipped model's config does
         assert bundled_info()["config"]["eval"]["tta"] is True
-
-
-def test_tta_is_the_mean_over_the_eight_views(model_and_state):
-    model, state = model_and_state
-    image = random_image(37, 53, seed=3)
-    for k in range(4):
-        for flip in (False, True):
-            assert np.array_equal(undo_dihedral(dihedral(image, k, flip), k, flip), image)
-    views = [undo_dihedral(predict_probs(state, model, np.ascontiguousarray(dihedral(image, k, f))), k, f)
-             for k in range(4) for f in (False, True)]
-    tta = predict_probs(state, model, image, tta=True)
-    assert tta.shape == (37, 53, 3)
-    np.testing.assert_allclose(tta, np.mean(views, axis=0), atol=1e-6)
-    assert not np.allclose(tta, views[0], atol=1e-4)  # the views differ: averaging does something
-    # a rotation of the image rotates the TTA softmax (up to float rounding)
-    np.testing.assert_allclose(predict_probs(state, model, np.ascontiguousarray(np.rot90(image)), tta=True),
-                               np.rot90(tta), atol=1e-5)
-
-
-def test_bundled_model_round_trip_and_cli(model_and_state, tmp_path, monkeypatch):
-    model, state = model_and_state
-    cfg = tiny_config()
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    save_bundled(variables, cfg.to_dict(), {"commit": "abc"}, name="tiny", directory=tmp_path / "w")
-    loaded, model2, config = load_bundled("tiny", tmp_path / "w")
-    assert config.model.width == cfg.model.width
-    image = random_image(32, 32, seed=4)
-    a = predict_probs(variables, model, image)
-    b = predict_probs(loaded, model2, image)
-    np.testing.assert_allclose(a, b, atol=2e-3)  # float16 parameters
-    # the CLI uses the bundled model when no --checkpoint is given
-    monkeypatch.setattr("dng_jax.predict.load_bundled", lambda: (loaded, model2, config))
-    inp = tmp_path / "in"
-    inp.mkdir()
-    Image.fromarray(image).save(inp / "a.png")
-    assert main(["--input", str(inp), "--output", str(tmp_path / "out"), "--quiet", "--tta"]) == 0
-    assert read_labels(tmp_path / "out" / "a.png").shape == (32, 32)
-    with pytest.raises(CheckpointError, match="missing"):
-        load_bundled("nope", tmp_path / "w")
-
-
-def test_bundled_prefix_loads_the_shipped_model_where_a_checkpoint_is_expected():
-    """``sweep.checkpoint="bundled:cpu_real"`` clusters and retrains on top of the shipped model."""
-    variables, model, config = load_variables(f"bundled:{DEFAULT_MODEL}")
-    shipped, _, shipped_config = load_bundled()
-    assert config == shipped_config
-    for a, b in zip(jax.tree_util.tree_leaves(variables), jax.tree_util.tree_leaves(shipped), strict=True):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(CheckpointError, match=f"no bundled model 'nope'.*ships {DEFAULT_MODEL}"):
-        load_variables("bundled:nope")
-
-
-class _FakeSource:
-    def __init__(self, samples):
-        self.samples = {s.id: s for s in samples}
-
-    def load(self, sid):
-        return self.samples[sid]
-
-
-def test_evaluator_scores_by_type_and_writes_json(model_and_state, tmp_path):
-    model, state = model_and_state
-    rng = np.random.default_rng(0)
-    samples = []
-    for i in range(3):
-        labels = np.zeros((32, 40), np.uint16)
-        labels[5:12, 5:12] = 1
-        samples.append(Sample(f"id{i}", rng.integers(0, 256, (32, 40, 3)).astype(np.uint8), labels))
-    splits = Splits(train_ct1=[], test={"fluorescence": ["id0"], "brightfield": ["id1", "id2"]}, cluster=[])
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    res = SegmentationEvaluator()(variables, model, _FakeSource(samples), splits.test)
-    assert res.n_known == 1 and res.n_unknown == 2 and 0.0 <= res.all <= 1.0
-    assert list(res.per_image) == ["id0", "id1", "id2"]
-    assert res.all == pytest.approx(np.mean([r["score"] for r in res.per_image.values()]))
-    named = dict(res.named_values())
-    assert set(named) == {"map_known", "map_unknown", "map_all", "map/brightfield", "map/fluorescence"}
-    res.write_json(tmp_path / "b.json")
-    assert json.loads((tmp_path / "b.json").read_text())["per_image"]["id1"]["type"] == "brightfield"
-    assert "known (CT1)" in format_table(res)
 
 
 SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.npz"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dng_jax.data.dsb2018 import bundled_minidata_path, to_rgb_uint8
+from dng_jax.data.dsb2018 import Source, bundled_minidata_path, to_rgb_uint8
 from dng_jax.data.sources import open_source
 from dng_jax.errors import DataError
 
@@ -146,3 +146,30 @@ def test_missing_path_and_empty_folder_and_bad_zip(tmp_path):
 def test_unknown_id(good):
     with pytest.raises(DataError, match="no sample with id 'zzz'"):
         open_source(good).load("zzz")
+
+
+def _mask_png(path: Path, rgba: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgba).save(path)
+
+
+def test_rgba_mask_with_transparency_is_refused(tmp_path):
+    sid = "abc"
+    (tmp_path / sid / "images").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / sid / "images" / f"{sid}.png")
+    # white everywhere, the nucleus only in the alpha channel: read naively it covers the whole image
+    mask = np.full((8, 8, 4), 255, np.uint8)
+    mask[..., 3] = 0
+    mask[2:5, 2:5, 3] = 255
+    _mask_png(tmp_path / sid / "masks" / "m1.png", mask)
+    with pytest.raises(DataError, match="m1.png: the mask has transparent pixels"):
+        Source(tmp_path).load(sid)
+    # an opaque colour mask is fine, and a mask covering every pixel is an error
+    colour = np.zeros((8, 8, 4), np.uint8)
+    colour[..., 3] = 255
+    colour[2:5, 2:5, 0] = 255
+    _mask_png(tmp_path / sid / "masks" / "m1.png", colour)
+    assert Source(tmp_path).load(sid).labels.sum() == 9
+    _mask_png(tmp_path / sid / "masks" / "m1.png", np.full((8, 8), 255, np.uint8))
+    with pytest.raises(DataError, match="covers every pixel"):
+        Source(tmp_path).load(sid)

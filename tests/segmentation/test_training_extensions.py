@@ -1,18 +1,17 @@
 """The baseline extensions of issue 11 against plain NumPy: weighted cross-entropy, soft Dice, the
-cosine schedule, per-image input standardisation; and that their defaults leave the paper's path alone."""
+cosine schedule; and that their defaults leave the paper's path alone (per-image input standardisation:
+tests/models/test_input_norm.py)."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dng_jax.config import ConfigError, apply_overrides, experiment_config, load_config, parse_overrides
-from dng_jax.models import make_model, normalize_input
+from dng_jax.config import ConfigError, experiment_config, load_config
 from dng_jax.segmentation.steps import make_segmentation_loss, segmentation_loss, soft_dice_loss
 from dng_jax.segmentation.train_state import TrainConfig, learning_rate
-from conftest import ROOT, TINY_MODEL
+from conftest import ROOT
 
 
 def _logits_targets(seed=0, shape=(2, 6, 5)):
@@ -67,33 +66,6 @@ def test_cosine_schedule_warms_up_and_decays_to_zero():
     assert learning_rate(TrainConfig(lr=3e-4), 20) == 3e-4  # the paper: a constant
 
 
-def test_per_image_normalisation_standardises_each_image():
-    rng = np.random.default_rng(0)
-    x = np.stack([rng.uniform(0, 0.1, (8, 8, 3)), rng.uniform(0.4, 1.0, (8, 8, 3))]).astype(np.float32)
-    y = np.asarray(normalize_input(jnp.asarray(x), "per_image"))
-    for i in range(2):
-        assert abs(y[i].mean()) < 1e-5
-        np.testing.assert_allclose(y[i].std(), x[i].std() / (x[i].std() + 1e-2), rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(normalize_input(jnp.asarray(x), "none")), x - 0.5)
-    # the dim image and 3x it give the same input (up to the epsilon)
-    a = np.asarray(normalize_input(jnp.asarray(x[:1] * 3), "per_image"))
-    b = np.asarray(normalize_input(jnp.asarray(x[:1]), "per_image"))
-    assert np.abs(a - b).max() < 0.3
-
-
-def test_input_norm_is_a_model_field_and_changes_only_the_input():
-    m_none = make_model({**TINY_MODEL})
-    m_img = make_model({**TINY_MODEL, "input_norm": "per_image"})
-    x = jnp.asarray(np.random.default_rng(0).uniform(0, 0.2, (1, 32, 32, 3)), jnp.float32)
-    v = jax.jit(m_none.init)(jax.random.key(0), x)
-    assert jax.tree_util.tree_structure(v) == jax.tree_util.tree_structure(jax.jit(m_img.init)(jax.random.key(0), x))
-    assert not np.allclose(np.asarray(m_none.apply(v, x)), np.asarray(m_img.apply(v, x)))
-    c = load_config(ROOT / "configs" / "paper.py")
-    c.model.input_norm = "batch"
-    with pytest.raises(ConfigError, match="input_norm"):
-        experiment_config(c)
-
-
 @pytest.mark.parametrize("field,value", [("schedule", "linear"), ("class_weights", (1.0, 0.0, 1.0)),
                                          ("class_weights", (1.0, 2.0)), ("dice_weight", -1.0),
                                          ("warmup_epochs", -1.0)])
@@ -102,15 +74,3 @@ def test_bad_training_fields_are_named(field, value):
     c.train[field] = value
     with pytest.raises(ConfigError, match=field):
         experiment_config(c)
-
-
-def test_parse_and_apply_overrides():
-    o = parse_overrides("train.schedule=cosine, train.class_weights=(1.0, 2.0, 4.0),train.lr=3e-4")
-    assert o == {"train.schedule": "cosine", "train.class_weights": (1.0, 2.0, 4.0), "train.lr": 3e-4}
-    c = apply_overrides(load_config(ROOT / "configs" / "paper.py"), o)
-    cfg = experiment_config(c)
-    assert cfg.train.schedule == "cosine" and cfg.train.class_weights == (1.0, 2.0, 4.0)
-    with pytest.raises(ConfigError, match="no config field train.nope"):
-        apply_overrides(c, {"train.nope": 1})
-    with pytest.raises(ConfigError, match="FIELD=VALUE"):
-        parse_overrides("train.lr")
