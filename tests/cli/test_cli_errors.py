@@ -39,6 +39,7 @@ def run_module(*args, cwd=ROOT, timeout=300):
 # ----------------------------------------------------------------------------------------- config values
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, field", [
     ("--config.sweep.seeds=0", "sweep.seeds"),
     ("--config.sweep.seeds=-2", "sweep.seeds"),
@@ -66,6 +67,7 @@ def test_typed_config_names_fields():
         run_sweep(cfg, "/nonexistent/never-created")
 
 
+@pytest.mark.slow
 def test_help_exits_zero_and_fields_are_listed():
     for module in ("dng_jax.sweep", "dng_jax.train"):
         proc = run_module(module, "--help")
@@ -79,6 +81,7 @@ def test_help_exits_zero_and_fields_are_listed():
         assert e.value.code == 0
 
 
+@pytest.mark.slow
 def test_train_takes_overrides_without_config():
     """Like the sweep, train runs the embedded configs/default.py when --config is not given."""
     proc = run_module("dng_jax.train", "--workdir", "never-written", "--config.train.epochs=7", "--config.help")
@@ -91,6 +94,7 @@ def test_train_takes_overrides_without_config():
 # ----------------------------------------------------------------------------------------- work dirs
 
 
+@pytest.mark.slow
 def test_workdir_that_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
@@ -132,6 +136,7 @@ def test_predict_bad_tiling(checkpoint, tmp_path, capsys, flags, needle):
     one_line_error(capsys, needle)
 
 
+@pytest.mark.slow
 def test_predict_output_is_a_file_and_corrupt_images(checkpoint, tmp_path, capsys):
     inp = tmp_path / "in"
     inp.mkdir()
@@ -220,6 +225,7 @@ def test_cluster_refuses_data_too_large_for_float32(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------- review fixes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, needle", [
     ("x\n", "not a Python file"), ("def get_config(:\n", "SyntaxError"), ("x = 1\n", "defines no get_config"),
     ("def get_config():\n    return 5\n", "not an ml_collections.ConfigDict"), (None, "is a folder"),
@@ -263,6 +269,7 @@ def test_methods_sharing_an_id_or_failing_factories_stop_the_sweep_first(tmp_pat
     one_line_error(capsys, "not a ClusteringMethod")
 
 
+@pytest.mark.slow
 @ORBAX_LOOP_WARNING
 def test_training_resumed_with_another_config_is_refused(tmp_path):
 

@@ -16,6 +16,7 @@ def _x(tmp_path, arr, name="X.npy"):
     return p
 
 
+@pytest.mark.slow
 def test_cli_ng_end_to_end_subprocess(tmp_path):
     X = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
     inp = _x(tmp_path, X)
@@ -32,6 +33,7 @@ def test_cli_ng_end_to_end_subprocess(tmp_path):
     assert not any(p.name.endswith(".tmp") for p in out.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["kmc", "gng"])
 def test_cli_kmc_gng(tmp_path, method):
     X = (np.random.default_rng(1).normal(size=(40, 2)) * 2).astype(np.float32)

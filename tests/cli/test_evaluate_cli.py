@@ -85,6 +85,7 @@ def test_quiet(dirs, capsys):
     assert capsys.readouterr().out.strip().startswith("mAP 0.733333")
 
 
+@pytest.mark.slow
 def test_subprocess_end_to_end(dirs, tmp_path):
     gt_dir, pred_dir = dirs
     out = tmp_path / "s.json"

@@ -16,6 +16,7 @@ from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
 from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info
 
 
+@pytest.mark.slow
 def test_cli_writes_label_images_and_csv(model_and_state, tmp_path):
     model, state = model_and_state
     cfg = tiny_config()
@@ -75,6 +76,7 @@ def test_help_says_tta_is_on_for_the_shipped_model_and_what_it_costs(capsys):
 SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.npz"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no model is shipped in this checkout")
 @pytest.mark.parametrize("image_id, count_tolerance, min_score", [
     # CT1 (grey fluorescence), one of the wide protocol's test images: 13 nuclei, the shipped model 0.73

@@ -25,6 +25,7 @@ def _data(n=60, d=3, seed=0):
     return (centres[rng.integers(0, 4, n)] + rng.normal(size=(n, d))).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_builtins_wrap_their_algorithms():
     X = _data()
     keys = jax.random.split(jax.random.key(0), 3)

@@ -29,6 +29,7 @@ def _rel(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [
     ng.NGConfig(k=40, epochs=20),  # goes through m = k (sort), 4m >= k (dense top-k), top-k rows, winner
     ng.NGConfig(k=6, epochs=8, full_rank="sort"),
@@ -126,6 +127,7 @@ def test_same_seed_same_result_other_seed_differs():
     assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [ng.NGConfig(k=4, epochs=4), ng.kmc_config(4, epochs=3)], ids=["ng", "kmc"])
 def test_fit_many_equals_single_runs(cfg):
     X = _data(24, 2)
@@ -144,6 +146,7 @@ def test_fit_many_equals_single_runs(cfg):
     np.testing.assert_allclose(np.asarray(out.centroids), single[:3], rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sharded_runs_axis_on_fake_devices():
     code = textwrap.dedent("""
         import jax, numpy as np

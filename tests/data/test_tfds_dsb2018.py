@@ -75,6 +75,7 @@ def test_records_round_trip_exactly(data_dir, mini):
         assert CELL_TYPES[ex["cell_type"]] == manifest[s.id]
 
 
+@pytest.mark.slow
 def test_other_config_and_reuse(tmp_path, mini):
     manifest, _ = mini
     b = prepare_dsb2018(bundled_minidata_path(), tmp_path, seed=3, n_test_per_type=1)
@@ -166,6 +167,7 @@ def test_bad_arguments(data_dir):
         TfdsCropBatches(ds, batch_size=0)
 
 
+@pytest.mark.slow
 def test_tensorflow_never_imported(data_dir):
     assert "tensorflow" not in sys.modules
     # also in a fresh interpreter, through the whole build + read path
@@ -184,6 +186,7 @@ def test_tensorflow_never_imported(data_dir):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_folder_source_and_skip_bad(tmp_path, mini):
     """A Kaggle folder works as source; a sample with overlapping masks fails the build, or is left out
     (and listed) with skip_bad."""

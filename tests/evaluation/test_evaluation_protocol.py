@@ -142,6 +142,7 @@ class _Loader:
         return self.samples[sid]
 
 
+@pytest.mark.slow
 def test_parallel_scoring_equals_serial(tiny_model, tiny_state):
     rng = np.random.default_rng(0)
     samples = []

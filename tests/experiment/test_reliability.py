@@ -47,6 +47,7 @@ def _truncate(path, keep=0.5):
     path.write_bytes(data[: int(len(data) * keep)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", [
     "runs/kmc_k2/results.json", "runs/kmc_k2/chunk_0001.json", "runs/ng_k2/pseudo_labels.npy",
     "runs/gng_k2/scores.csv", "runs/kmc_k2/seed0_predictions.npz", "cluster_data/latent.npy",
@@ -60,6 +61,7 @@ def test_a_damaged_stage_file_is_named_and_recomputed(damaged, victim, caplog):
     assert any(victim in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.slow
 def test_deleted_files_are_recomputed_too(damaged, caplog):
     wd, rerun = damaged
     for victim in ("runs/ng_k2/clustering.json", "cluster_data/sources.json", "runs/kmc_k2/done.json"):
@@ -77,6 +79,7 @@ def _no_retraining(monkeypatch):
     monkeypatch.setattr(configuration, "adapt_runs", forbidden)
 
 
+@pytest.mark.slow
 def test_an_intact_work_dir_recomputes_nothing(damaged, monkeypatch, caplog):
     """The baseline restored from its checkpoint is the network the later stages recorded."""
     wd, rerun = damaged
@@ -87,6 +90,7 @@ def test_an_intact_work_dir_recomputes_nothing(damaged, monkeypatch, caplog):
     assert not caplog.records, [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.slow
 def test_lost_clustering_stats_keep_the_runs(damaged, monkeypatch):
     """clustering.json deleted: the seeded clustering gives the same labels, so no run is retrained."""
     wd, rerun = damaged
@@ -95,6 +99,7 @@ def test_lost_clustering_stats_keep_the_runs(damaged, monkeypatch):
     rerun()
 
 
+@pytest.mark.slow
 def test_killed_while_clustering_again_keeps_the_record(damaged, monkeypatch):
     """The old marker stays until the configuration is done again, so a second rerun can still compare the
     new labels with the old ones and keep the runs."""
@@ -113,6 +118,7 @@ def test_killed_while_clustering_again_keeps_the_record(damaged, monkeypatch):
     rerun()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("marker,field,what", [("cluster_data", "baseline", "another baseline network"),
                                                ("runs/kmc_k2", "upstream", "other clustering data")])
 def test_a_stage_made_from_other_inputs_is_computed_again(damaged, caplog, marker, field, what):
@@ -127,6 +133,7 @@ def test_a_stage_made_from_other_inputs_is_computed_again(damaged, caplog, marke
     assert any(what in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_an_old_stage_with_an_unreadable_file_is_not_adopted(damaged, finished_sweep, caplog):
     """A stage without a marker (made before markers existed) is adopted only when its files load: with a
     truncated summary its checksums are not recorded as they are; the summary is made again from the runs,
@@ -144,6 +151,7 @@ def test_an_old_stage_with_an_unreadable_file_is_not_adopted(damaged, finished_s
     assert (rdir / "results.json").read_bytes() == (src / "runs" / "kmc_k2" / "results.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_an_unreadable_method_files_record_is_named(damaged):
     wd, _ = damaged
     (wd / "method_files.json").write_text("{")
@@ -151,6 +159,7 @@ def test_an_unreadable_method_files_record_is_named(damaged):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
 
 
+@pytest.mark.slow
 def test_a_dead_scoring_worker_stops_the_sweep_with_one_line(damaged, monkeypatch, capsys):
     wd, _ = damaged
     shutil.rmtree(wd / "runs" / "ng_k2")
@@ -165,6 +174,7 @@ def test_a_dead_scoring_worker_stops_the_sweep_with_one_line(damaged, monkeypatc
     assert rc == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_a_truncated_figure_is_drawn_again(damaged):
     wd, rerun = damaged
     _truncate(wd / "fig2_latent_tsne.png", 0.3)
@@ -172,6 +182,7 @@ def test_a_truncated_figure_is_drawn_again(damaged):
     assert (wd / "fig2_latent_tsne.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_the_final_baseline_checkpoint_missing_stops_the_sweep(damaged):
     wd, _ = damaged
     steps = sorted((wd / "baseline" / "checkpoints").iterdir(), key=lambda p: int(p.name))
@@ -180,6 +191,7 @@ def test_the_final_baseline_checkpoint_missing_stops_the_sweep(damaged):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
 
 
+@pytest.mark.slow
 def test_an_unreadable_sweep_config_is_named(damaged):
     wd, _ = damaged
     _truncate(wd / "sweep_config.json")
@@ -187,6 +199,7 @@ def test_an_unreadable_sweep_config_is_named(damaged):
         sweep.run_sweep(tiny_sweep_config(), wd, progress=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_sweep_with_one_line(damaged, monkeypatch, capsys):
     wd, _ = damaged
     shutil.rmtree(wd / "runs" / "ng_k2")
@@ -213,6 +226,7 @@ def test_a_checkpoint_write_on_a_full_disk_is_one_line(tiny_state, tmp_path, mon
     assert str(tmp_path / "ck" / "5") in err
 
 
+@pytest.mark.slow
 def test_killed_between_two_chunks_of_a_configuration(damaged, monkeypatch):
     """seeds_per_chunk=1: the kill lands after the first chunk of ng(2) was saved."""
     wd, rerun = damaged

@@ -23,6 +23,7 @@ def tiny():
     return enc, variables, images, learnable
 
 
+@pytest.mark.slow
 def test_runs_learn_their_own_labels_and_vmapped_equals_single(tiny):
     enc, variables, images, learnable = tiny
     shuffled = np.random.default_rng(1).permutation(learnable)

@@ -49,6 +49,7 @@ def _finish(proc, timeout=600):
     return out
 
 
+@pytest.mark.slow
 def test_two_shards_at_once_then_the_report_give_the_whole_sweep(finished_sweep, tmp_path, capsys):
     """shared stages once, then jobs 0/2 and 1/2 at the same time on one work dir, then the report:
     results.csv, table1.md and the figures are byte for byte the whole sweep's."""
@@ -80,6 +81,7 @@ def test_two_shards_at_once_then_the_report_give_the_whole_sweep(finished_sweep,
         assert (wd / name).read_bytes() == (whole / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_a_configuration_held_by_another_job_is_skipped(finished_sweep, tmp_path, monkeypatch, caplog, capsys):
     """kmc_k2 is held by another process: skipped, not run twice; ng_k2 fails: recorded in the job's own
     failures.json; the report merges what is finished and names both."""
@@ -181,6 +183,7 @@ def test_only_is_not_part_of_the_experiment():
     assert shards.experiment_part(job_cfg) == cfg
 
 
+@pytest.mark.slow
 def test_an_unknown_configuration_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dng_jax.sweep", "--workdir", str(tmp_path / "wd"),
                            "--config.sweep.only=ng_k7"], capture_output=True, text=True, timeout=120)

@@ -18,6 +18,8 @@ from dng_jax.errors import ConfigMismatchError
 from dng_jax.evaluation.statistics import TOO_FEW
 from dng_jax.experiment import sweep
 
+pytestmark = pytest.mark.slow  # every test here starts a subprocess or runs a sweep
+
 EXPECTED = ["results.csv", "table1.md", "fig2_latent_tsne.png", "fig5_panels.png", "fig6_map_known.png",
             "fig7_map_unknown.png", "fig8_entropy_std.png"]
 

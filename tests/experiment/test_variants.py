@@ -65,6 +65,7 @@ def adapt(setup, cfg, **kw):
                       run_ids=[0, 1], ct1_batches=batches, **kw)
 
 
+@pytest.mark.slow
 def test_paper_settings_are_the_paper_step(setup):
     """retrain.* at the paper's values: exactly the encoder retraining of before, nothing else changes."""
     model, variables, images, labels, _ = setup
@@ -85,6 +86,7 @@ def test_paper_settings_are_the_paper_step(setup):
     assert not leaves_equal(run1["batch_stats"]["encoder"], variables["batch_stats"]["encoder"])
 
 
+@pytest.mark.slow
 def test_frozen_batch_norm_keeps_the_baseline_statistics(setup):
     _, variables, *_ = setup
     paper, frozen = adapt(setup, config()), adapt(setup, config(batch_norm="frozen"))
@@ -94,6 +96,7 @@ def test_frozen_batch_norm_keeps_the_baseline_statistics(setup):
     assert not leaves_equal(frozen.variables["params"]["encoder"], paper.variables["params"]["encoder"])
 
 
+@pytest.mark.slow
 def test_decoder_tuning_changes_only_the_decoder(setup):
     _, variables, *_ = setup
     paper, tuned = adapt(setup, config()), adapt(setup, config(decoder_epochs=2))
@@ -108,6 +111,7 @@ def test_decoder_tuning_changes_only_the_decoder(setup):
                               for j in range(2)))
 
 
+@pytest.mark.slow
 def test_joint_objective_trains_the_whole_unet(setup):
     _, variables, *_ = setup
     paper, joint = adapt(setup, config()), adapt(setup, config(segmentation_weight=1.0))
@@ -134,6 +138,7 @@ def _seg_grad(model, variables, images, targets):
     return jax.grad(seg)(variables["params"]["decoder"])
 
 
+@pytest.mark.slow
 def test_joint_step_adds_the_weighted_segmentation_gradient(setup):
     """One joint step moves the decoder by exactly -lr x w x (its segmentation gradient): the decoder gets
     nothing from the pseudo-label loss (no augmentation, so the step's input is known)."""
@@ -156,6 +161,7 @@ def test_joint_step_adds_the_weighted_segmentation_gradient(setup):
     assert leaves_equal(jax.tree.map(lambda a: a[0], new.batch_stats["encoder"]), enc["batch_stats"])
 
 
+@pytest.mark.slow
 def test_decoder_step_is_a_lamb_step_on_the_segmentation_gradient(setup):
     model, variables, _, _, batches = setup
     enc = jax.tree.map(lambda a: a[None], {"params": variables["params"]["encoder"],
@@ -174,6 +180,7 @@ def test_decoder_step_is_a_lamb_step_on_the_segmentation_gradient(setup):
     assert losses.shape == (1, 1)
 
 
+@pytest.mark.slow
 def test_rounds_recluster_each_runs_own_latent(setup):
     paper, two = adapt(setup, config()), adapt(setup, config(rounds=2))
     assert len(two.later_rounds) == 1 and len(two.later_rounds[0]["units"]) == 2
@@ -183,6 +190,7 @@ def test_rounds_recluster_each_runs_own_latent(setup):
     assert not leaves_equal(two.variables["params"]["encoder"], paper.variables["params"]["encoder"])
 
 
+@pytest.mark.slow
 def test_adabn_normalises_the_encoder_with_the_image_itself(setup):
     """With AdaBN the encoder's running statistics do not matter (the image's own are used); the
     decoder's still do."""
@@ -199,6 +207,7 @@ def test_adabn_normalises_the_encoder_with_the_image_itself(setup):
     assert not np.allclose(predict_probs(other_dec, model, image, adabn=True), a, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_ensemble_scores_the_mean_softmax(setup):
     model, variables, *_ = setup
     samples = {s.id: s for s in synthetic_samples(3)}
@@ -228,6 +237,7 @@ def test_bad_variant_values_are_config_errors():
             experiment_config(c)
 
 
+@pytest.mark.slow
 def test_variants_run_in_the_sweep(finished_sweep, tmp_path):
     """Every variant at once from config overrides, on the finished sweep's baseline: the runs' networks
     carry what the variants changed, the ensemble is scored and reported, a rerun computes nothing."""

@@ -41,6 +41,7 @@ def _conv(fn, x, w, stride, padding):
     return fn(x, w, (stride, stride), padding, dimension_numbers=DN)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", MATMUL_IMPLS)
 @pytest.mark.parametrize("layer", LAYERS, ids=[layer[0] for layer in LAYERS])
 def test_matmul_conv_matches_lax_alone_and_vmapped(impl, layer):
@@ -82,6 +83,7 @@ def test_unsupported_cases_fall_back_to_lax():
 TINY = dict(stage_sizes=(1, 1, 1, 1), width=4, decoder_features=(16, 8, 8, 8, 8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", MATMUL_IMPLS)
 def test_unet_same_parameters_same_logits(impl):
     model = make_model(ModelConfig(**TINY))
@@ -112,6 +114,7 @@ def _retrain_step(conv: str, layout: str = "vmap", runs: int = 2):
     return step, (states, images, labels, keys, None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", MATMUL_IMPLS)
 def test_one_sgd_retraining_step_matches_the_lax_path(impl):
     step, args = _retrain_step("xla")
@@ -122,6 +125,7 @@ def test_one_sgd_retraining_step_matches_the_lax_path(impl):
     assert _rel(_flat(states.params), _flat(ref_states.params)) < 1e-5  # over all the runs' parameters
 
 
+@pytest.mark.slow
 def test_lax_map_over_runs_is_the_vmapped_step():
     step, args = _retrain_step("gemm", "map")
     states, loss = step(*args)
@@ -131,6 +135,7 @@ def test_lax_map_over_runs_is_the_vmapped_step():
     assert _rel(_flat(states.params), _flat(ref_states.params)) < 1e-5  # over all the runs' parameters
 
 
+@pytest.mark.slow
 def test_hlo_check_counts_the_grouped_convolutions():
     counts = {}
     for impl in ("xla", "gemm"):

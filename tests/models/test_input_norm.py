@@ -27,6 +27,7 @@ def test_per_image_normalisation_standardises_each_image():
     assert np.abs(a - b).max() < 0.3
 
 
+@pytest.mark.slow
 def test_input_norm_is_a_model_field_and_changes_only_the_input():
     m_none = make_model({**TINY_MODEL})
     m_img = make_model({**TINY_MODEL, "input_norm": "per_image"})

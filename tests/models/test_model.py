@@ -23,6 +23,7 @@ def test_resnet50_encoder_param_count_matches_reference():
     assert count_params(vu["params"]["encoder"]) == 23_508_032
 
 
+@pytest.mark.slow
 def test_paper_latent_and_logit_shapes():
     model = make_model({})
     x = jnp.zeros((2, 256, 256, 3))
@@ -34,6 +35,7 @@ def test_paper_latent_and_logit_shapes():
     assert logits.shape == (2, 256, 256, 3) and logits.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_tiny_model_forward_non_square():
     model = make_model(TINY)
     x = jax.random.uniform(jax.random.key(1), (2, 32, 64, 3))

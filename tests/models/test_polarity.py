@@ -42,6 +42,7 @@ def crops(shape, sizes=(64, 128, 256)):
     return [(y, x, c) for c in sizes for y in range(0, h - c + 1, c // 2) for x in range(0, w - c + 1, c // 2)]
 
 
+@pytest.mark.slow
 def test_nuclei_are_brighter_than_background_in_every_mini_image(mini):
     assert {t for t, _, _ in mini} == {"fluorescence", "brightfield", "tissue_white", "tissue_purple",
                                        "tissue_magenta"}
@@ -55,6 +56,7 @@ def test_nuclei_are_brighter_than_background_in_every_mini_image(mini):
         np.testing.assert_allclose(out[..., 0], 1.0 - image.mean(-1) if want else image.mean(-1), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_crops_with_nuclei_and_background_decide_as_their_image(mini):
     """Every 64-256 px crop where nuclei cover less than half of the pixels, empty ones included; the crops
     of all images are decided in one batch per size, so that images of a batch do not influence each other."""
@@ -76,6 +78,7 @@ def test_crops_with_nuclei_and_background_decide_as_their_image(mini):
     assert n > 500
 
 
+@pytest.mark.slow
 def test_the_model_sees_the_same_for_an_image_its_inverse_and_its_channels_permuted(mini):
     """Grey with bright nuclei is the same input whatever the polarity or channel order of the image (for a
     fluorescence image: its inverse has a median above the threshold, so it is inverted back)."""

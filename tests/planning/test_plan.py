@@ -51,6 +51,7 @@ def test_workload_json_round_trip_and_bad_file(tmp_path):
         planning.workload_from_json(str(path))
 
 
+@pytest.mark.slow
 def test_plan_of_the_tiny_sweep_picks_the_chunk_that_fits():
     c = tiny_sweep_config()
     c.sweep.methods, c.sweep.seeds, c.sweep.seeds_per_chunk = ("kmc", "gng"), 6, 6
@@ -76,6 +77,7 @@ def test_plan_of_the_tiny_sweep_picks_the_chunk_that_fits():
     assert "sweep.seeds_per_chunk = 3" in planning.format_plan(tight)
 
 
+@pytest.mark.slow
 def test_measured_and_projected_plans_count_the_calls_of_sweep_steps(tmp_path):
     """Both plans take their steps and calls from one count model (a file-loaded method and decoder tuning
     included, as rows not planned), and a plan projected from a measured plan's JSON at the same config gives
@@ -101,6 +103,7 @@ def test_measured_and_projected_plans_count_the_calls_of_sweep_steps(tmp_path):
     assert (gng.calls, gng.units) == (12 * 2, 1)  # 12 patterns x 2 epochs, one epoch a call
 
 
+@pytest.mark.slow
 def test_plan_command_errors_are_one_line(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     r = subprocess.run([sys.executable, "-m", "dng_jax.plan", "--config", str(ROOT / "configs" / "default.py"),
@@ -109,6 +112,7 @@ def test_plan_command_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "missing.json" in r.stderr
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run(tmp_path):
     """The GPU check's phases at tiny sizes on the CPU: every phase finishes and the summary has its tables."""
     out = tmp_path / "gc"

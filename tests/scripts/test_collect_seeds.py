@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dng_jax.evaluation.scores import read_scores
+
+pytestmark = pytest.mark.slow  # every test here starts a subprocess or runs a sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "collect_seeds.py"

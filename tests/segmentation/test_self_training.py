@@ -94,6 +94,7 @@ def _self_training_config():
     return c
 
 
+@pytest.mark.slow
 @ORBAX_LOOP_WARNING
 def test_teacher_then_student_resumes_exactly(tmp_path):
     """Mini-set: 4 CT1 training images, batch 2 -> 2 steps of the teacher, then 2 of the student on CT1 crops

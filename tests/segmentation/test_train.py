@@ -34,6 +34,7 @@ def tree_equal(a, b):
     return all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
 
 
+@pytest.mark.slow
 def test_steps_lower_loss_on_fixed_batch(tiny_state):
     mesh = make_mesh()
     step = jit_train_step(make_train_step(), mesh, donate=False)
@@ -48,6 +49,7 @@ def test_steps_lower_loss_on_fixed_batch(tiny_state):
     assert set(ev) >= {"loss", "accuracy"} and np.isfinite(float(ev["loss"]))
 
 
+@pytest.mark.slow
 def test_training_only_encoder_leaves_decoder_unchanged(tiny_state):
     state = tiny_state.replace(tx=make_optimizer(None, trainable=("encoder",)))
     state = state.replace(opt_state=state.tx.init(state.params))
@@ -89,6 +91,7 @@ def _rows(path):
         return [(r["step"], r["split"], r["loss"]) for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 @ORBAX_LOOP_WARNING
 def test_interrupted_run_resumes_to_identical_result(tmp_path):
     samples, eval_samples = synthetic_samples(), synthetic_samples(2, seed=1)
@@ -109,6 +112,7 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path):
     assert {r[1] for r in _rows(tmp_path / "a" / "metrics.csv")} == {"train", "eval"}
 
 
+@pytest.mark.slow
 def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     """The same two steps on a 2-device mesh (fake CPU devices, in a subprocess) and on one device."""
     code = textwrap.dedent("""
@@ -154,6 +158,7 @@ def test_data_parallel_two_cpu_devices_matches_one(tiny_state):
     np.testing.assert_allclose(params1, params2, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_train_step_traces_with_float32_state():
     model = make_model({**TINY_MODEL, "dtype": "bfloat16"})
     state = jax.eval_shape(lambda: create_train_state(jax.random.key(0), model, None, (1, 32, 32, 3)))
