@@ -8,6 +8,7 @@ import gc
 import os
 import pickle
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import jax
@@ -47,18 +48,13 @@ def xla_flags_with_devices(devices: int) -> str:
     return " ".join(flags + [f"--xla_force_host_platform_device_count={devices}"])
 
 
-#: The test files that take longest (whole sweeps in subprocesses), longest first (--durations, 2 workers,
-#: warm cache): pytest-xdist hands each worker whole files in collection order (with --no-loadscope-reorder;
-#: by default it sorts them by their number of tests), and a long file started last runs on alone at the end.
-LONGEST_FIRST = ("test_distributed.py", "test_plan.py", "test_reliability.py", "test_variants.py", "test_sweep.py",
-                 "test_cli_errors.py", "test_shards.py", "test_train.py", "test_self_training.py",
-                 "test_conv_gemm.py", "test_own_experiment.py", "test_retrain_report.py", "test_neural_gas.py",
-                 "test_tfds_dsb2018.py", "test_predict.py")
-
-
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file stays
+    """The files with the most ``slow`` tests first. pytest-xdist hands each worker whole files in collection
+    order (with --no-loadscope-reorder; by default it sorts them by their number of tests), and a long file
+    started last runs on alone at the end. The sort is stable: the order within a file, and of files with
+    as many slow tests, stays."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -175,3 +171,13 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_state(tiny_model):
     return create_train_state(jax.random.key(0), tiny_model, None, (1, 32, 32, 3))
+
+
+@pytest.fixture(scope="session")
+def model_and_state(tiny_model, tiny_state):
+    return tiny_model, tiny_state
+
+
+def random_image(h, w, seed=0):
+    """Uniform noise, an RGB uint8 image of h x w pixels."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3)).astype(np.uint8)

@@ -116,6 +116,7 @@ def assert_same_table(a: Path, b: Path, tol: float = 1e-5) -> bool:
 # ----------------------------------------------------------------------------------------- the sweep
 
 
+@pytest.mark.slow
 def test_two_process_sweep_killed_and_resumed_is_one_process_with_two_devices(gloo, finished_sweep, tmp_path):
     """The tiny sweep at the default config's chunking (4 seeds in one chunk: 2 runs per device) as 2
     processes; process 1 is killed in the second configuration (then process 0 too, as launch_local.sh
@@ -178,6 +179,7 @@ def test_two_process_sweep_killed_and_resumed_is_one_process_with_two_devices(gl
 # ----------------------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_two_process_training_is_one_process_data_parallel_training(gloo, tmp_path):
     """2 processes with 1 device each train exactly as 1 process with 2 devices: the same batches split
     the same way, the same losses, the same checkpoint (written through orbax's multi-host support)."""
@@ -203,6 +205,7 @@ def test_two_process_training_is_one_process_data_parallel_training(gloo, tmp_pa
 # ----------------------------------------------------------------------------------------- starting
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, needle", [
     (["--num_processes=2", "--process_id=2", "--coordinator_address=localhost:1234"], "--process_id must lie in 0..1"),
     (["--num_processes=2"], "--coordinator_address, --process_id missing"),
@@ -217,6 +220,7 @@ def test_bad_process_flags_are_one_line(tmp_path, flags, needle):
     assert not (tmp_path / "wd").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_coordinator_stops_in_one_line_after_the_timeout(tmp_path):
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-m", "dng_jax.train", "--config", str(ROOT / "configs" / "default.py"),

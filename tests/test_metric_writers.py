@@ -1,4 +1,4 @@
-"""The metrics writer (CSV + JSON lines, optional TensorBoard) and the typed config sections."""
+"""The metrics writer (CSV + JSON lines, optional TensorBoard)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ import json
 
 import pytest
 
-from dng_jax.config import ExperimentConfig, SweepConfig, comparable, config_table, experiment_config
-from dng_jax.experiment.retrain import RetrainConfig
-from dng_jax.errors import ConfigError
 from dng_jax.metric_writers import CsvWriter, JsonlWriter, create_default_writer, tensorboard_available, up_to_step
-from dng_jax.typed_config import FieldError, from_section
 
 
 def _csv(path):
@@ -55,32 +51,3 @@ def test_tensorboard_event_files(tmp_path):
     w.write_scalars(1, {"loss": 0.5, "split": "train"})
     w.close()
     assert any((tmp_path / "tensorboard" / "m").iterdir())
-
-
-def test_typed_sections_convert_once_and_check_values():
-    cfg = experiment_config({"sweep": {"ks": [5, 50], "seeds": 3}, "train": {"lr": 1}})
-    assert cfg.sweep.ks == (5, 50) and cfg.sweep.seeds == 3 and cfg.train.lr == 1.0  # list -> tuple, int -> float
-    assert isinstance(cfg, ExperimentConfig) and hash(cfg) == hash(experiment_config(
-        {"sweep": {"ks": (5, 50), "seeds": 3}, "train": {"lr": 1.0}}))
-    assert from_section(RetrainConfig, {"epochs": 0}).epochs == 0
-    with pytest.raises(ConfigError, match=r"config field sweep\.seeds: must be >= 1, got 0"):
-        experiment_config({"sweep": {"seeds": 0}})
-    with pytest.raises(ConfigError, match=r"sweep\.ks: expected an integer, got 'abc'"):
-        experiment_config({"sweep": {"ks": ("abc",)}})
-    with pytest.raises(ConfigError, match=r"clustering\.gng\.start_units"):
-        experiment_config({"clustering": {"gng": {"start_units": 1}}})
-    with pytest.raises(ConfigError, match=r"train\.nope: no such field"):
-        experiment_config({"train": {"nope": 1}})
-    with pytest.raises(FieldError, match="seeds_per_chunk"):
-        SweepConfig(seeds_per_chunk=0)
-    with pytest.raises(ConfigError, match=r"data\.crop_size: must be a positive multiple of 32"):
-        experiment_config({"data": {"crop_size": 100}})
-
-
-def test_comparable_ignores_volatile_fields_and_table_lists_every_field():
-    a = experiment_config({"sweep": {"seeds_per_chunk": 4}})
-    b = experiment_config({"sweep": {"seeds_per_chunk": 8}})
-    assert comparable(a) == comparable(b) and "sweep.seeds_per_chunk" not in comparable(a)
-    assert comparable(a) != comparable(experiment_config({"sweep": {"seeds": 2}}))
-    table = config_table(a)
-    assert "--config.clustering.gng.max_units" in table and "--config.sweep.seeds_per_chunk" in table

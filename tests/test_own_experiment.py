@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import ORBAX_LOOP_WARNING
 
@@ -31,6 +32,7 @@ def _config_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @ORBAX_LOOP_WARNING
 def test_labeled_and_unlabeled_folders_through_train_sweep_and_predict(tmp_path, capsys):
     study = tmp_path / "my_study"

@@ -8,7 +8,7 @@ with normal effects of per-type standard deviations (:class:`SimulationModel`, u
 components a committed score table shows: :func:`model_from_components`). The true difference of the
 general claim is the size-weighted mean of the types' gains; of the conditional claim (one trained
 baseline), that plus the drawn baseline's effect. Used by scripts/studies/coverage_study.py and
-tests/test_run_level.py.
+tests/evaluation/test_run_level.py.
 """
 
 from __future__ import annotations

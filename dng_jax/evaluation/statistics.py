@@ -25,7 +25,7 @@ close to 1 -- and so, with one run per side, the two-level interval is exactly :
 interval of the differences (the same draws). Resampling both levels counts the run x image
 interaction (a seed that helps some images and hurts others) more than once (McCullagh 2000), so the
 interval errs wide when that is large. Coverage, on synthetic data with known run, image and run x
-image variance in four cell types (tests/test_statistics.py): 95.4% of 1000 experiments for 8 runs
+image variance in four cell types (tests/evaluation/test_statistics.py): 95.4% of 1000 experiments for 8 runs
 against 3 (the old interval over the images alone, runs averaged per image first: 85.0%); see
 docs/statistics.md.
 

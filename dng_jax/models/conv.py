@@ -13,7 +13,7 @@ gradient to a ``batch_group_count`` one, which XLA runs far below a dense convol
 
 Each is a drop-in for ``nn.Conv(conv_general_dilated=...)``: the parameters keep their names and shapes, so
 checkpoints move freely between paths. Results differ from ``"xla"`` only by float reassociation
-(tests/test_conv_gemm.py: 1e-5 relative in float32). Cases the matmul paths do not cover (dilation, feature
+(tests/models/test_conv_gemm.py: 1e-5 relative in float32). Cases the matmul paths do not cover (dilation, feature
 groups, other layouts) fall back to ``lax.conv_general_dilated``.
 """
 
