@@ -10,6 +10,8 @@ work dir from the committed files (in a temporary folder) and combines the three
   <output>/paper_sweep/   kMC / NG at k = 5, 100, 500 and GNG on 3 baselines (k = 50 and the ensembles: seed 0 only)
   <output>/joint/, <output>/decoder/   the joint objective and decoder re-pairing at k = 100, where two
                           baselines have them (seed 0 and the seeds whose variants study finished)
+  <seed0>/sweep/, <seed0>/variants/<row>/   seed 0 alone (one baseline: the claims are about that network),
+                          its committed sweep and variants rows re-read with the run-level intervals
 
     python scripts/studies/replicated_baselines.py --output docs/figures/replicated/nested
 """
@@ -66,6 +68,29 @@ def seed0_workdir(wd: Path, configurations: dict[str, tuple[str, str]], test_set
     return wd
 
 
+def name_sources(out: Path, workdirs: list[Path]) -> None:
+    """combined_from.json names the committed folders (seed 0's work dir is a temporary assembly of them)."""
+    names = [str(w.relative_to(ROOT)) if w.is_relative_to(ROOT) else "docs/figures/generalise (seed 0, assembled)"
+             for w in workdirs]
+    layout.write_json(out / "combined_from.json", {"workdirs": names,
+                                                   "made_by": "python scripts/studies/replicated_baselines.py"})
+
+
+def seed0_reports(out: Path, sweep: Path, tmp: Path, test_set: Path) -> list[Path]:
+    """Seed 0's sweep and every variants row (the committed ones), each as its own one-baseline report."""
+    paths = combine_report(out / "sweep", [sweep])
+    name_sources(out / "sweep", [sweep])
+    for row in sorted(p.name for p in ON_TOP.iterdir() if (p / "results.csv").exists()):
+        names = {f.name[: -len("_scores.csv")] for f in (ON_TOP / row).glob("*_k*_scores.csv")
+                 if not f.name.endswith("_ensemble_scores.csv")}
+        mine = {n: (f"generalise/clustering_on_top/{row}/{n}", f"generalise/clustering_on_top/{row}/results.csv")
+                for n in sorted(names)}
+        wd = seed0_workdir(tmp / f"seed0_v_{row}", mine, test_set)
+        paths += combine_report(out / "variants" / row, [wd])
+        name_sources(out / "variants" / row, [wd])
+    return paths
+
+
 def _test_set(tmp: Path) -> Path:
     """The wide protocol's test_set.json of configs/cpu_real_unseen.py (the same split for every seed)."""
     cfg = experiment_config(load_config(ROOT / "configs" / "cpu_real_unseen.py"))
@@ -77,15 +102,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", default=str(REPLICATED / "nested"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="the replicated trainings to combine")
+    ap.add_argument("--seed0", default=str(REPLICATED / "seed0"), help="where seed 0's own run-level tables go")
     a = ap.parse_args()
     out = Path(a.output)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         test_set = _test_set(tmp / "split")
         sweeps = [seed0_workdir(tmp / "seed0", SEED0_SWEEP, test_set)]
+        for path in seed0_reports(Path(a.seed0), sweeps[0], tmp, test_set):
+            print(path)
         sweeps += [REPLICATED / f"seed{s}" / "sweep" for s in a.seeds if (REPLICATED / f"seed{s}" / "sweep").is_dir()]
         for path in combine_report(out / "paper_sweep", sweeps):
             print(path)
+        name_sources(out / "paper_sweep", sweeps)
         for row in ("joint", "decoder"):
             others = [REPLICATED / f"seed{s}" / "variants" / row for s in a.seeds
                       if (REPLICATED / f"seed{s}" / "variants" / row / layout.TEST_SET).exists()]
@@ -96,6 +125,7 @@ def main() -> None:
             base = seed0_workdir(tmp / f"seed0_{row}", mine, test_set)
             for path in combine_report(out / row, [base] + others):
                 print(path)
+            name_sources(out / row, [base] + others)
 
 
 if __name__ == "__main__":
