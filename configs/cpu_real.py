@@ -7,7 +7,7 @@ Reduced from the paper: a bottleneck ResNet with stages (2, 2, 2, 2) and width 1
 256x256 input), a narrower decoder, 128x128 crops, batch 8. Data: the paper config's default
 (../shared/data/dsb2018/stage1_train.zip next to the repository).
 
-Beyond the paper, chosen on the CT1 validation images (scripts/studies/ablate_baseline.py, docs/results.md): each
+Beyond the paper, chosen on the CT1 validation images (scripts/studies/ablate_baseline.py, docs/history.md): each
 image standardised at the encoder's input, a soft Dice term beside the cross-entropy, and 80 epochs
 (~4500 steps, ~40 min on 2 cores). Instances are grown back over the predicted border ring
 (postprocess.expand_distance = 2, from configs/paper.py).

@@ -3,7 +3,7 @@
 ``python -m dng_jax.train --config configs/cpu_real_unseen.py --workdir runs/cpu_real_unseen``
 
 Chosen on validation images only (CT1's and the other types' validation halves; scripts/
-ablate_generalisation.py, docs/results.md "Unseen cell types"): each image turned grey with bright nuclei
+ablate_generalisation.py, docs/results.md "How the recipe was chosen"): each image turned grey with bright nuclei
 before the encoder (inverted when its background is brighter than its nuclei, as the classical pipeline
 does), and photometric augmentation (contrast, gamma, blur, noise) so that CT1 looks less like one
 experiment. Stain jitter and a self-training round did not score higher on the validation images and are

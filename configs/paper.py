@@ -111,7 +111,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.postprocess.background_threshold = 0.2
     c.postprocess.height_threshold = 0.3
     c.postprocess.min_mean_cell_prob = 0.6
-    # Where the paper is silent: the readings that scored best on the CT1 validation images (docs/results.md)
+    # Where the paper is silent: the readings that scored best on the CT1 validation images (docs/history.md)
     c.postprocess.background_source = "cell"  # background markers: P(cell) < 0.2 ("foreground": P(cell)+P(border))
     c.postprocess.marker_connectivity = 1  # 4-connected markers (2: 8-connected)
     c.postprocess.expand_distance = 2  # grow instances back over the 2-px border ring (0 = the literal reading)
@@ -171,7 +171,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.retrain.momentum = 0.5
     c.retrain.decay_every_epochs = 10
     c.retrain.decay_factor = 0.1
-    # Beyond the paper (docs/results.md, "Variants"); these values are the paper's step:
+    # Beyond the paper (docs/results.md, "Variants of the step"); these values are the paper's step:
     c.retrain.batch_norm = "train"  # encoder BN statistics follow the clustering images ("frozen", "adabn")
     c.retrain.segmentation_weight = 0.0  # joint objective: + w x segmentation loss on CT1 crops
     c.retrain.decoder_epochs = 0  # then re-pair the decoder: LAMB on CT1, encoder fixed

@@ -8,7 +8,7 @@ background at least ``min_distance`` apart, so touching round nuclei are cut at 
 scikit-image and SciPy only. It is the floor a learned model has to beat: every Table I has its row.
 Its few parameters (:class:`ClassicalConfig`) were chosen on the validation set, never on the test
 images: a grid search (``scripts/studies/tune_classical.py``) on the wide protocol's 28 CT1 validation images
-gave sigma 0, min_distance 12, min_size 45 (validation MAP 0.499; docs/results.md).
+gave sigma 0, min_distance 12, min_size 45 (validation MAP 0.499; docs/history.md, "The classical reference").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and without test-time augmentation) goes through a grid of watershed readings. W
 
   WORKDIR/NAME/val.json   every reading's validation MAP, the training minutes
   WORKDIR/ablation.csv    one row per training: the paper's reading, the best reading, with TTA
-  stdout                  the same as a Markdown table (docs/results.md quotes it)
+  stdout                  the same as a Markdown table (docs/history.md quotes it)
 
     python scripts/studies/ablate_baseline.py --workdir runs/ablation --set train.epochs=20 \\
         --row paper: --row cosine:train.schedule=cosine,train.warmup_epochs=1

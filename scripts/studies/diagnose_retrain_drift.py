@@ -4,7 +4,7 @@ Takes a finished sweep work dir and retrains a few runs of one configuration aga
 four ways: 0 epochs (must give back the baseline: a check of the plumbing), 1 epoch at learning rate 0 (only
 the BatchNorm running statistics follow the clustering images), the config's retraining (new weights and
 statistics), and the same with BatchNorm frozen (eval mode) while retraining. Prints MAP known / unknown / all
-per run; the table in docs/results.md came from
+per run; the table in docs/history.md came from
 
     python scripts/studies/diagnose_retrain_drift.py --workdir runs/cpu_real --config configs/cpu_real.py --run kmc_k100
 """

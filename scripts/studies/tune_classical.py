@@ -3,7 +3,7 @@
 Grid search over ``sigma`` x ``min_distance`` x ``min_size`` of :mod:`dng_jax.segmentation.classical`,
 scored by the Kaggle MAP on the wide protocol's CT1 validation images (5% of CT1, seed 0). Prints
 every setting's validation MAP (best first) and the winner; the defaults of ``ClassicalConfig`` and
-``configs/paper.py`` are this script's winner, recorded in docs/results.md:
+``configs/paper.py`` are this script's winner, recorded in docs/history.md:
 
     python scripts/studies/tune_classical.py --data ../shared/data/dsb2018/stage1_train.zip [--json out.json]
 """
