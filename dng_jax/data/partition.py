@@ -28,6 +28,12 @@ included, as in the paper ("training with the test data is a viable approach", p
 ``validation`` clusters only the other types' validation images (an inductive control). Validation images
 are for choosing settings (thresholds, epochs, variants, k), never the test images.
 
+Self-training's images (``train.pseudo_label_images``, :func:`pseudo_label_ids`): the clustering images, or
+the *teacher pool*: of each other type's validation images, sorted by id, those at even positions (0, 2,
+...), with the unlabeled images. The odd positions, with CT1's validation images, are the *choosing pool*
+(:attr:`Splits.choosing`): what a variant trained on the teacher pool is chosen on, so that what is chosen
+on was not trained on. A fixed rule on sorted ids, not a draw: the halves do not move with a seed.
+
 The known type is ``data.known_type`` (``fluorescence``, CT1, for DSB2018). A collection in the folder
 layout (:mod:`dng_jax.data.folder`) may bring its own ``manifest.csv``: its cell types replace the rule, and
 its ``split`` column fixes the split of the images it names; images without a mask only join the
@@ -65,7 +71,10 @@ __all__ = [
     "Splits",
     "PROTOCOLS",
     "CLUSTER_FROM",
+    "PSEUDO_LABEL_IMAGES",
     "make_splits",
+    "halve_validation",
+    "pseudo_label_ids",
     "type_order",
     "open_data",
 ]
@@ -203,6 +212,19 @@ class Splits:
     def val_all(self) -> list[str]:
         return self.val_known + self.val_unknown
 
+    @property
+    def teacher_pool(self) -> list[str]:
+        """The images a teacher may pseudo-label inductively: the even-position half of each other type's
+        validation images (:func:`halve_validation`) and the unlabeled images; never a test image."""
+        teacher, _ = halve_validation(self.val, self.known_type)
+        return sorted({i for ids in teacher.values() for i in ids} | set(self.unlabeled))
+
+    @property
+    def choosing(self) -> dict[str, list[str]]:
+        """cell type -> the validation images to choose on beside a teacher: CT1's and the odd-position
+        half of each other type's."""
+        return halve_validation(self.val, self.known_type)[1]
+
     def cell_types(self) -> list[str]:
         """The cell types with test or validation images, the known type first, then by name."""
         return type_order(set(self.test) | set(self.val), self.known_type)
@@ -210,6 +232,41 @@ class Splits:
 
 #: Where the clustering images come from (``data.cluster_from``).
 CLUSTER_FROM = ("all", "validation")
+#: Which images self-training pseudo-labels (``train.pseudo_label_images``): the clustering images
+#: (``data.cluster_from`` decides), the teacher pool (inductive), or the teacher pool and the other types'
+#: test images (the transductive variant, named so).
+PSEUDO_LABEL_IMAGES = ("clustering", "teacher_pool", "transductive")
+
+
+def halve_validation(val: dict[str, list[str]], known_type: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``(teacher, choosing)``: each other type's validation ids, sorted, split by position, even to the
+    teacher and odd to choosing; the known type's all to choosing (it is trained on with labels, never
+    pseudo-labeled). Disjoint, and together ``val``."""
+    teacher: dict[str, list[str]] = {}
+    choosing: dict[str, list[str]] = {}
+    for ctype, ids in val.items():
+        ids = sorted(ids)
+        if ctype == known_type:
+            choosing[ctype] = ids
+            continue
+        if ids[0::2]:
+            teacher[ctype] = ids[0::2]
+        if ids[1::2]:
+            choosing[ctype] = ids[1::2]
+    return teacher, choosing
+
+
+def pseudo_label_ids(splits: Splits, images: str) -> list[str]:
+    """The ids self-training pseudo-labels under ``train.pseudo_label_images`` = ``images``: ``clustering``
+    (``splits.cluster``), ``teacher_pool`` (:attr:`Splits.teacher_pool`) or ``transductive`` (the teacher
+    pool and the other types' test images)."""
+    if images == "clustering":
+        return list(splits.cluster)
+    if images == "teacher_pool":
+        return splits.teacher_pool
+    if images == "transductive":
+        return sorted(set(splits.teacher_pool) | set(splits.test_unknown))
+    raise ValueError(f"pseudo-labeled images {images!r}: one of {PSEUDO_LABEL_IMAGES}")
 
 
 def make_splits(manifest: dict[str, str], n_test_per_type: int = 2, seed: int = 0, protocol: str = "paper",

@@ -15,9 +15,11 @@ from dng_jax.data.partition import (
     KNOWN_TYPE,
     build_manifest,
     classify,
+    halve_validation,
     image_statistics,
     load_or_build_manifest,
     make_splits,
+    pseudo_label_ids,
     read_manifest,
     write_manifest,
 )
@@ -90,3 +92,27 @@ def test_splits_follow_the_paper():
     assert set(s.test_unknown) <= set(s.cluster) and not set(s.test_known) & set(s.train_ct1)
     assert make_splits(manifest, 2, seed=1) == s
     assert make_splits(manifest, 2, seed=2) != s
+
+
+def test_teacher_and_choosing_pools_are_disjoint_halves_without_test_images():
+    """The self-training teacher pool and the choosing pool split each other type's validation images by
+    sorted position (even / odd), hold no test image, and only the transductive variant adds the test images."""
+    path = resources.files("dng_jax.data") / "minidata" / "dsb2018_stage1_manifest.json"
+    manifest = read_manifest(str(path))
+    s = make_splits(manifest, protocol="wide", unknown_val_fraction=0.5, cluster_from="all")
+    test = set(s.test_known) | set(s.test_unknown)
+    teacher, choosing = set(s.teacher_pool), {i for ids in s.choosing.values() for i in ids}
+    assert teacher and choosing and not teacher & choosing and not (teacher | choosing) & test
+    assert teacher | choosing == set(s.val_all) and set(s.choosing[KNOWN_TYPE]) == set(s.val_known)
+    for ctype, ids in s.val.items():
+        if ctype != KNOWN_TYPE:
+            assert s.choosing[ctype] == sorted(ids)[1::2] and set(sorted(ids)[0::2]) <= teacher
+    assert pseudo_label_ids(s, "teacher_pool") == sorted(teacher)
+    assert set(pseudo_label_ids(s, "transductive")) == teacher | set(s.test_unknown)
+    assert pseudo_label_ids(s, "clustering") == s.cluster and set(s.test_unknown) <= set(s.cluster)
+    with pytest.raises(ValueError, match="pseudo-labeled images"):
+        pseudo_label_ids(s, "test")
+    # an odd count gives the teacher the extra image; a type with one validation image has none to choose on
+    assert halve_validation({"fluorescence": ["f1", "f0"], "brightfield": ["b2", "b0", "b1"], "tissue_white": ["w"]},
+                            KNOWN_TYPE) == ({"brightfield": ["b0", "b2"], "tissue_white": ["w"]},
+                                            {"fluorescence": ["f0", "f1"], "brightfield": ["b1"]})
