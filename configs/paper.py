@@ -105,6 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.pseudo_label_weight = 1.0
     c.train.pseudo_label_confidence = 0.9
     c.train.pseudo_label_epochs = 0  # per round; 0 = train.epochs
+    c.train.pseudo_label_teacher = "network"  # or "classical", "agreement" (classical targets where the two agree)
+    c.train.pseudo_label_agreement = 0.3  # agreement teacher: share of instances matched at IoU > 0.5
+    c.train.pseudo_label_images = "clustering"  # or "teacher_pool" (inductive), "transductive" (+ test images)
 
     c.postprocess = ml_collections.ConfigDict()
     c.postprocess.marker_threshold = 0.8

@@ -292,6 +292,19 @@ class ExperimentConfig(TypedConfig):
     sweep: SweepConfig = param(SweepConfig(), "")
     report: ReportConfig = param(ReportConfig(), "")
 
+    def check(self) -> None:
+        """Across sections: a teacher other than the network pseudo-labels test images only when asked to by
+        name (``train.pseudo_label_images = "transductive"``), so a score on the test images stays honest.
+        The network teacher on every clustering image is the self-training that came first; it stays."""
+        t = self.train
+        transductive = (t.pseudo_label_rounds > 0 and t.pseudo_label_teacher != "network"
+                        and t.pseudo_label_images == "clustering" and self.data.cluster_from == "all")
+        require(not transductive, "train.pseudo_label_images",
+                f"the {t.pseudo_label_teacher} teacher would pseudo-label the clustering images, and "
+                f"data.cluster_from='all' includes the test images; use 'teacher_pool' (inductive: half of the other "
+                f"types' validation images, the other half left to choose on) or name the transductive variant, "
+                f"'transductive'")
+
 
 def check_sweep(cfg: ExperimentConfig) -> None:
     """What a sweep needs beyond valid sections: methods that resolve, k's the clustering data can hold,

@@ -17,13 +17,16 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+from dng_jax.data.partition import PSEUDO_LABEL_IMAGES
 from dng_jax.typed_config import TypedConfig, param, require
 
-__all__ = ["SCHEDULES", "TrainConfig", "TrainState", "trainable_mask", "learning_rate", "make_optimizer",
-           "create_train_state"]
+__all__ = ["SCHEDULES", "PSEUDO_LABEL_TEACHERS", "TrainConfig", "TrainState", "trainable_mask", "learning_rate",
+           "make_optimizer", "create_train_state"]
 
 
 SCHEDULES = ("constant", "cosine")
+#: Who makes self-training's targets (``train.pseudo_label_teacher``; :mod:`dng_jax.segmentation.self_training`).
+PSEUDO_LABEL_TEACHERS = ("network", "classical", "agreement")
 
 
 class TrainConfig(TypedConfig):
@@ -57,6 +60,14 @@ class TrainConfig(TypedConfig):
                                            "softmax reaches this, else it is ignored")
     pseudo_label_epochs: int = param(0, "self-training: epochs of each student round (0 = train.epochs), going "
                                      "on from the teacher's weights")
+    pseudo_label_teacher: str = param("network", "self-training's teacher: 'network' (its confident TTA pixels), "
+                                      "'classical' (Otsu + watershed instances as targets) or 'agreement' (classical "
+                                      "targets of the images where the two teachers agree)")
+    pseudo_label_agreement: float = param(0.3, "agreement teacher: keep an image when its classical and network "
+                                          "instances match at IoU > 0.5 for at least this share, TP/(TP+FP+FN)")
+    pseudo_label_images: str = param("clustering", "self-training's images: 'clustering' (data.cluster_from), "
+                                     "'teacher_pool' (half the other types' validation images: inductive) or "
+                                     "'transductive' (the teacher pool and the other types' test images)")
 
     @property
     def total_epochs(self) -> int:
@@ -84,6 +95,12 @@ class TrainConfig(TypedConfig):
         require(0 < self.pseudo_label_confidence <= 1, "pseudo_label_confidence",
                 f"must lie in (0, 1], got {self.pseudo_label_confidence}")
         require(self.pseudo_label_epochs >= 0, "pseudo_label_epochs", f"must be >= 0, got {self.pseudo_label_epochs}")
+        require(self.pseudo_label_teacher in PSEUDO_LABEL_TEACHERS, "pseudo_label_teacher",
+                f"must be one of {PSEUDO_LABEL_TEACHERS}, got {self.pseudo_label_teacher!r}")
+        require(0 <= self.pseudo_label_agreement <= 1, "pseudo_label_agreement",
+                f"must lie in [0, 1], got {self.pseudo_label_agreement}")
+        require(self.pseudo_label_images in PSEUDO_LABEL_IMAGES, "pseudo_label_images",
+                f"must be one of {PSEUDO_LABEL_IMAGES}, got {self.pseudo_label_images!r}")
         require(self.trainable is None or (len(self.trainable) > 0 and set(self.trainable) <= {"encoder", "decoder"}),
                 "trainable", f"must name 'encoder' and/or 'decoder' (or be None), got {self.trainable}")
 

@@ -35,7 +35,7 @@ from dng_jax import distributed
 from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig, differing_fields,
                             experiment_config)
 from dng_jax.data.dsb2018 import Sample, load_samples
-from dng_jax.data.partition import open_data
+from dng_jax.data.partition import open_data, pseudo_label_ids
 from dng_jax.data.sources import open_source
 from dng_jax.data.pipeline import CropBatches, MixedBatches, prefetch, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
@@ -45,7 +45,8 @@ from dng_jax.io.workdir import WorkdirLock, prepare_dir
 from dng_jax.metric_writers import create_default_writer, up_to_step
 from dng_jax.models import make_model
 from dng_jax.segmentation.checkpointing import Checkpointer
-from dng_jax.segmentation.self_training import confident_share, load_pseudo_labels, pseudo_label, save_pseudo_labels
+from dng_jax.segmentation.self_training import (TeacherSettings, confident_share, load_pseudo_labels, save_agreement,
+                                               save_pseudo_labels, teach)
 from dng_jax.segmentation.steps import (make_augment_fn, make_eval_step, make_segmentation_loss, make_train_step,
                                         make_weighted_loss, segmentation_loss)
 from dng_jax.segmentation.train_state import TrainState, create_train_state, make_optimizer
@@ -81,15 +82,22 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Samp
 
 class SelfTraining:
     """The rounds of ``train.pseudo_label_rounds`` (:mod:`dng_jax.segmentation.self_training`): which round a
-    step belongs to (0: the teacher), and each round's pseudo-labeled crops, labeled from the network as it
-    is when the round starts and saved, so a resumed round trains on the same targets."""
+    step belongs to (0: the teacher), and each round's pseudo-labeled crops of ``train.pseudo_label_images``,
+    labeled by ``train.pseudo_label_teacher`` (from the network as it is when the round starts) and saved,
+    so a resumed round trains on the same targets."""
 
     def __init__(self, cfg: ExperimentConfig, workdir: Path, steps_per_epoch: int, source, splits, progress: bool):
         tcfg = cfg.train
         self.cfg, self.workdir, self.source, self.splits, self.progress = cfg, workdir, source, splits, progress
         self.teacher_steps = tcfg.epochs * steps_per_epoch
         self.student_steps = (tcfg.pseudo_label_epochs or tcfg.epochs) * steps_per_epoch
-        if tcfg.pseudo_label_rounds and (source is None or not splits.cluster):
+        self.ids = pseudo_label_ids(splits, tcfg.pseudo_label_images) if splits is not None else []
+        if tcfg.pseudo_label_rounds and (source is None or not self.ids):
+            if tcfg.pseudo_label_images != "clustering":
+                raise ConfigError(f"config field train.pseudo_label_images: the teacher pool "
+                                  f"({tcfg.pseudo_label_images!r}) is empty; it is half of the other types' validation "
+                                  f"images (the wide protocol with data.unknown_val_fraction > 0 makes them) and the "
+                                  f"unlabeled images")
             raise ConfigError("config field train.pseudo_label_rounds: self-training needs the data's unlabeled "
                               "(clustering) images; there are none")
         self._images: dict | None = None
@@ -103,25 +111,28 @@ class SelfTraining:
     def batches(self, r: int, state) -> CropBatches:
         """Crop batches of round ``r``'s pseudo-labeled images (labeled now from ``state`` if not yet)."""
         if self._images is None:
-            self._images = {i: self.source.load(i, with_labels=False).image for i in self.splits.cluster}
+            self._images = {i: self.source.load(i, with_labels=False).image for i in self.ids}
         if not self.path(r).exists():
             variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
             distributed.on_writer(self._label, r, variables)
         samples = load_pseudo_labels(self.path(r), self._images)
+        tcfg = self.cfg.train
+        kept = (f" ({len(samples)} of {len(self._images)} kept: agreement >= {tcfg.pseudo_label_agreement})"
+                if tcfg.pseudo_label_teacher == "agreement" else "")
         if distributed.is_writer():
             tqdm.write(f"self-training round {r}: {len(samples)} pseudo-labeled images, "
-                       f"{confident_share(samples):.0%} of their pixels confident")
-        tcfg = self.cfg.train
+                       f"{confident_share(samples):.0%} of their pixels confident{kept}")
         if len(samples) < tcfg.batch_size:
             raise ConfigError(f"config field train.pseudo_label_rounds: {len(samples)} unlabeled images cannot fill a "
-                              f"batch of {tcfg.batch_size}")
+                              f"batch of {tcfg.batch_size}{kept}")
         return CropBatches(samples, tcfg.batch_size, self.cfg.data.crop_size, seed=tcfg.seed + 1000 * r)
 
     def _label(self, r: int, variables) -> None:
-        targets = pseudo_label(variables, make_model(self.cfg.model), self._images,
-                               confidence=self.cfg.train.pseudo_label_confidence, tile_size=self.cfg.eval.tile_size,
-                               progress=self.progress)
-        save_pseudo_labels(self.path(r), targets)
+        labels = teach(TeacherSettings.from_config(self.cfg), variables, make_model(self.cfg.model), self._images,
+                       progress=self.progress)
+        if self.cfg.train.pseudo_label_teacher == "agreement":
+            save_agreement(self.path(r).with_name(f"round{r}_agreement.json"), labels.agreement)
+        save_pseudo_labels(self.path(r), labels.targets)
 
 
 def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path) -> None:
