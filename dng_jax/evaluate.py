@@ -27,7 +27,7 @@ Trained networks, from their per-image scores (each subcommand takes --help):
       (dng_jax.evaluation.networks; --csv FILE, --save-classical FILE)
   python -m dng_jax.evaluate seeds --output DIR seed0=RUN0/baseline.json seed1=RUN1/baseline.json
       several trainings of one recipe as one table: maps.csv and test_scores.csv (dng_jax.evaluation.seeds)
-  python -m dng_jax.evaluate checkpoint --checkpoint RUN [--tta] [--split val] [--adabn] --output X.json
+  python -m dng_jax.evaluate checkpoint --checkpoint RUN [--tta] [--split val|choosing] [--adabn] --output X.json
       a trained network scored on its config's test (or validation) images (dng_jax.evaluation.checkpoint)
 """
 
@@ -215,17 +215,21 @@ CHECKPOINT_DOC = """A trained network scored on the test (or validation) images 
 example:
   python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --tta --output tta.json
   python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --split val --output val.json
+  python -m dng_jax.evaluate checkpoint --checkpoint runs/teacher --split choosing --output choosing.json
   python -m dng_jax.evaluate checkpoint --checkpoint runs/baseline_cpu_real --adabn --output adabn.json
 
 Writes a baseline.json-style file (MAP known / unknown / all, per type, per image) that the networks and
-seeds subcommands read; the images are those the checkpoint's own config (data.protocol) held out."""
+seeds subcommands read; the images are those the checkpoint's own config (data.protocol) held out. --split
+choosing scores only the validation images a self-training teacher pool leaves to choose on (CT1's and the
+odd-position half of each other type's: train.pseudo_label_images = "teacher_pool")."""
 
 
 def checkpoint_main(argv: Sequence[str]) -> int:
     ap = cli.make_parser("python -m dng_jax.evaluate checkpoint", CHECKPOINT_DOC)
     ap.add_argument("--checkpoint", required=True, help="training work dir, checkpoint folder or bundled:<name>")
     ap.add_argument("--split", choices=CHECKPOINT_SPLITS, default="test",
-                    help="test: the protocol's test images; val: CT1's and the other types' validation images")
+                    help="test: the protocol's test images; val: CT1's and the other types' validation images; "
+                         "choosing: the validation images outside the self-training teacher pool")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="test-time augmentation (default: the config's eval.tta)")
     ap.add_argument("--adabn", action="store_true",

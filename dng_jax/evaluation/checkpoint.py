@@ -17,8 +17,10 @@ from dng_jax.segmentation.checkpointing import load_variables
 
 __all__ = ["CHECKPOINT_SPLITS", "score_checkpoint"]
 
-#: ``test``: the protocol's test images; ``val``: CT1's and the other types' validation images.
-CHECKPOINT_SPLITS = ("test", "val")
+#: ``test``: the protocol's test images; ``val``: CT1's and the other types' validation images; ``choosing``:
+#: CT1's validation images and the half of the other types' not in the self-training teacher pool
+#: (:attr:`~dng_jax.data.partition.Splits.choosing`).
+CHECKPOINT_SPLITS = ("test", "val", "choosing")
 
 
 def score_checkpoint(checkpoint: str | os.PathLike, *, split: str = "test", tta: bool | None = None,
@@ -31,7 +33,7 @@ def score_checkpoint(checkpoint: str | os.PathLike, *, split: str = "test", tta:
     variables, model, config = load_variables(checkpoint)
     data_cfg = config.data if data is None else dataclasses.replace(config.data, path=data)
     source, _, splits = open_data(data_cfg, progress=False)
-    images = splits.test if split == "test" else splits.val
+    images = {"test": splits.test, "val": splits.val, "choosing": splits.choosing}[split]
     evaluator = SegmentationEvaluator.from_config(config)
     if tta is not None:
         evaluator = evaluator._replace(tta=tta)
