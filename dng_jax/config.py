@@ -49,6 +49,8 @@ __all__ = [
     "JOB_FIELDS",
     "TRAINING_FIELDS",
     "TRAINING_VOLATILE",
+    "SELF_TRAINING_DATA",
+    "training_volatile",
     "SPLIT_FIELDS",
     "parse_overrides",
     "parse_row",
@@ -372,6 +374,16 @@ TRAINING_FIELDS = ("data.", "model.", "augment.", "train.")
 TRAINING_VOLATILE = frozenset({"model.conv", "data.path", "data.unknown_val_fraction", "data.cluster_from",
                                "train.max_steps", "train.log_every", "train.checkpoint_every",
                                "train.max_to_keep", "train.eval_every_epochs"})
+#: ... the two that choose self-training's pseudo-labelled images matter when it has rounds.
+SELF_TRAINING_DATA = frozenset({"data.unknown_val_fraction", "data.cluster_from"})
+
+
+def training_volatile(cfg: ExperimentConfig) -> frozenset[str]:
+    """The fields a resumed training of ``cfg`` may change (:data:`TRAINING_VOLATILE`, less the fields that
+    pick the pseudo-labelled images when ``cfg`` self-trains: a saved round would be filtered to other images)."""
+    return TRAINING_VOLATILE - SELF_TRAINING_DATA if cfg.train.pseudo_label_rounds else TRAINING_VOLATILE
+
+
 #: What the test split depends on: a network trained on another split may have seen the test images.
 SPLIT_FIELDS = ("data.protocol", "data.known_type", "data.n_test_per_type", "data.test_fraction", "data.val_fraction",
                 "data.seed")

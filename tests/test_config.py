@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT
 
-from dng_jax.config import (ExperimentConfig, SweepConfig, apply_overrides, comparable, config_table,
+from dng_jax.config import (TRAINING_VOLATILE, ExperimentConfig, training_volatile, SweepConfig, apply_overrides, comparable, config_table,
                             experiment_config, load_config, parse_overrides)
 from dng_jax.errors import ConfigError
 from dng_jax.experiment.retrain import RetrainConfig
@@ -62,3 +62,13 @@ def test_every_typed_field_is_in_the_paper_config():
         for part in name.split("."):
             assert part in node, f"{name} is a typed field but not in configs/paper.py"
             node = node[part]
+
+
+def test_a_self_training_resume_keeps_the_fields_that_pick_its_pseudo_labelled_images():
+    plain = ExperimentConfig()
+    assert training_volatile(plain) == TRAINING_VOLATILE
+    selftrained = experiment_config(apply_overrides(load_config(ROOT / "configs" / "default.py"),
+                                                    {"train.pseudo_label_rounds": 1}))
+    assert "data.cluster_from" in TRAINING_VOLATILE
+    assert {"data.cluster_from", "data.unknown_val_fraction"}.isdisjoint(training_volatile(selftrained))
+    assert "data.path" in training_volatile(selftrained)

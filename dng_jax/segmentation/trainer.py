@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 from dng_jax import distributed
-from dng_jax.config import (TRAINING_FIELDS, TRAINING_VOLATILE, ExperimentConfig, differing_fields,
+from dng_jax.config import (TRAINING_FIELDS, ExperimentConfig, differing_fields, training_volatile,
                             experiment_config)
 from dng_jax.data.dsb2018 import Sample, load_samples
 from dng_jax.data.partition import open_data, pseudo_label_ids
@@ -142,7 +142,7 @@ def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Pa
         stored = experiment_config(meta.get("config", {}))
     except ConfigError as e:
         raise CheckpointError(f"{ckpt.directory}: the stored config is not valid ({e})") from None
-    diffs = differing_fields(stored, cfg, TRAINING_FIELDS, TRAINING_VOLATILE)
+    diffs = differing_fields(stored, cfg, TRAINING_FIELDS, training_volatile(cfg))
     if diffs:
         raise ConfigMismatchError(f"{workdir} holds a training made with another configuration (differs in: "
                                   f"{', '.join(diffs)}); resume it with the same config or use a new --workdir")
