@@ -10,6 +10,7 @@ work dir from the committed files (in a temporary folder) and combines the three
   <output>/paper_sweep/   kMC / NG at k = 5, 100, 500 and GNG on 3 baselines (k = 50 and the ensembles: seed 0 only)
   <output>/joint/, <output>/decoder/   the joint objective and decoder re-pairing at k = 100, where two
                           baselines have them (seed 0 and the seeds whose variants study finished)
+  <output>/per_baseline/seed<s>/   each replicated seed's sweep alone, re-read at the run level
   <seed0>/sweep/, <seed0>/variants/<row>/   seed 0 alone (one baseline: the claims are about that network),
                           its committed sweep and variants rows re-read with the run-level intervals
 
@@ -115,6 +116,10 @@ def main() -> None:
         for path in combine_report(out / "paper_sweep", sweeps):
             print(path)
         name_sources(out / "paper_sweep", sweeps)
+        for wd, s in zip(sweeps[1:], [s for s in a.seeds if (REPLICATED / f"seed{s}" / "sweep").is_dir()]):
+            for path in combine_report(out / "per_baseline" / f"seed{s}", [wd]):  # its own, run-level
+                print(path)
+            name_sources(out / "per_baseline" / f"seed{s}", [wd])
         for row in ("joint", "decoder"):
             others = [REPLICATED / f"seed{s}" / "variants" / row for s in a.seeds
                       if (REPLICATED / f"seed{s}" / "variants" / row / layout.TEST_SET).exists()]
