@@ -22,6 +22,7 @@ import numpy as np
 
 from dng_jax.config import ExperimentConfig
 from dng_jax.errors import InputError
+from dng_jax.models import UNet
 from dng_jax.segmentation.checkpointing import load_variables
 from dng_jax.segmentation.inference import predict_probs
 from dng_jax.segmentation.postprocess import probs_to_instances
@@ -38,7 +39,7 @@ class Network(NamedTuple):
 
     source: str
     variables: dict
-    model: Any  # a flax U-Net (dng_jax.models.UNet)
+    model: UNet
     config: ExperimentConfig
 
 
