@@ -19,7 +19,23 @@ model:
   keeps no copy: give that folder. The model and the watershed thresholds
   (config.postprocess) come from the training config stored with the
   checkpoint, the same config the training wrote to its work dir's config.json;
-  editing that file changes nothing here.
+  editing that file changes nothing here. --checkpoint also takes exported
+  weights (NAME.npz beside its NAME.json) and bundled:<name>.
+
+ensemble:
+  --checkpoint given several times averages the networks' softmax before the
+  watershed (one segmentation per image; with TTA each network averages its 8
+  views first). The networks must read images the same way (model.input_polarity,
+  polarity_threshold, input_norm) and share the watershed (postprocess): a mix is
+  refused, naming the two files. The first network's config decides eval.tta
+  (the shipped model's: on).
+  E.g. the three trainings of configs/cpu_real_unseen.py (seed 0 is the shipped
+  model; docs/results.md, "Ensembles of the three trainings"):
+    python -m dng_jax.predict --checkpoint bundled:cpu_real \\
+      --checkpoint docs/figures/replicated/seed1/weights/cpu_real_unseen_seed1.npz \\
+      --checkpoint docs/figures/replicated/seed2/weights/cpu_real_unseen_seed2.npz \\
+      --input images/ --output labels/
+  Each member costs one network's time: N members take about N x as long.
 
 inputs:
   --input takes image files (PNG, TIFF, JPEG, BMP), folders of them, and
@@ -71,17 +87,18 @@ from dng_jax.errors import InputError
 from dng_jax.io.images import list_inputs
 from dng_jax.io.workdir import check_output_file, prepare_dir
 from dng_jax.models import STRIDE
-from dng_jax.segmentation.bundled import bundled_info, load_bundled
-from dng_jax.segmentation.checkpointing import load_variables
-from dng_jax.segmentation.inference import make_predictor, segment_files
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, bundled_info, load_bundled
+from dng_jax.segmentation.ensemble import Network, load_networks, make_ensemble_predictor
+from dng_jax.segmentation.inference import segment_files
 
 
 def _parser() -> cli.ArgumentParser:
     ap = cli.make_parser("python -m dng_jax.predict", __doc__)
-    ap.add_argument("--checkpoint", default=None,
+    ap.add_argument("--checkpoint", action="append", default=None,
                     help="training work dir (latest step), its checkpoints/ folder, one step folder "
-                         "checkpoints/<step>, or a sweep's work dir (its baseline; see below); default: the "
-                         "model shipped in the package")
+                         "checkpoints/<step>, a sweep's work dir (its baseline; see below), NAME.npz or "
+                         "bundled:<name>; several: their ensemble (mean softmax); default: the model shipped "
+                         "in the package")
     ap.add_argument("--input", nargs="+", help="image files, folders of images and/or Kaggle-layout folders")
     ap.add_argument("--output", "--out", dest="output", help="folder for the label images")
     ap.add_argument("--model-info", action="store_true",
@@ -122,13 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_output_file(args.csv, "--csv")
         inputs = list_inputs(args.input)
         if args.checkpoint is None:
-            variables, model, config = load_bundled()
+            networks = [Network(f"bundled:{DEFAULT_MODEL}", *load_bundled())]
         else:
-            variables, model, config = load_variables(args.checkpoint)
-        tta = config.eval.tta if args.tta is None else args.tta
+            networks = load_networks(args.checkpoint)
+        tta = networks[0].config.eval.tta if args.tta is None else args.tta
         prepare_dir(args.output, "--output")
-        predict = make_predictor(variables, model, config.postprocess, tile_size=args.tile_size,
-                                 overlap=args.overlap, pad_mode=args.pad_mode, tta=tta)
+        predict = make_ensemble_predictor(networks, tile_size=args.tile_size, overlap=args.overlap,
+                                          pad_mode=args.pad_mode, tta=tta)
         bad = segment_files(predict, inputs, args.output, fmt=args.format, csv=args.csv, progress=args.progress,
                             verbose=not args.quiet)
         return cli.report_skipped(bad, len(inputs), args.output)

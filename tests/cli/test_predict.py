@@ -13,7 +13,7 @@ from dng_jax.evaluation.metrics import image_score
 from dng_jax.io.labels import read_labels
 from dng_jax.predict import main
 from dng_jax.segmentation.checkpointing import Checkpointer, load_checkpoint
-from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info, save_bundled
 
 
 @pytest.mark.slow
@@ -72,6 +72,27 @@ def test_help_says_tta_is_on_for_the_shipped_model_and_what_it_costs(capsys):
     if SHIPPED.exists():  # what the help says is what the shipped model's config does
         assert bundled_info()["config"]["eval"]["tta"] is True
 
+
+
+def test_cli_averages_several_checkpoints_and_refuses_a_mix(model_and_state, tmp_path, capsys):
+    """--checkpoint given twice: one segmentation of the mean softmax; networks that read the image
+    differently: status 2, one line naming both files."""
+    model, state = model_and_state
+    cfg = tiny_config()
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    a = save_bundled(variables, cfg.to_dict(), {}, name="a", directory=tmp_path)
+    b = save_bundled(variables, cfg.to_dict(), {}, name="b", directory=tmp_path)
+    cfg.model.input_norm = "per_image"
+    mixed = save_bundled(variables, cfg.to_dict(), {}, name="mixed", directory=tmp_path)
+    Image.fromarray(random_image(32, 40)).save(tmp_path / "x.png")
+    args = ["--input", str(tmp_path / "x.png"), "--quiet", "--no-progress", "--no-tta"]
+    assert main(["--checkpoint", str(a), "--checkpoint", str(b), "--output", str(tmp_path / "out")] + args) == 0
+    assert read_labels(tmp_path / "out" / "x.png").shape == (32, 40)
+    capsys.readouterr()
+    assert main(["--checkpoint", str(a), "--checkpoint", str(mixed), "--output", str(tmp_path / "o2")] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(a) in err and str(mixed) in err and "model.input_norm" in err, err
+    assert not (tmp_path / "o2").exists()  # refused before anything is written
 
 SHIPPED = WEIGHTS_DIR / f"{DEFAULT_MODEL}.npz"
 
