@@ -35,6 +35,9 @@ config's counts; nothing is compiled or timed here. Both kinds of plan count the
 :func:`dng_jax.planning.sweep_steps`. docs/gpu/plan.json holds the H200's (float32), docs/gpu/retrain_bf16.json
 its bfloat16 retraining step.
 
+``--data PATH`` is ``--config.data.path=PATH``; ``--quiet`` leaves out the line per compiled step (the plan is
+printed); ``--json`` is checked before anything is compiled.
+
 Exit status 0; 2 with one line "error: ..." on a bad flag, config or unreadable data.
 """
 

@@ -70,8 +70,9 @@ def sweep_summary(workdir: str | Path, *, level: float, checkpoint: str = "",
     """The lines a finished sweep prints (at most :data:`MAX_LINES`), from its work dir's scores;
     ``train_images``: how many CT1 images the baseline learned from (-1: not known)."""
     wd = Path(workdir).resolve()
-    lines = [f"outputs in {wd}: table1.md (Table I, every difference to the baseline with its interval and "
-             f"verdict, the MAP per cell type), results.csv, differences.csv, figures fig2, fig5-fig8"]
+    lines = [f"outputs in {wd}:",
+             "  table1.md (Table I, the differences to the baseline with intervals and verdicts, the MAP per cell "
+             "type), results.csv, differences.csv, fig2_latent_tsne.png, fig5-fig8 *.png"]
     scores = read_sweep_scores(wd)
     if scores is None:
         return "\n".join(lines + ["(no per-image scores in the work dir: python -m dng_jax.report --workdir "
@@ -88,8 +89,8 @@ def sweep_summary(workdir: str | Path, *, level: float, checkpoint: str = "",
     if best is not None:
         g = best.groups[group]
         on = "the other types" if group == UNKNOWN else "CT1"
-        lines.append(f"best row on {on}: {best.name} ({best.design} runs), MAP {g.mean:.3f}; against the "
-                     f"baseline on the same images {_difference(g, level)}")
+        lines.append(f"best row on {on}: {best.name} ({best.design} runs), MAP {g.mean:.3f}")
+        lines.append(f"  against the baseline on the same {g.n} images: {_difference(g, level)}")
     classical = next((c for c in comparisons if c.key is None and c.name.startswith("classical")), None)
     if classical is not None and group in classical.groups:
         lines.append(f"classical reference (no learning) on {'the other types' if group == UNKNOWN else 'CT1'}: "
