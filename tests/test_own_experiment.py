@@ -101,7 +101,7 @@ def test_labeled_and_partly_annotated_folders_through_train_sweep_and_predict(tm
     assert len(summary) <= 15 and summary[0].startswith(f"outputs in {wd.resolve()}"), proc.stdout[-3000:]
     best = next(i for i, line in enumerate(summary) if line.startswith("best row on the other types: kMC(2)"))
     assert summary[best + 1].startswith("  against the baseline on the same 2 images: Δ ")
-    assert "– (too few images for a verdict" in summary[best + 1]
+    assert "– too few images for a verdict (n = 2" in summary[best + 1]
     assert any("only show that the pipeline works" in line for line in summary)
     assert any(line.startswith(f"baseline (loaded from sweep.checkpoint {tmp_path / 'train'})") for line in summary)
     capsys.readouterr()

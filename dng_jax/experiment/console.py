@@ -36,7 +36,7 @@ def _verdict(g: GroupComparison) -> str:
     """The verdict in words, "–" when the group is too small for one (as in the table)."""
     v = g.verdict
     if v.word in ("no verdict", "no claim"):
-        return f"– ({v.reason})"
+        return f"– {v.reason}"
     return f"{v.mark} {v.word}".strip() + (f" ({v.reason})" if v.word == "not established" else "")
 
 
