@@ -210,10 +210,10 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
     """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed.
 
     ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` with the run-level interval at ``level``
-    (runs and images), drawn as error bars; the keys ``"baseline"`` and ``"classical"`` give a shaded band
-    (where the baseline's interval can be computed: several trainings) and a dotted line. The legend names
-    only what is drawn and sits outside the axes, right of them, so it covers no point or line. A group
-    without a test image gives a figure that says so."""
+    (runs and images), drawn as error bars where it is finite (the title names them only then); the keys
+    ``"baseline"`` and ``"classical"`` give a shaded band (where the baseline's interval can be computed:
+    several trainings) and a dotted line. The legend names only what is drawn and sits outside the axes,
+    right of them, so it covers no point or line. A group without a test image gives a figure that says so."""
     if not any(np.isfinite(getattr(r, column)) for r in rows):
         return _nothing_to_plot(title)
     plt = _plt()
@@ -223,7 +223,7 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
     methods = _ordered_methods(rows)
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
     colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(METHOD_ORDER + tuple(methods)))}
-    offsets = {"kmc": -0.06, "ng": 0.06, "gng": 0.0}
+    offsets, bars = {"kmc": -0.06, "ng": 0.06, "gng": 0.0}, False
     for method in methods:
         groups = {k: rs for (m, k), rs in _group(rows).items() if m == method}
         if not groups:
@@ -237,9 +237,10 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
             ax.scatter(x0 + rng.uniform(-0.02, 0.02, len(v)), v, s=10, alpha=0.45, color=colours[method])
             ks.append(x0)
             means.append(v.mean())
-            if (method, k) in intervals:
-                est, lo, hi = intervals[(method, k)]
+            est, lo, hi = intervals.get((method, k), (np.nan,) * 3)
+            if np.isfinite([est, lo, hi]).all():  # one image (or one run) has no interval: no bar
                 ax.errorbar([x0], [est], yerr=[[est - lo], [hi - est]], color=colours[method], capsize=3, lw=1)
+                bars = True
         label = f"{_label(method)} (start {min(groups)})" if method == "gng" else _label(method)
         ax.plot(ks, means, "-o", color=colours[method], label=label, ms=5)
     ax.axhline(baseline[column], color="k", ls="--", lw=1.2, label="baseline")
@@ -253,7 +254,7 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
         ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xlabel("k (number of clusters; GNG at its final size)")
     ax.set_ylabel("MAP")
-    ax.set_title(title + (f"\n(bars: {level:.0%} interval over the runs and the images)" if intervals else ""))
+    ax.set_title(title + (f"\n(bars: {level:.0%} interval over the runs and the images)" if bars else ""))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return fig

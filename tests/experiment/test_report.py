@@ -97,6 +97,10 @@ def test_fig6_legend_names_only_what_is_drawn():
         assert sorted(labels) == sorted(drawn), (labels, drawn)
         assert [x for x in labels if "interval" in x] == ([band] if band else [])
         assert f"bars: {level:.0%} interval" in ax.get_title()
+    # one test image: no interval, no bar, and the title promises none
+    nan3 = (float("nan"),) * 3
+    ax = map_vs_k_figure(_rows(), base, "map_known", "Fig. 6", {"baseline": nan3, ("kmc", 5): nan3}).axes[0]
+    assert "bars" not in ax.get_title() and not ax.containers
 
 
 def _scores(baseline_runs, known="fluorescence", val=True):
