@@ -80,7 +80,7 @@ def sweep(cfg: ExperimentConfig, workdir: str, progress: bool, quiet: bool = Fal
     if distributed.is_writer():  # the answer in a few lines; the tables are in table1.md
         print()
         print(sweep_summary(workdir, level=cfg.eval.level, checkpoint=cfg.sweep.checkpoint or "",
-                            failures=out.failures, train_images=out.train_images))
+                            failures=out.failures, train_images=out.train_images, runs=len(out.rows)))
     return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
 
 

@@ -66,11 +66,12 @@ def _baseline_line(scores, groups: Mapping[str, list[str]], checkpoint: str, lev
 
 
 def sweep_summary(workdir: str | Path, *, level: float, checkpoint: str = "",
-                  failures: Mapping[str, str] | None = None, train_images: int = -1) -> str:
+                  failures: Mapping[str, str] | None = None, train_images: int = -1, runs: int = -1) -> str:
     """The lines a finished sweep prints (at most :data:`MAX_LINES`), from its work dir's scores;
-    ``train_images``: how many CT1 images the baseline learned from (-1: not known)."""
+    ``train_images``: how many CT1 images the baseline learned from, ``runs``: how many runs the sweep
+    holds (-1: not known)."""
     wd = Path(workdir).resolve()
-    lines = [f"outputs in {wd}:",
+    lines = [f"outputs in {wd}" + (f" (the baseline and {runs} runs):" if runs >= 0 else ":"),
              "  table1.md (Table I, the differences to the baseline with intervals and verdicts, the MAP per cell "
              "type), results.csv, differences.csv, fig2_latent_tsne.png, fig5-fig8 *.png"]
     scores = read_sweep_scores(wd)

@@ -51,7 +51,7 @@ from dng_jax.experiment.stages.configuration import Configuration, stage_configu
 from dng_jax.experiment.stages.context import StageContext, stage_timer
 from dng_jax.experiment.stages.data import check_data, ct1_training_batches, open_scoring, prepare_data
 from dng_jax.experiment.stages.report import stage_report
-from dng_jax.io.workdir import prepare_dir
+from dng_jax.io.workdir import check_output_dir, prepare_dir
 
 __all__ = ["SweepResult", "Configuration", "sweep_configurations", "run_sweep", "log"]
 
@@ -85,8 +85,9 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
         raise ConfigError("config field sweep.only: a split sweep's jobs run one process each (give each job its own "
                           "devices); several processes (--num_processes) run the whole sweep together")
     cfg = shards.experiment_part(cfg)  # every job of the sweep makes the same stages, whichever it is
-    # check, then write: the data, its known type and splits, the checkpoints and the work dir's own
-    # configuration, before the work dir is made or written (a failed start leaves it as it was)
+    # check, then write: the work dir's path, the data, its known type and splits, the checkpoints and the
+    # work dir's own configuration, before the work dir is made or written (a failed start leaves it as it was)
+    check_output_dir(workdir, "--workdir")
     opened = check_data(cfg, Path(workdir), progress)
     check_checkpoints(cfg)
     check_workdir_config(Path(workdir), cfg, record=False)

@@ -41,7 +41,7 @@ from dng_jax.data.pipeline import CropBatches, MixedBatches, prefetch, segmentat
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.io.atomic import atomic_write_text
-from dng_jax.io.workdir import WorkdirLock, prepare_dir
+from dng_jax.io.workdir import WorkdirLock, check_output_dir, prepare_dir
 from dng_jax.metric_writers import create_default_writer, up_to_step
 from dng_jax.models import make_model
 from dng_jax.progress import step_bar, step_done
@@ -74,8 +74,9 @@ def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Samp
     evaluation during training (the final table is printed). Returns the final state.
     """
     cfg = _typed(config)
-    # check, then write: the data, its known type and splits, the batch and a resumed training's config,
-    # before the work dir is made or locked (a failed start leaves the file system as it was)
+    # check, then write: the work dir's path, the data, its known type and splits, the batch and a resumed
+    # training's config, before the work dir is made or locked (a failed start leaves the file system as it was)
+    check_output_dir(workdir, "--workdir")
     data = _training_data(cfg, Path(workdir), samples, eval_samples, progress)
     _check_training(cfg, Path(workdir), data)
     workdir = prepare_dir(workdir)

@@ -92,7 +92,7 @@ def test_train_help_promises_only_what_it_writes():
 
 @pytest.mark.slow
 def test_config_command_lines_say_it_in_words(tmp_path):
-    """As a user runs them: a wrong type, an unknown field, --data, --help (one process each)."""
+    """As a user runs them: a wrong type, an unknown field, --data (one process each; --help: test_cli_errors.py)."""
     def run(*args):
         return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
     wd = tmp_path / "w"
@@ -104,7 +104,3 @@ def test_config_command_lines_say_it_in_words(tmp_path):
                str(tmp_path / "nope.zip"), "--quiet")
     assert proc.returncode == 2 and "nope.zip: no such file or folder; give --data" in proc.stderr, proc.stderr
     assert not wd.exists()
-    for module in ("dng_jax.sweep",):  # train and plan: the same shell (cli.run_config_command), their docs above
-        proc = run(module, "--help")
-        # --help prints the command's docstring (absl shows __main__.__doc__), which names the flags
-        assert proc.returncode == 0 and "--quiet" in proc.stdout and "--no-progress" in proc.stdout, proc.stdout[-2000:]

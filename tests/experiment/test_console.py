@@ -58,7 +58,8 @@ def test_a_group_too_small_for_a_verdict_says_so_and_a_loaded_baseline_is_named(
     test = {"fluorescence": ["k0", "k1"], "brightfield": ["u0", "u1", "u2"]}
     wd = sweep_workdir(tmp_path, test, shift=0.1)
     text = sweep_summary(wd, level=0.95, checkpoint="runs/my_train", train_images=200,
-                         failures={"gng_k5": "boom"})
+                         failures={"gng_k5": "boom"}, runs=6)
+    assert text.startswith(f"outputs in {wd.resolve()} (the baseline and 6 runs):\n")
     assert "baseline (loaded from sweep.checkpoint runs/my_train): MAP" in text
     assert "against the baseline on the same 3 images: Δ +0.10" in text
     assert ": – too few images for a verdict (n = 3," in text and "improved" not in text
