@@ -23,7 +23,7 @@ from functools import partial
 from dng_jax import cli
 from dng_jax.errors import ConfigError, InputError
 from dng_jax.io.images import list_inputs
-from dng_jax.io.workdir import check_output_file, prepare_dir
+from dng_jax.io.workdir import check_output_dir, check_output_file
 from dng_jax.segmentation.classical import ClassicalConfig, classical_instances
 from dng_jax.segmentation.inference import segment_files
 
@@ -38,8 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sigma", type=float, default=d.sigma, help="Gaussian smoothing before the threshold (px)")
     ap.add_argument("--min-distance", type=int, default=d.min_distance, help="seeds at least this many px apart")
     ap.add_argument("--min-size", type=int, default=d.min_size, help="drop objects smaller than this (px)")
-    ap.add_argument("--quiet", action="store_true", help="no line per image (errors are still printed)")
-    cli.add_progress_flag(ap)
+    cli.add_verbosity_flags(ap, "no line per image")
     args = ap.parse_args(argv)
 
     def run() -> int:
@@ -47,10 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = ClassicalConfig(sigma=args.sigma, min_distance=args.min_distance, min_size=args.min_size)
         except ConfigError as e:
             raise InputError(f"--{str(e).split(':', 1)[0].replace('_', '-')}:{str(e).split(':', 1)[1]}") from None
+        check_output_dir(args.output, "--output")  # made when the first image is written
         if args.csv:
-            check_output_file(args.csv, "--csv")
+            check_output_file(args.csv, "--csv", made=[args.output])
         inputs = list_inputs(args.input)
-        prepare_dir(args.output, "--output")
         bad = segment_files(partial(classical_instances, cfg=cfg), inputs, args.output, fmt=args.format,
                             csv=args.csv, progress=args.progress, verbose=not args.quiet)
         return cli.report_skipped(bad, len(inputs), args.output)

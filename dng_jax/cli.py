@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -30,11 +31,11 @@ from ml_collections import config_flags
 from dng_jax import distributed
 from dng_jax.config import DataConfig, ExperimentConfig, config_table, experiment_config, load_config
 from dng_jax.errors import USER_ERRORS, ConfigError, InputError
-from dng_jax.typed_config import FieldError
+from dng_jax.typed_config import FieldError, field_types, nearest_fields, type_words
 
 __all__ = ["DEFAULT_CONFIG", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USER_ERROR", "ArgumentParser", "make_parser",
-           "add_output_flag", "add_progress_flag", "add_data_flags", "data_config", "report_skipped", "run_command",
-           "run_config_command", "show_log"]
+           "add_output_flag", "add_verbosity_flags", "add_data_flags", "data_config", "report_skipped", "run_command",
+           "run_config_command", "show_log", "normalise_argv", "field_message", "value_message"]
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USER_ERROR = 0, 1, 2
 #: The config a config-driven command runs without ``--config``: configs/default.py, installed with the
@@ -125,15 +126,22 @@ def add_output_flag(parser: argparse.ArgumentParser, help: str) -> None:  # noqa
     parser.add_argument("--output", "--out", dest="output", required=True, help=help)
 
 
-def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+def add_verbosity_flags(parser: argparse.ArgumentParser, quiet: str) -> None:
+    """``--no-progress`` (no progress bars) and ``--quiet`` / ``-q`` (``quiet``: what the command then leaves
+    out; errors are always printed), the same two flags on every command."""
     parser.add_argument("--no-progress", "--noprogress", dest="progress", action="store_false",
                         help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help=f"fewer lines: {quiet} (errors are still printed)")
 
 
 def report_skipped(bad: dict[str, str], n: int, output) -> int:
-    """List the inputs a batch command skipped (one ``error:`` line each); EXIT_PARTIAL if any."""
+    """List the inputs a batch command skipped (one ``error:`` line each); EXIT_PARTIAL if any,
+    EXIT_USER_ERROR when none could be read (then nothing was written)."""
     for why in bad.values():
         print(f"error: {why}", file=sys.stderr)
+    if bad and len(bad) == n:
+        print(f"none of the {n} images could be read (listed above); nothing was written", file=sys.stderr)
+        return EXIT_USER_ERROR
     if bad:
         print(f"{len(bad)} of {n} images could not be read (listed above); the others are in {output}",
               file=sys.stderr)
@@ -173,35 +181,59 @@ def _config_file_error(argv: Sequence[str], default: str | None) -> str | None:
     return None
 
 
-def _field_message(e: BaseException, argv: Sequence[str]) -> str:
-    inner: object = e
-    while isinstance(inner, BaseException) and inner.args:  # AttributeError(KeyError("'x'\nDid you mean ..."))
-        inner = inner.args[0]
-    overrides = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
-    return (f"no such config field: {str(inner).replace(chr(10), ' ')} (overrides given: "
-            f"{', '.join(overrides) or 'none'}); --config.help lists the fields")
+def field_message(e: BaseException, argv: Sequence[str]) -> str:
+    """The one line for an override naming no config field: which, and the nearest names there are."""
+    overrides = [a.split("=", 1)[0][len("--config."):] for a in argv[1:] if a.startswith("--config.")]
+    fields = field_types(ExperimentConfig)
+    unknown = [o for o in overrides if o not in fields and not any(f.startswith(o + ".") for f in fields)]
+    if not unknown:  # not an override's name: say what the flag library said
+        inner: object = e
+        while isinstance(inner, BaseException) and inner.args:  # AttributeError(KeyError("'x'\nDid you mean"))
+            inner = inner.args[0]
+        unknown = [str(inner).splitlines()[0].strip("'")]
+    hints = []
+    for name in unknown:
+        near = nearest_fields(ExperimentConfig, name)
+        hints.append(f"{name}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    return f"no such config field: {'; '.join(hints)}; --config.help lists the fields"
 
 
-def _normalise(argv: Sequence[str]) -> tuple[list[str], bool]:
-    """argv with ``--no-progress`` spelt as absl wants it, and whether ``--config.help`` was asked for."""
-    out, show_fields = [], False
-    for a in argv:
+def value_message(e: BaseException) -> str:
+    """The one line for a flag the flag library refused: a ``--config.<field>=<value>`` of the wrong type
+    names the field and the type it takes."""
+    m = re.match(r"flag --config\.([\w.]+)=(.*?): ", str(e), re.S)
+    tp = field_types(ExperimentConfig).get(m.group(1)) if m else None
+    if tp is None:
+        return f"{e} (see --help)"
+    return f"config field {m.group(1)}: expected {type_words(tp)}, got {m.group(2)!r}"
+
+
+def normalise_argv(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """argv with ``--no-progress`` spelt as absl wants it and ``--data PATH`` as ``--config.data.path=PATH``
+    (the flag every command that reads data takes), and whether ``--config.help`` was asked for."""
+    out, show_fields, rest = [], False, iter(argv)
+    for a in rest:
         if a == "--config.help":
             show_fields = True
         elif a == "--no-progress":
             out.append("--noprogress")
+        elif a == "--data" or a.startswith("--data="):
+            path = a.split("=", 1)[1] if "=" in a else next(rest, "")
+            out.append(f"--config.data.path={path}")
         else:
             out.append(a)
     return out, show_fields
 
 
-def run_config_command(argv: Sequence[str] | None, command: Callable[[ExperimentConfig, str, bool], int | None],
+def run_config_command(argv: Sequence[str] | None,
+                       command: Callable[[ExperimentConfig, str, bool, bool], int | None],
                        *, default_config: str | None, default_workdir: str | None, workdir_help: str) -> int:
-    """The shell of a config-driven command (flax ``main.py`` style): define ``--config``, ``--workdir``
-    and ``--progress``, parse, check the config (one line naming a bad field, status 2), then call
-    ``command(config, workdir, progress)`` and return its status. ``--help`` prints the calling
+    """The shell of a config-driven command (flax ``main.py`` style): define ``--config``, ``--workdir``,
+    ``--progress`` and ``--quiet`` (``--data PATH`` is ``--config.data.path=PATH``), parse, check the config
+    (one line naming a bad field, status 2), then call ``command(config, workdir, progress, quiet)`` and
+    return its status. ``--help`` prints the calling
     module's docstring (absl shows ``__main__.__doc__``)."""
-    argv, show_fields = _normalise(list(sys.argv if argv is None else argv))
+    argv, show_fields = normalise_argv(list(sys.argv if argv is None else argv))
     msg = _config_file_error(argv, default_config)
     if msg:
         return _error(msg)
@@ -220,7 +252,7 @@ def _run_absl(argv, show_fields, command, default_config, default_workdir, workd
         if "config" not in flag_values:
             _define_flags(default_config, default_workdir, workdir_help)
     except (AttributeError, KeyError) as e:
-        return _error(_field_message(e, argv))
+        return _error(field_message(e, argv))
     asked_for_help = any(a in _HELP_FLAGS or a.startswith("--help") for a in argv[1:])
     try:
         app.run(partial(_main, flag_values=flag_values, show_fields=show_fields, command=command), argv=argv,
@@ -240,6 +272,8 @@ def _define_flags(default_config: str | None, default_workdir: str | None, workd
         lock_config=True)
     flags.DEFINE_string("workdir", default_workdir, workdir_help)
     flags.DEFINE_bool("progress", True, "progress bars (--no-progress: none)")
+    flags.DEFINE_bool("quiet", False, "fewer lines: no progress lines, only the result (errors are still printed)",
+                      short_name="q")
     flags.DEFINE_string("coordinator_address", None,
                         "several processes (machines) run one experiment: host:port of process 0, the "
                         "same for every process (with --num_processes and --process_id; none of them in "
@@ -258,9 +292,9 @@ def _parse(flag_values, args: list[str]) -> list[str]:
     try:
         return flag_values(args)
     except (AttributeError, KeyError) as e:
-        sys.exit(_error(_field_message(e, args)))
+        sys.exit(_error(field_message(e, args)))
     except flags.Error as e:
-        sys.exit(_error(f"{e} (see --help)"))
+        sys.exit(_error(value_message(e)))
 
 
 def _main(rest: list[str], *, flag_values, show_fields: bool, command) -> int:
@@ -287,7 +321,7 @@ def _main(rest: list[str], *, flag_values, show_fields: bool, command) -> int:
     except USER_ERRORS as e:
         return _error(e)
     progress = flag_values.progress and distributed.is_writer()  # process 0's bars only
-    return run_command(lambda: command(cfg, flag_values.workdir, progress))
+    return run_command(lambda: command(cfg, flag_values.workdir, progress, flag_values.quiet))
 
 
 def _quiet_orbax() -> None:

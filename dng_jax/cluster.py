@@ -52,7 +52,7 @@ from dng_jax.clustering.matrix import cluster_matrix, write_clustering
 from dng_jax.clustering.methods import METHODS, ClusteringConfig, build_method, resolve_method
 from dng_jax.errors import InputError
 from dng_jax.io.arrays import load_data_matrix
-from dng_jax.io.workdir import prepare_dir
+from dng_jax.io.workdir import check_output_dir, prepare_dir
 from dng_jax.sharding import runs_mesh
 
 
@@ -75,7 +75,7 @@ def _parser() -> cli.ArgumentParser:
     ap.add_argument("--max-units", type=int, default=1024, help="GNG: capacity, the most units it can grow to")
     ap.add_argument("--pca", type=int, default=0, help="reduce the input to this many PCA components first (0: no PCA)")
     ap.add_argument("--shard", action="store_true", help="shard the runs over all local devices")
-    cli.add_progress_flag(ap)
+    cli.add_verbosity_flags(ap, "no summary line (the files are written as always)")
     return ap
 
 
@@ -119,7 +119,7 @@ def run(a) -> dict:
     if a.pca and not 1 <= a.pca <= min(X.shape):
         raise InputError(f"{a.input}: --pca {a.pca} needs 1 <= components <= min(n, d) = {min(X.shape)}")
     build_method(a.method, k, cfg)  # a user's factory that fails, fails before the output folder exists
-    out = prepare_dir(a.output, "--output")
+    check_output_dir(a.output, "--output")
     mesh = runs_mesh() if a.shard and jax.device_count() > 1 else None
     try:
         res, summary = cluster_matrix(X, a.method, k, cfg, seeds=a.seeds, seed=a.seed, pca=a.pca, mesh=mesh,
@@ -127,7 +127,7 @@ def run(a) -> dict:
     except FloatingPointError as e:
         raise InputError(f"{a.input}: {e}") from None
     summary["input"] = str(a.input)
-    write_clustering(out, res, summary)
+    write_clustering(prepare_dir(a.output, "--output"), res, summary)
     return summary
 
 
@@ -136,9 +136,10 @@ def main(argv=None) -> int:
 
     def go() -> int:
         s = run(a)
-        print(f"{s['method']}: {a.seeds} run(s) -> {Path(a.output)}  normalized entropy "
-              f"{s['normalized_entropy_mean']:.4f} +- {s['normalized_entropy_std']:.4f}, quantization error "
-              f"{s['quantization_error_mean']:.4g}")
+        if not a.quiet:
+            print(f"{s['method']}: {a.seeds} run(s) -> {Path(a.output)}  normalized entropy "
+                  f"{s['normalized_entropy_mean']:.4f} +- {s['normalized_entropy_std']:.4f}, quantization error "
+                  f"{s['quantization_error_mean']:.4g}")
         return cli.EXIT_OK
 
     return cli.run_command(go)

@@ -54,7 +54,7 @@ from dng_jax.evaluation.scores import write_scores
 from dng_jax.evaluation.seeds import collect_seeds
 from dng_jax.evaluation.statistics import bootstrap_mean, paired_comparison, verdict_text
 from dng_jax.io.atomic import atomic_write_text
-from dng_jax.io.workdir import check_output_file
+from dng_jax.io.workdir import check_output_dir, check_output_file
 
 
 def _parser() -> cli.ArgumentParser:
@@ -73,8 +73,7 @@ def _parser() -> cli.ArgumentParser:
                     help="cell type of every image ({'cell_types': {stem: type}}, as export_labels writes) for "
                          "resampling within types; default: GT/../cell_types.json when it exists")
     ap.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only the mean, not per-image scores")
-    cli.add_progress_flag(ap)
+    cli.add_verbosity_flags(ap, "only the mean, not the per-image scores")
     return ap
 
 
@@ -161,6 +160,7 @@ def _networks_parser() -> cli.ArgumentParser:
     ap.add_argument("--csv", default=None, help="also write the table as CSV (one row per group and B)")
     ap.add_argument("--save-classical", default=None,
                     help="write the classical reference's per-image scores here (run,image,cell_type,score)")
+    cli.add_verbosity_flags(ap, "the table only (it is all this prints)")
     return ap
 
 
@@ -168,6 +168,9 @@ def networks_main(argv: Sequence[str]) -> int:
     args = _networks_parser().parse_args(argv)
 
     def run() -> int:
+        for flag, path in (("--csv", args.csv), ("--save-classical", args.save_classical)):
+            if path:
+                check_output_file(path, flag)  # before the scoring, not after
         named = parse_named(args.scored)
         first_file = next((path for _, path in named if path != CLASSICAL), None)
         if first_file is None:
@@ -180,7 +183,7 @@ def networks_main(argv: Sequence[str]) -> int:
                 scores[name] = read_per_image(path)
                 continue
             scores[name] = classical_scores({i: t for i, (t, _) in ref.items()}, args.data or config.data.path,
-                                            config.classical)
+                                            config.classical, progress=args.progress)
             if args.save_classical:
                 write_scores(args.save_classical, classical_table(name, scores[name]))
         comparison = compare_networks(scores, level=args.level)
@@ -206,8 +209,17 @@ def seeds_main(argv: Sequence[str]) -> int:
     ap = cli.make_parser("python -m dng_jax.evaluate seeds", SEEDS_DOC)
     ap.add_argument("runs", nargs="+", help="NAME=PATH of a baseline.json, one per run")
     cli.add_output_flag(ap, "folder for maps.csv and test_scores.csv")
+    cli.add_verbosity_flags(ap, "nothing but errors (maps.csv is written as always)")
     args = ap.parse_args(argv)
-    return cli.run_command(lambda: print(collect_seeds(args.runs, args.output), end=""))
+
+    def run() -> int:
+        check_output_dir(args.output, "--output")
+        text = collect_seeds(args.runs, args.output)
+        if not args.quiet:
+            print(text, end="")
+        return cli.EXIT_OK
+
+    return cli.run_command(run)
 
 
 CHECKPOINT_DOC = """A trained network scored on the test (or validation) images of its config, with or without TTA.
@@ -236,7 +248,7 @@ def checkpoint_main(argv: Sequence[str]) -> int:
                     help="normalise the encoder with each image's own statistics (AdaBN, retrain.batch_norm=adabn)")
     ap.add_argument("--data", default=None, help="the DSB2018 zip (or folder), if not where the config says")
     cli.add_output_flag(ap, "JSON file to write")
-    cli.add_progress_flag(ap)
+    cli.add_verbosity_flags(ap, "no table (the JSON file is written as always)")
     args = ap.parse_args(argv)
 
     def run() -> int:
@@ -244,7 +256,8 @@ def checkpoint_main(argv: Sequence[str]) -> int:
         scores = score_checkpoint(args.checkpoint, split=args.split, tta=args.tta, adabn=args.adabn, data=args.data,
                                   progress=args.progress)
         scores.write_json(args.output)
-        print(format_table(scores))
+        if not args.quiet:
+            print(format_table(scores))
         return cli.EXIT_OK
 
     return cli.run_command(run)

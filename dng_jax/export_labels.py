@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dng_jax import cli
 from dng_jax.data.export import SPLITS, export
-from dng_jax.io.workdir import prepare_dir
+from dng_jax.io.workdir import check_output_dir
 
 
 def main(argv=None) -> int:
@@ -32,15 +32,16 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test", choices=SPLITS, help="which images")
     cli.add_data_flags(p)
     p.add_argument("--no-images", action="store_true", help="write only the label images")
-    cli.add_progress_flag(p)
+    cli.add_verbosity_flags(p, "no summary line")
     args = p.parse_args(argv)
 
     def run() -> int:
         data = cli.data_config(args)
-        prepare_dir(args.output, "--output")
+        check_output_dir(args.output, "--output")  # made when the first file is written, after the data's checks
         ids = export(args.output, data, args.split, images=not args.no_images, progress=args.progress)
-        print(f"wrote {len(ids)} label images to {Path(args.output) / 'gt'}"
-              + ("" if args.no_images else f" and their inputs to {Path(args.output) / 'images'}"))
+        if not args.quiet:
+            print(f"wrote {len(ids)} label images to {Path(args.output) / 'gt'}"
+                  + ("" if args.no_images else f" and their inputs to {Path(args.output) / 'images'}"))
         return cli.EXIT_OK
 
     return cli.run_command(run)

@@ -1,6 +1,7 @@
 """python -m dng_jax.plan: what a sweep will need before it is submitted: memory, FLOPs and time per stage.
 
-usage: python -m dng_jax.plan [--config configs/<file>.py] [--config.<section>.<field>=V]
+usage: python -m dng_jax.plan [--config configs/<file>.py] [--config.<section>.<field>=V] [--data PATH]
+                              [--no-progress] [--quiet]
                               [--device_memory_gb G] [--time_steps N] [--time_runs R] [--workload FILE]
                               [--stages train,features,cluster,retrain,eval] [--json FILE]
                               [--timings PLAN.json ...]
@@ -34,6 +35,9 @@ config's counts; nothing is compiled or timed here. Both kinds of plan count the
 :func:`dng_jax.planning.sweep_steps`. docs/gpu/plan.json holds the H200's (float32), docs/gpu/retrain_bf16.json
 its bfloat16 retraining step.
 
+``--data PATH`` is ``--config.data.path=PATH``; ``--quiet`` leaves out the line per compiled step (the plan is
+printed); ``--json`` is checked before anything is compiled.
+
 Exit status 0; 2 with one line "error: ..." on a bad flag, config or unreadable data.
 """
 
@@ -46,6 +50,7 @@ from absl import flags
 from dng_jax import cli
 from dng_jax.config import ExperimentConfig
 from dng_jax.experiment.sweep import sweep_configurations
+from dng_jax.io.workdir import check_output_file
 from dng_jax.planning import STAGES, format_plan, make_plan, write_plan_json
 from dng_jax.planning.designs import design_costs, format_designs, image_floor, read_components
 
@@ -67,11 +72,14 @@ flags.DEFINE_string("variance", None, "variance components to plan designs with 
 FLAGS = flags.FLAGS
 
 
-def plan_command(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
+def plan_command(cfg: ExperimentConfig, workdir: str, progress: bool, quiet: bool = False) -> int:
     del workdir  # the plan writes nothing but --json
+    if FLAGS.json:
+        check_output_file(FLAGS.json, "--json")  # before the compiling and timing, not after
     plan = make_plan(cfg, stages=FLAGS.stages, workload_json=FLAGS.workload, device_memory_gb=FLAGS.device_memory_gb,
                      timings=FLAGS.timings, time_runs=FLAGS.time_runs, time_steps=FLAGS.time_steps,
-                     cluster_steps=FLAGS.cluster_steps, progress=progress, log=lambda s: print(s, flush=True))
+                     cluster_steps=FLAGS.cluster_steps, progress=progress,
+                     log=(lambda s: None) if quiet else (lambda s: print(s, flush=True)))
     print()
     print(format_plan(plan), end="")
     components, source = read_components(FLAGS.variance)

@@ -6,10 +6,10 @@ example:
       --output labels/ --csv submission.csv
 
 model:
-  Without --checkpoint the model shipped in the package is used (the CPU-scale
-  baseline of configs/cpu_real.py, trained on the DSB2018 stage-1 fluorescence
-  images; which data, config and commit made it, and its MAP, are in
-  dng_jax/segmentation/weights/cpu_real.json; --model-info prints them).
+  Without --checkpoint the model shipped in the package is used (bundled:cpu_real:
+  the recipe of configs/cpu_real_unseen.py trained with seed 0 on the DSB2018
+  stage-1 fluorescence images; which data, config and commit made it, and its
+  MAP, are in dng_jax/segmentation/weights/cpu_real.json; --model-info prints them).
   --checkpoint is a training work dir (python -m dng_jax.train --workdir DIR),
   its checkpoints/ folder (latest step), one checkpoints/<step>/ folder, or a
   sweep's work dir (its baseline/ is used: WORKDIR and WORKDIR/baseline are the
@@ -85,9 +85,9 @@ from collections.abc import Sequence
 from dng_jax import cli
 from dng_jax.errors import InputError
 from dng_jax.io.images import list_inputs
-from dng_jax.io.workdir import check_output_file, prepare_dir
+from dng_jax.io.workdir import check_output_dir, check_output_file
 from dng_jax.models import STRIDE
-from dng_jax.segmentation.bundled import DEFAULT_MODEL, bundled_info, load_bundled
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, bundled_info, describe_bundled, load_bundled
 from dng_jax.segmentation.ensemble import Network, load_networks, make_ensemble_predictor
 from dng_jax.segmentation.inference import segment_files
 
@@ -102,7 +102,8 @@ def _parser() -> cli.ArgumentParser:
     ap.add_argument("--input", nargs="+", help="image files, folders of images and/or Kaggle-layout folders")
     ap.add_argument("--output", "--out", dest="output", help="folder for the label images")
     ap.add_argument("--model-info", action="store_true",
-                    help="print where the bundled model came from (data, config, commit, MAP) and exit")
+                    help="print which model predict uses without --checkpoint and where it came from (data, config, "
+                         "commit, MAP), then exit")
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="test-time augmentation: mean softmax over 8 flips / rotations, about 7x the time "
                          "per image (default: the model's eval.tta, on for the shipped model)")
@@ -117,8 +118,7 @@ def _parser() -> cli.ArgumentParser:
     ap.add_argument("--pad-mode", choices=("constant", "reflect"), default="constant",
                     help="padding to a multiple of 32: constant = zeros, as in training; reflect = mirror "
                          "the image (can help bright-background images)")
-    ap.add_argument("--quiet", action="store_true", help="no line per image (errors are still printed)")
-    cli.add_progress_flag(ap)
+    cli.add_verbosity_flags(ap, "no line per image")
     return ap
 
 
@@ -127,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         if args.model_info:
-            print(json.dumps(bundled_info()["provenance"], indent=1))
+            info = bundled_info()
+            print(describe_bundled(info))
+            if not args.quiet:
+                print(json.dumps(info["provenance"], indent=1))
             return 0
         if not args.input or not args.output:
             raise InputError("--input and --output are required (unless --model-info)")
@@ -135,15 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InputError(f"--tile-size must be a positive multiple of {STRIDE}, got {args.tile_size}")
         if not 0 <= args.overlap < args.tile_size:
             raise InputError(f"--overlap must lie in [0, --tile-size), got {args.overlap}")
+        check_output_dir(args.output, "--output")  # made when the first image is written
         if args.csv:
-            check_output_file(args.csv, "--csv")
+            check_output_file(args.csv, "--csv", made=[args.output])
         inputs = list_inputs(args.input)
         if args.checkpoint is None:
             networks = [Network(f"bundled:{DEFAULT_MODEL}", *load_bundled())]
         else:
             networks = load_networks(args.checkpoint)
         tta = networks[0].config.eval.tta if args.tta is None else args.tta
-        prepare_dir(args.output, "--output")
         predict = make_ensemble_predictor(networks, tile_size=args.tile_size, overlap=args.overlap,
                                           pad_mode=args.pad_mode, tta=tta)
         bad = segment_files(predict, inputs, args.output, fmt=args.format, csv=args.csv, progress=args.progress,

@@ -49,7 +49,7 @@ from dng_jax.experiment.pairs import SPLITS, compare_pairs
 from dng_jax.experiment.report import combine_report, read_sweep_scores, rebuild_report
 from dng_jax.experiment.shards import unfinished
 from dng_jax.experiment.sweep import sweep_configurations
-from dng_jax.io.workdir import WorkdirLock
+from dng_jax.io.workdir import WorkdirLock, check_output_dir
 
 
 def expected_configurations(workdir: Path) -> list[str] | None:
@@ -63,13 +63,22 @@ def expected_configurations(workdir: Path) -> list[str] | None:
         return None
 
 
-def rebuild(workdir: Path, level: float | None) -> int:
+def check_finished_sweep(workdir: Path) -> None:
+    """Refuse a work dir without a finished sweep to report (before it is locked, so nothing is written)."""
+    if not (workdir / layout.RESULTS_CSV).exists() and not finished_configurations(workdir):
+        raise InputError(f"--workdir {workdir} holds no finished sweep (no results.csv and no finished "
+                         f"configuration in {layout.stage_dir(workdir, layout.RUNS)}): give the work dir of a sweep, "
+                         f"or run python -m dng_jax.sweep --workdir {workdir} first")
+
+
+def rebuild(workdir: Path, level: float | None, quiet: bool = False) -> int:
     """The report rebuilt in ``workdir``; EXIT_PARTIAL when configurations of its sweep are missing."""
+    check_finished_sweep(workdir)
     with WorkdirLock(workdir, "--workdir", shared=True):  # beside a split sweep's jobs, not in a whole sweep
         paths = rebuild_report(workdir, level=level)
-    for path in paths:
+    for path in [] if quiet else paths:
         print(path)
-    if not (workdir / layout.FIG5).exists():
+    if not quiet and not (workdir / layout.FIG5).exists():
         print("note: fig5_panels.png needs the model: the whole sweep (python -m dng_jax.sweep, same config "
               "and --workdir) draws it, loading every finished stage", file=sys.stderr)
     expected = expected_configurations(workdir)
@@ -93,7 +102,7 @@ def compare(workdir: Path, args) -> int:
     return cli.EXIT_OK
 
 
-def combine(output: Path, workdirs: list[Path], level: float | None) -> int:
+def combine(output: Path, workdirs: list[Path], level: float | None, quiet: bool = False) -> int:
     """``--combine``: the nested table of sweeps made one per trained baseline, in ``output``."""
     missing = [w for w in workdirs if not w.is_dir()]
     if missing:
@@ -103,8 +112,10 @@ def combine(output: Path, workdirs: list[Path], level: float | None) -> int:
                          f"of its own")
     if len(workdirs) < 2:
         raise InputError("--combine needs the work dirs of at least two sweeps (one per trained baseline)")
+    check_output_dir(output, "--workdir")
     for path in combine_report(output, workdirs, level=level):
-        print(path)
+        if not quiet:
+            print(path)
     return cli.EXIT_OK
 
 
@@ -126,6 +137,7 @@ def _parser() -> cli.ArgumentParser:
                    help="combine these sweeps (one per trained baseline) into the nested table in --workdir")
     p.add_argument("--split", choices=SPLITS, default="test",
                    help="--compare on the test images or on the validation images (for choosing)")
+    cli.add_verbosity_flags(p, "no list of the files written (what is missing is still listed)")
     return p
 
 
@@ -140,12 +152,12 @@ def main(argv=None) -> int:
     def run() -> int:
         workdir = Path(args.workdir)
         if args.combine:
-            return combine(workdir, [Path(w) for w in args.combine], args.level)
+            return combine(workdir, [Path(w) for w in args.combine], args.level, args.quiet)
         if not workdir.is_dir():
             raise InputError(f"--workdir {workdir}: no such folder")
         if args.compare:
             return compare(workdir, args)
-        return rebuild(workdir, args.level)
+        return rebuild(workdir, args.level, args.quiet)
 
     return cli.run_command(run)
 

@@ -1,15 +1,19 @@
 """python -m dng_jax.sweep: the paper's whole experiment, resumable, as one batch job.
 
 usage: python -m dng_jax.sweep [--config configs/<file>.py] [--workdir DIR] [--config.<section>.<field>=V]
-                               [--no-progress] [--config.help]
+                               [--data PATH] [--no-progress] [--quiet] [--config.help]
                                [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 flags:
   --config FILE            a configs/*.py file (default: configs/default.py, the embedded default)
   --workdir DIR            the work dir (default: runs/sweep_default); rerun with it to resume
   --config.S.F=VALUE       override any field, e.g. --config.sweep.seeds=8
+  --data PATH              the data (the same as --config.data.path=PATH): a folder images/ + masks/
+                           (+ manifest.csv), one per experiment side by side, or the Kaggle layout
+                           <id>/images/<id>.png + <id>/masks/*.png as a folder or zip
   --config.help            print every field with its value and meaning, then exit
   --no-progress            no progress bars
+  --quiet, -q              no progress lines, only the summary at the end
   --coordinator_address, --num_processes, --process_id
                            run as one of N processes (machines) that share the work: the training data
                            parallel, the runs split over every device; process 0 writes the work dir.
@@ -24,6 +28,12 @@ clustering, scores every run, and writes Table I and the paper's figures to --wo
   results.csv, table1.md, fig2_latent_tsne.png, fig5_panels.png, fig6_map_known.png,
   fig7_map_unknown.png, fig8_entropy_std.png; failures.json; timings.csv;
   baseline/, cluster_data/, runs/<method>_k<k>/ (every stage, written atomically)
+
+At the end it prints where the outputs are and what they say, in at most 15 lines: the baseline, the
+best row on the unknown cell types with its difference to the baseline, interval and verdict ("–": too
+few images for one), the classical reference; the full tables are in table1.md. Every input (config,
+data, known type, checkpoint, the work dir's own configuration) is checked before the work dir is made or
+written: a failed start leaves it as it was.
 
 With no arguments it runs configs/default.py (a tiny model on the bundled mini-set, minutes on a CPU).
 --config configs/paper.py is the paper's protocol. Killed at any point, the same command continues
@@ -52,25 +62,25 @@ from pathlib import Path
 
 from dng_jax import cli, distributed
 from dng_jax.config import ExperimentConfig
+from dng_jax.experiment.console import sweep_summary
 from dng_jax.experiment.sweep import run_sweep
 
 # configs/ at the top of the repository, installed as the package dng_jax.configs
 DEFAULT_CONFIG = cli.DEFAULT_CONFIG
 
 
-def sweep(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
-    cli.show_log("dng_jax.sweep", "sweep")
+def sweep(cfg: ExperimentConfig, workdir: str, progress: bool, quiet: bool = False) -> int:
+    if not quiet:
+        cli.show_log("dng_jax.sweep", "sweep")
     out = run_sweep(cfg, workdir, progress=progress)
     if cfg.sweep.only:  # one job of a split sweep: no table of its own
         print(f"\n{len(out.rows)} runs of sweep.only={cfg.sweep.only} in {Path(workdir).resolve() / 'runs'}; when "
               f"every job is done, merge them: python -m dng_jax.report --workdir {workdir}")
         return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
-    if distributed.is_writer():
-        print(f"\nbaseline and {len(out.rows)} runs; table and figures in {Path(workdir).resolve()}:")
-        for p in out.paths:
-            print(f"  {p}")
+    if distributed.is_writer():  # the answer in a few lines; the tables are in table1.md
         print()
-        print((Path(workdir) / "table1.md").read_text())
+        print(sweep_summary(workdir, level=cfg.eval.level, checkpoint=cfg.sweep.checkpoint or "",
+                            failures=out.failures, train_images=out.train_images, runs=len(out.rows)))
     return cli.EXIT_PARTIAL if out.failures else cli.EXIT_OK
 
 

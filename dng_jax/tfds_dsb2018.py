@@ -13,10 +13,12 @@ from __future__ import annotations
 import sys
 import time
 
+import tensorflow_datasets as tfds
+
 from dng_jax import cli
 from dng_jax.data.tfds_builder import ZIP_NAME, prepare_dsb2018
 from dng_jax.errors import InputError
-from dng_jax.io.workdir import prepare_dir
+from dng_jax.io.workdir import check_output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,17 +34,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="threads reading the source")
     ap.add_argument("--skip-bad", action="store_true",
                     help="leave out samples that cannot be read (e.g. overlapping masks) instead of failing")
+    cli.add_verbosity_flags(ap, "no summary line")
     args = ap.parse_args(argv)
 
     def run() -> int:
         if args.workers < 1:
             raise InputError(f"--workers must be >= 1, got {args.workers}")
         t0 = time.perf_counter()
-        prepare_dir(args.data_dir, "--data-dir")
+        check_output_dir(args.data_dir, "--data-dir")  # made by the builder, once the data is found
+        if not args.progress:
+            tfds.disable_progress_bar()
         builder = prepare_dsb2018(args.data, args.data_dir, args.seed, args.n_test_per_type,
                                   manifest_path=args.manifest, overwrite=args.overwrite,
                                   skip_bad=args.skip_bad, workers=args.workers)
         sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+        if args.quiet:
+            return cli.EXIT_OK
         print(f"dsb2018/{builder.builder_config.name} at {builder.data_dir}: {sizes} "
               f"({time.perf_counter() - t0:.1f} s)")
         for sid, why in builder.info.metadata.get("skipped", {}).items():

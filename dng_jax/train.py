@@ -1,7 +1,7 @@
 """python -m dng_jax.train: segmentation training alone (paper II-C), resumable.
 
 usage: python -m dng_jax.train [--config configs/<file>.py] --workdir DIR [--config.<section>.<field>=V]
-                               [--no-progress] [--config.help]
+                               [--data PATH] [--no-progress] [--quiet] [--config.help]
                                [--coordinator_address HOST:PORT --num_processes N --process_id I]
 
 flags:
@@ -10,8 +10,12 @@ flags:
   --workdir DIR            the work dir (required); rerun with it to resume (with the same config:
                            another model, data, augmentation or optimizer setting is refused)
   --config.S.F=VALUE       override any field, e.g. --config.train.epochs=3
+  --data PATH              the data (the same as --config.data.path=PATH): a folder images/ + masks/
+                           (+ manifest.csv), one per experiment side by side, or the Kaggle layout
+                           <id>/images/<id>.png + <id>/masks/*.png as a folder or zip
   --config.help            print every field with its value and meaning, then exit
   --no-progress            no progress bars
+  --quiet, -q              no line per evaluation during training (the final table is printed)
   --coordinator_address, --num_processes, --process_id
                            train as one of N processes (machines), data parallel over all their
                            devices; process 0 writes the work dir (docs/scaling.md)
@@ -24,11 +28,16 @@ then reports its MAP on the known / unknown / all test images. Written to --work
                  (also metrics.jsonl, and tensorboard/ when tensorboardX is installed)
   config.json    the full configuration of the run
   baseline.json  the MAP on the test images, per image and cell type (if config.eval.enabled)
-  manifest.json  the cell type of every image (not for the Kaggle stage-1 set: its manifest is shipped)
+  manifest.json  only for data without cell types of its own: the cell types the partition rule gave
+                 its images (docs/partition.md); not for the Kaggle stage-1 set (its manifest is
+                 shipped) nor the folder layout (its folder names or manifest.csv name them)
 
 Rerunning the same command resumes from the latest checkpoint and draws the same batches and
 augmentation as an uninterrupted run would; a finished run is not trained again (its evaluation is).
 Predict with the result: python -m dng_jax.predict --checkpoint <workdir> ...
+
+Every input (config, data, known type, batch size, a resumed run's config) is checked before the work
+dir is made or written: a failed start leaves it as it was.
 
 Exit status: 0 done; 2 a bad flag, config value, data or work dir (one line "error: ..." naming it).
 """
@@ -42,8 +51,8 @@ from dng_jax.config import ExperimentConfig
 from dng_jax.segmentation.trainer import train_and_evaluate
 
 
-def train(cfg: ExperimentConfig, workdir: str, progress: bool) -> int:
-    train_and_evaluate(cfg, workdir, progress=progress)
+def train(cfg: ExperimentConfig, workdir: str, progress: bool, quiet: bool = False) -> int:
+    train_and_evaluate(cfg, workdir, progress=progress, quiet=quiet)
     return cli.EXIT_OK
 
 

@@ -14,6 +14,7 @@ float is wanted) and refuses the rest, then calls :meth:`TypedConfig.check` for 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -21,7 +22,8 @@ from typing import Any
 
 from dng_jax.errors import ConfigError
 
-__all__ = ["TypedConfig", "FieldError", "REQUIRED", "param", "require", "from_section", "describe_fields", "as_dict"]
+__all__ = ["TypedConfig", "FieldError", "REQUIRED", "param", "require", "from_section", "describe_fields", "as_dict",
+           "field_types", "type_words", "nearest_fields"]
 
 
 class FieldError(ConfigError):
@@ -151,6 +153,51 @@ def as_dict(cfg: TypedConfig) -> dict[str, Any]:
     """Nested plain dict of a typed config (tuples stay tuples)."""
     return {f.name: (as_dict(v) if isinstance(v := getattr(cfg, f.name), TypedConfig) else v)
             for f in dataclasses.fields(cfg)}
+
+
+def field_types(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> annotated type of every field of the config class ``cls``, nested sections flattened
+    (what a ``--config.<section>.<field>`` may name)."""
+    hints, out = typing.get_type_hints(cls), {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if isinstance(tp, type) and issubclass(tp, TypedConfig):
+            out.update(field_types(tp, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = tp
+    return out
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def type_words(tp: Any) -> str:
+    """An annotated type as a user reads it: ``int`` -> "an integer", ``tuple[int, ...]`` -> "a tuple of
+    integers, e.g. (5, 20)", ``float | None`` -> "a number or None"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        words = [type_words(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or None" if type(None) in args else "")
+    if origin is tuple:
+        inner = args[0] if args else None
+        example = {int: "(5, 20)", float: "(0.5, 1.0)", str: "('kmc', 'ng')"}.get(inner, "(1, 2)")
+        plural = {int: "integers", float: "numbers", str: "strings"}.get(inner, "values")
+        return f"a tuple of {plural}, e.g. {example}"
+    return _TYPE_WORDS.get(tp, _type_name(tp))
+
+
+def _initials(name: str) -> str:
+    return "".join(w[0] for w in name.split("_") if w)
+
+
+def nearest_fields(cls: type, name: str, n: int = 3) -> list[str]:
+    """The fields of ``cls`` nearest to the unknown dotted ``name``: a field of the same section whose name
+    abbreviates it (``train.learning_rate`` -> ``train.lr``), then the closest spellings (difflib)."""
+    names = list(field_types(cls))
+    section, _, leaf = name.rpartition(".")
+    short = [f for f in names if f.rpartition(".")[0] == section and f.rpartition(".")[2] == _initials(leaf)]
+    close = difflib.get_close_matches(name, names, n=n, cutoff=0.5)
+    return list(dict.fromkeys(short + close))[:n]
 
 
 def describe_fields(cfg: TypedConfig, prefix: str = "") -> Iterator[tuple[str, Any, str]]:

@@ -45,12 +45,13 @@ def _parser() -> cli.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="the trained baseline: a train work dir, a checkpoint, or "
                    "bundled:<name> for a model shipped in the package (e.g. bundled:cpu_real)")
     p.add_argument("--workdir", default="runs/variants", help="the study's folder: one sweep work dir per row")
+    p.add_argument("--data", default=None, help="the data, if not where --config says (sets data.path of every row)")
     p.add_argument("--set", default="", help="FIELD=VALUE,... for every row, after the study's settings")
     p.add_argument("--row", action="append", help="NAME:FIELD=VALUE,... (default: the study's rows)")
     p.add_argument("--stability-ks", default="5,100",
                    help="k of the stability comparison (default: the study's k and the paper's smallest)")
     p.add_argument("--stability-seeds", type=int, default=48)
-    cli.add_progress_flag(p)
+    cli.add_verbosity_flags(p, "no progress lines of the sweeps, only the study's tables")
     return p
 
 
@@ -63,10 +64,12 @@ def main(argv=None) -> int:
         p.error(f"--stability-ks {args.stability_ks!r}: give numbers, e.g. 5,100")
 
     def run() -> int:
-        cli.show_log("dng_jax.sweep", "sweep")
-        cli.show_log("dng_jax.variants", "variants")
-        result = run_study(args.config, args.checkpoint, args.workdir, args.row or DEFAULT_ROWS,
-                           parse_overrides(args.set), progress=args.progress)
+        if not args.quiet:
+            cli.show_log("dng_jax.sweep", "sweep")
+            cli.show_log("dng_jax.variants", "variants")
+        settings = {**parse_overrides(args.set), **({"data.path": args.data} if args.data else {})}
+        result = run_study(args.config, args.checkpoint, args.workdir, args.row or DEFAULT_ROWS, settings,
+                           progress=args.progress)
         print(study_markdown(result.entries, result.minutes))
         latent = np.load(layout.stage_dir(result.first, layout.CLUSTER_DATA) / layout.LATENT)
         cfg = result.config

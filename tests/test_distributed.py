@@ -165,7 +165,7 @@ def test_two_process_sweep_killed_and_resumed_is_one_process_with_two_devices(gl
     proc = subprocess.run(["bash", str(LAUNCH), "2", *args], env=env(), cwd=ROOT, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "[p0] baseline and 8 runs" in proc.stdout
+    assert "(the baseline and 8 runs):" in proc.stdout and "[p0] outputs in" in proc.stdout
     assert not [line for line in proc.stdout.splitlines() if line.startswith("[p1] [sweep")]  # process 0 reports
     assert (two / "runs" / "kmc_k2" / "done.json").stat().st_mtime_ns == kmc_done  # not computed again
 

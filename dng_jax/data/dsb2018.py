@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from dng_jax.errors import DataError
 
 __all__ = [
+    "LAYOUTS",
     "Sample",
     "Source",
     "bundled_minidata_path",
@@ -42,6 +43,11 @@ class Sample:
     id: str
     image: np.ndarray  # uint8 [H, W, 3]
     labels: np.ndarray  # uint16 [H, W], 0 = background
+
+
+#: The two layouts every command that reads data takes, as the errors name them.
+LAYOUTS = ("the folder layout images/<id>.png + masks/<id>.png (+ manifest.csv; one folder, or one per experiment "
+           "side by side) or the Kaggle layout <id>/images/<id>.png + <id>/masks/*.png (a folder, or its zip)")
 
 
 def bundled_minidata_path() -> Path:
@@ -141,13 +147,12 @@ class Source:
 
     def __init__(self, path: str | os.PathLike, overlap_tolerance: float = 0.05):
         if not str(path).strip():
-            raise DataError("the data path is empty: give the Kaggle stage1_train.zip or its folder "
-                            "(--data / --config.data.path), or leave it out for the bundled mini-set")
+            raise DataError(f"the data path is empty: give --data (or --config.data.path) {LAYOUTS}, or leave it "
+                            f"out for the bundled mini-set")
         self.path = Path(path)
         self.overlap_tolerance = overlap_tolerance
         if not self.path.exists():
-            raise DataError(f"{self.path}: no such file or folder (the data: set --data or --config.data.path "
-                            f"to the Kaggle stage1_train.zip or its folder)")
+            raise DataError(f"{self.path}: no such file or folder; give --data (or --config.data.path) {LAYOUTS}")
         self._zip: zipfile.ZipFile | None = None
         self._index: dict[str, dict[str, list[str]]] = {}
         if self.path.is_dir():
@@ -159,9 +164,7 @@ class Source:
                 raise DataError(f"{self.path}: not a readable zip file ({e})") from None
             self._index_zip()
         if not self._index:
-            raise DataError(
-                f"{self.path}: no samples found (expected <id>/images/<id>.png and <id>/masks/*.png)"
-            )
+            raise DataError(f"{self.path}: no samples found; expected {LAYOUTS}")
 
     # -- indexing ---------------------------------------------------------------------------------
     def _add(self, parts: tuple[str, ...], full: str) -> None:

@@ -76,13 +76,16 @@ def export(out: str | os.PathLike, data, split: str = "test", images: bool = Tru
 
 
 def pack(out: str | os.PathLike, data: str | os.PathLike | None = None, progress: bool = True, *,
-         cell_types: Sequence[str] | None = None, masks: bool = True, manifest: bool = True) -> dict[str, int]:
+         cell_types: Sequence[str] | None = None, masks: bool = True, manifest: bool = True,
+         masks_for: int | None = None) -> dict[str, int]:
     """Every image of the collection at ``data`` (None: the bundled mini-set) in the folder layout under
     ``out`` (module docstring); returns what was written: ``images``, ``masks``, ``gray`` (images written as
     grayscale) and ``bytes``. Cell types are the collection's (its manifest, or the DSB2018 rule); a split
     its manifest fixes is kept. ``cell_types``: only the images of these types; ``masks=False``: no masks
-    (an unlabeled experiment); ``manifest=False``: no manifest.csv (a folder of one experiment placed beside
-    others takes its cell type from its name)."""
+    (an unlabeled experiment); ``masks_for=N``: masks for the first N labeled images (by id) only, the others
+    unlabeled (an experiment of which a few images are annotated); ``manifest=False``: no manifest.csv (a
+    folder of one experiment placed beside others takes its cell type from its name). Everything is checked
+    before the first file is written."""
     out = Path(out)
     source = open_source(data)
     types = manifest_for(source, progress=progress)
@@ -94,7 +97,9 @@ def pack(out: str | os.PathLike, data: str | os.PathLike | None = None, progress
             raise InputError(f"no image of cell type {', '.join(map(repr, unknown))} in {source.path} (its types: "
                              f"{', '.join(sorted(set(types.values())))})")
         ids = [i for i in ids if types[i] in cell_types]
-    labeled = set(source.labeled_ids()) if masks else set()
+    labeled = set(source.labeled_ids()) & set(ids) if masks else set()
+    if masks_for is not None:
+        labeled = set(sorted(labeled)[:masks_for])
     unlabeled = {i for i in ids if i not in labeled}
     if (out / "images").exists() and any((out / "images").iterdir()):
         raise InputError(f"{out / 'images'}: not empty; pack into a new folder")

@@ -35,7 +35,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from dng_jax.data.dsb2018 import Sample
+from dng_jax.data.dsb2018 import LAYOUTS, Sample
 from dng_jax.errors import DataError
 from dng_jax.io.images import read_image
 from dng_jax.io.labels import LABEL_SUFFIXES, read_labels
@@ -126,8 +126,7 @@ class FolderSource:
         self.path = Path(path)
         experiments = _experiments(self.path) if self.path.is_dir() else []
         if not experiments:
-            raise DataError(f"{self.path}: no images/ folder with images in it (the folder layout is images/<id>.png, "
-                            f"masks/<id>.png and an optional manifest.csv, or one such folder per experiment)")
+            raise DataError(f"{self.path}: no images/ folder with images in it; expected {LAYOUTS}")
         self._images: dict[str, Path] = {}
         self._masks: dict[str, Path] = {}
         folder_types: dict[str, str] = {}

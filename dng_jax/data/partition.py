@@ -65,6 +65,8 @@ __all__ = [
     "classify",
     "build_manifest",
     "manifest_for",
+    "cache_manifest",
+    "MANIFEST_CACHE",
     "write_manifest",
     "read_manifest",
     "load_or_build_manifest",
@@ -143,8 +145,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_or_build_manifest(source: AnySource, path: str | os.PathLike | None = None,
-                           progress: bool = True) -> dict[str, str]:
-    """Read the manifest at ``path`` if it covers exactly ``source``'s ids; else build and write it."""
+                           progress: bool = True, *, write: bool = True) -> dict[str, str]:
+    """Read the manifest at ``path`` if it covers exactly ``source``'s ids; else build it (and write it
+    there when ``write``)."""
     if path is not None and Path(path).exists():
         try:
             manifest = read_manifest(path)
@@ -153,18 +156,17 @@ def load_or_build_manifest(source: AnySource, path: str | os.PathLike | None = N
         if manifest is not None and sorted(manifest) == source.ids():
             return manifest
     manifest = build_manifest(source, progress)
-    if path is not None:
+    if path is not None and write:
         write_manifest(path, manifest)
     return manifest
 
 
-def manifest_for(source: AnySource, cache: str | os.PathLike | None = None, progress: bool = True) -> dict[str, str]:
-    """id -> cell type: a folder's own ``manifest.csv`` where it has one; else the shipped manifest when
-    ``source`` is the DSB2018 stage-1 set it was made for (no image is read); else the rule applied to
-    ``source`` (cached at ``cache`` when given)."""
-    own = source.manifest_types()
-    if own is not None:
-        return own
+#: The rule's cell types of a collection without a manifest of its own, cached in a work dir.
+MANIFEST_CACHE = "manifest.json"
+
+
+def _shipped_manifest(source: AnySource) -> dict[str, str] | None:
+    """The shipped stage-1 manifest when ``source`` is the collection it was made for (same ids), else None."""
     shipped = Path(bundled_minidata_path()).parent / "dsb2018_stage1_manifest.json"
     if shipped.exists():
         try:
@@ -173,7 +175,34 @@ def manifest_for(source: AnySource, cache: str | os.PathLike | None = None, prog
                 return m
         except DataError:
             pass
-    return load_or_build_manifest(source, cache, progress)
+    return None
+
+
+def manifest_for(source: AnySource, cache: str | os.PathLike | None = None, progress: bool = True, *,
+                 write_cache: bool = True) -> dict[str, str]:
+    """id -> cell type: a folder's own ``manifest.csv`` where it has one; else the shipped manifest when
+    ``source`` is the DSB2018 stage-1 set it was made for (no image is read); else the rule applied to
+    ``source`` (read from ``cache`` when it covers ``source``; written there when ``write_cache``)."""
+    own = source.manifest_types()
+    if own is not None:
+        return own
+    shipped = _shipped_manifest(source)
+    if shipped is not None:
+        return shipped
+    return load_or_build_manifest(source, cache, progress, write=write_cache)
+
+
+def cache_manifest(source: AnySource, manifest: dict[str, str], path: str | os.PathLike) -> None:
+    """Write ``manifest`` to ``path`` when it is the rule's (what :func:`manifest_for` caches), unless a whole
+    one is there: a command that checked its data before making its work dir caches it afterwards."""
+    if source.manifest_types() is not None or _shipped_manifest(source) is not None:
+        return
+    try:
+        if read_manifest(path) == manifest:
+            return
+    except DataError:
+        pass
+    write_manifest(path, manifest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,15 +403,17 @@ def type_order(types, known_type: str, rule_order: bool = False) -> list[str]:
     return sorted(types, key=lambda t: (t != known_type, t))
 
 
-def open_data(cfg, cache_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> tuple[AnySource, dict[str, str], Splits]:
+def open_data(cfg, cache_dir: str | os.PathLike | None = None, progress: bool = True, *,
+              write_cache: bool = True) -> tuple[AnySource, dict[str, str], Splits]:
     """``(source, manifest, splits)`` of a ``data`` config section (``cfg.path`` None = the bundled
-    mini-set); a manifest built by the rule is cached as ``cache_dir/manifest.json``.
+    mini-set); a manifest built by the rule is cached as ``cache_dir/manifest.json`` (read from there only,
+    unless ``write_cache``: the check a command makes before it writes anything, :func:`cache_manifest`).
 
     Raises :class:`DataError` when no labeled image has the type ``cfg.known_type`` (naming the manifest
     or the data), or a manifest's split cannot be used."""
     source = open_source(cfg.path)
-    manifest = manifest_for(source, Path(cache_dir) / "manifest.json" if cache_dir is not None else None, progress)
+    manifest = manifest_for(source, Path(cache_dir) / MANIFEST_CACHE if cache_dir is not None else None, progress,
+                            write_cache=write_cache)
     where = source.manifest_path if source.has_manifest else source.path
     labeled = source.labeled_ids()
     if not any(manifest[i] == cfg.known_type for i in labeled):

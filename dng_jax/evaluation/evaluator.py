@@ -179,5 +179,6 @@ def format_table(scores: SegmentationScores) -> str:
             ("all", scores.all, scores.n_known + scores.n_unknown)]
     rows += [(f"  {t}", v, "") for t, v in scores.per_type.items()]
     lines = [f"{'test set':<24}{'MAP':>8}{'images':>8}", "-" * 40]
-    lines += [f"{name:<24}{value:>8.4f}{str(n):>8}" for name, value, n in rows]
+    lines += [f"{name:<24}{value:>8.4f}{str(n):>8}" if n != 0 else f"{name:<24}{'-':>8}{0:>8}  (no test image: "
+              f"nothing to score)" for name, value, n in rows]
     return "\n".join(lines)

@@ -74,12 +74,14 @@ def read_per_image(path: str | Path) -> PerImage:
     return {i: (t, table.scores[:, j]) for j, (i, t) in enumerate(zip(table.ids, table.types))}
 
 
-def classical_scores(ids_types: Mapping[str, str], data: str, config: ClassicalConfig) -> PerImage:
+def classical_scores(ids_types: Mapping[str, str], data: str, config: ClassicalConfig,
+                     progress: bool = False) -> PerImage:
     """The classical reference (Otsu + distance-transform watershed) scored on these images of ``data``."""
     test: dict[str, list[str]] = defaultdict(list)
     for i, t in ids_types.items():
         test[t].append(i)
-    scores = score_predictions(lambda image: classical_instances(image, config), open_source(data), test)
+    scores = score_predictions(lambda image: classical_instances(image, config), open_source(data), test,
+                               progress=progress)
     return {i: (r["type"], np.array([float(r["score"])])) for i, r in scores.per_image.items()}
 
 

@@ -288,7 +288,7 @@ def differences_markdown(comparisons: Sequence[Comparison], groups: Mapping[str,
         claims = sorted({CLAIM_SHORT[g.result.claim] for g in gs})
         cells = [c.name, c.design, ", ".join(claims)] + [_cell_text(g) for g in gs]
         cells += [" / ".join(_number(g.detectable, ".3f") for g in gs), " / ".join(_number(g.p_holm, ".2g") for g in gs),
-                  " / ".join(f"{g.p_networks:.2g}" for g in gs)]
+                  " / ".join(_number(g.p_networks, ".2g") if g.n > 1 else "–" for g in gs)]  # 1 image: no p
         families.update({g: c.groups[g].family_size for g in labels})
         lines.append("| " + " | ".join(cells) + " |")
     title = ("## Validation (for choosing): difference to the baseline on the validation images (paired)\n\n"

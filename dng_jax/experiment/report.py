@@ -39,6 +39,7 @@ __all__ = [
     "write_results_csv",
     "read_results_csv",
     "table1_markdown",
+    "row_name",
     "table1_notes",
     "plot_map_vs_k",
     "map_vs_k_figure",
@@ -96,12 +97,28 @@ def _group(rows: Sequence[RunResult]) -> dict[tuple[str, int], list[RunResult]]:
                                                           method_rank(kv[0][0]))))
 
 
-def _name(method: str, k: int) -> str:
+def row_name(method: str, k: int) -> str:
+    """A configuration's name in the tables: ``kMC(5)``, ``NG ensemble(20)``."""
     return f"{_label(method)}({k})"
 
 
+#: What a cell of Table I holds when its group has no test image (e.g. a new experiment without masks).
+NOTHING_SCORED = "–"
+
+
 def _mean_std(v: np.ndarray) -> str:
+    if not np.isfinite(v).any():
+        return NOTHING_SCORED
     return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def _map_text(v: float) -> str:
+    return f"{v:.3f}" if np.isfinite(v) else NOTHING_SCORED
+
+
+def _nothing_scored_note(columns: Sequence[str]) -> str:
+    return (f"{NOTHING_SCORED} in {' and '.join(columns)}: no test image there, nothing to score (images without "
+            f"a mask are clustered, not scored; give some of them masks to score them).")
 
 
 def table1_markdown(rows: Sequence[RunResult], baseline: Mapping[str, float], notes: str = "",
@@ -117,17 +134,19 @@ def table1_markdown(rows: Sequence[RunResult], baseline: Mapping[str, float], no
         lines.append(f"| baseline | {len(baseline_runs)} | - | " + " | ".join(
             _mean_std(np.array([r[c] for r in baseline_runs], float)) for c, _ in MAP_COLUMNS) + " |")
     else:
-        lines.append("| baseline | 1 | - | " + " | ".join(f"{baseline[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+        lines.append("| baseline | 1 | - | " + " | ".join(_map_text(baseline[c]) for c, _ in MAP_COLUMNS) + " |")
     if classical is not None:
-        lines.append(f"| {CLASSICAL} | 1 | - | " + " | ".join(f"{classical[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+        lines.append(f"| {CLASSICAL} | 1 | - | " + " | ".join(_map_text(classical[c]) for c, _ in MAP_COLUMNS) + " |")
     for name, maps in (references or {}).items():
-        lines.append(f"| {name} | 1 | - | " + " | ".join(f"{maps[c]:.3f}" for c, _ in MAP_COLUMNS) + " |")
+        lines.append(f"| {name} | 1 | - | " + " | ".join(_map_text(maps[c]) for c, _ in MAP_COLUMNS) + " |")
     for (method, k), rs in _group(rows).items():
         units = np.array([r.units for r in rs], float)
         cells = [_mean_std(np.array([getattr(r, c) for r in rs], float)) for c, _ in MAP_COLUMNS]
         unit_txt = f"{units.mean():.0f}" if units.std() == 0 else f"{units.mean():.0f} ± {units.std():.0f}"
-        lines.append(f"| {_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_name(method, k)} | {len(rs)} | {unit_txt} | " + " | ".join(cells) + " |")
     head = "# Table I: MAP on the test images (mean ± std over seeds)\n\n"
+    empty = [label for c, label in MAP_COLUMNS if not np.isfinite(float(baseline[c]))]
+    notes = " ".join(n for n in (notes, _nothing_scored_note(empty) if empty else "") if n)
     return head + ("\n".join(lines)) + "\n" + (f"\n{notes}\n" if notes else "")
 
 
@@ -171,18 +190,32 @@ def _save(fig, path) -> None:
 
 
 def plot_map_vs_k(rows: Sequence[RunResult], baseline: Mapping[str, float], column: str, path, title: str,
-                  intervals: Mapping[object, tuple[float, float, float]] | None = None) -> None:
+                  intervals: Mapping[object, tuple[float, float, float]] | None = None, *, level: float = 0.95) -> None:
     """Figs. 6/7 (:func:`map_vs_k_figure`) written to ``path``."""
-    _save(map_vs_k_figure(rows, baseline, column, title, intervals), path)
+    _save(map_vs_k_figure(rows, baseline, column, title, intervals, level=level), path)
+
+
+def _nothing_to_plot(title: str):
+    """A figure that says in words that its group has no test image (instead of empty axes and a legend)."""
+    fig, ax = _plt().subplots(figsize=(6.4, 4.2))
+    ax.text(0.5, 0.5, "no test image in this group: nothing to score\n(images without a mask are clustered, "
+                      "not scored)", ha="center", va="center", fontsize=10, transform=ax.transAxes)
+    ax.set_axis_off()
+    ax.set_title(title)
+    return fig
 
 
 def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], column: str, title: str,
-                    intervals: Mapping[object, tuple[float, float, float]] | None = None):
+                    intervals: Mapping[object, tuple[float, float, float]] | None = None, *, level: float = 0.95):
     """Figs. 6/7: every run's MAP against k per method (jittered), means joined, baseline dashed.
 
-    ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` with the two-level interval (runs and
-    images), drawn as error bars; the keys ``"baseline"`` and ``"classical"`` give a shaded band and a
-    dotted line. The legend sits outside the axes, right of them, so it covers no point or line."""
+    ``intervals`` (optional): ``(method, k) -> (MAP, low, high)`` with the run-level interval at ``level``
+    (runs and images), drawn as error bars where it is finite (the title names them only then); the keys
+    ``"baseline"`` and ``"classical"`` give a shaded band (where the baseline's interval can be computed:
+    several trainings) and a dotted line. The legend names only what is drawn and sits outside the axes,
+    right of them, so it covers no point or line. A group without a test image gives a figure that says so."""
+    if not any(np.isfinite(getattr(r, column)) for r in rows):
+        return _nothing_to_plot(title)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rng = np.random.default_rng(0)
@@ -190,7 +223,7 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
     methods = _ordered_methods(rows)
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
     colours = {m: palette[i % len(palette)] for i, m in enumerate(dict.fromkeys(METHOD_ORDER + tuple(methods)))}
-    offsets = {"kmc": -0.06, "ng": 0.06, "gng": 0.0}
+    offsets, bars = {"kmc": -0.06, "ng": 0.06, "gng": 0.0}, False
     for method in methods:
         groups = {k: rs for (m, k), rs in _group(rows).items() if m == method}
         if not groups:
@@ -204,15 +237,16 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
             ax.scatter(x0 + rng.uniform(-0.02, 0.02, len(v)), v, s=10, alpha=0.45, color=colours[method])
             ks.append(x0)
             means.append(v.mean())
-            if (method, k) in intervals:
-                est, lo, hi = intervals[(method, k)]
+            est, lo, hi = intervals.get((method, k), (np.nan,) * 3)
+            if np.isfinite([est, lo, hi]).all():  # one image (or one run) has no interval: no bar
                 ax.errorbar([x0], [est], yerr=[[est - lo], [hi - est]], color=colours[method], capsize=3, lw=1)
+                bars = True
         label = f"{_label(method)} (start {min(groups)})" if method == "gng" else _label(method)
         ax.plot(ks, means, "-o", color=colours[method], label=label, ms=5)
     ax.axhline(baseline[column], color="k", ls="--", lw=1.2, label="baseline")
-    if "baseline" in intervals:
+    if "baseline" in intervals and np.isfinite(intervals["baseline"][1:]).all():
         _, lo, hi = intervals["baseline"]
-        ax.axhspan(lo, hi, color="k", alpha=0.08, lw=0, label="baseline 95% interval")
+        ax.axhspan(lo, hi, color="k", alpha=0.08, lw=0, label=f"baseline {level:.0%} interval")
     if "classical" in intervals:
         ax.axhline(intervals["classical"][0], color="tab:gray", ls=":", lw=1.5, label="classical (no learning)")
     ticks = sorted({int(r.k) for r in rows if r.method != "gng"})
@@ -220,7 +254,7 @@ def map_vs_k_figure(rows: Sequence[RunResult], baseline: Mapping[str, float], co
         ax.set_xticks(np.log10(ticks), [str(t) for t in ticks])
     ax.set_xlabel("k (number of clusters; GNG at its final size)")
     ax.set_ylabel("MAP")
-    ax.set_title(title + ("\n(bars: 95% interval over the runs and the images)" if intervals else ""))
+    ax.set_title(title + (f"\n(bars: {level:.0%} interval over the runs and the images)" if bars else ""))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return fig
@@ -347,7 +381,7 @@ def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, floa
     fig_intervals: dict[str, dict] = {"map_known": {}, "map_unknown": {}}
     if scores is not None:
         groups = test_groups(scores)
-        names = {key: _name(*key) for key in scores.runs}
+        names = {key: row_name(*key) for key in scores.runs}
         if scores.classical is not None:
             classical = {c: float(scores.classical.select(groups[g]).scores.mean()) if groups[g] else float("nan")
                          for c, g in zip(("map_known", "map_unknown", "map_all"), ("CT1", "without CT1", "all"))}
@@ -373,9 +407,9 @@ def write_report(workdir, rows: Sequence[RunResult], baseline: Mapping[str, floa
     atomic_write_text(out[1], table1_markdown(rows, baseline, notes, classical, baseline_runs, references) + text)
     if rows:
         plot_map_vs_k(rows, baseline, "map_known", out[2], "MAP on the known cell type (Fig. 6)",
-                      fig_intervals["map_known"])
+                      fig_intervals["map_known"], level=level)
         plot_map_vs_k(rows, baseline, "map_unknown", out[3], "MAP on the unknown cell types (Fig. 7)",
-                      fig_intervals["map_unknown"])
+                      fig_intervals["map_unknown"], level=level)
         plot_entropy_std(rows, out[4])
     return out
 

@@ -51,15 +51,17 @@ def stage_status(stage_dir: Path, legacy: tuple[str, ...] = (), **extra) -> Stag
     return StageStatus(not problems, problems)
 
 
-def check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
+def check_workdir_config(workdir: Path, cfg: ExperimentConfig, *, record: bool = True) -> None:
     """Refuse to mix two configurations in one work dir (a rerun must be the same experiment); record the
     configuration (``sweep_config.json``, with the latest values of the fields that may change between
-    reruns) and the method files' checksums (``method_files.json``)."""
+    reruns) and the method files' checksums (``method_files.json``). ``record=False``: the check alone,
+    writing nothing (before the work dir is made)."""
     path = workdir / layout.SWEEP_CONFIG
     if not path.exists():
-        layout.write_json(path, as_dict(cfg))
-        if method_files(cfg):
-            layout.write_json(workdir / layout.METHOD_FILES, method_files(cfg))
+        if record:
+            layout.write_json(path, as_dict(cfg))
+            if method_files(cfg):
+                layout.write_json(workdir / layout.METHOD_FILES, method_files(cfg))
         return
     try:
         raw = layout.read_json(path)
@@ -72,12 +74,12 @@ def check_workdir_config(workdir: Path, cfg: ExperimentConfig) -> None:
         raise ConfigMismatchError(
             f"{workdir} holds a sweep made with another configuration (differs in: {', '.join(diffs)}); "
             f"rerun with the same config or use a new --workdir")
-    if raw != layout.json_value(as_dict(cfg)):  # a volatile field changed
+    if record and raw != layout.json_value(as_dict(cfg)):  # a volatile field changed
         layout.write_json(path, as_dict(cfg))  # the latest values (e.g. eval.n_boot, which `report` reuses)
-    _check_method_files(workdir, cfg)
+    _check_method_files(workdir, cfg, record)
 
 
-def _check_method_files(workdir: Path, cfg: ExperimentConfig) -> None:
+def _check_method_files(workdir: Path, cfg: ExperimentConfig, record: bool) -> None:
     """A file-loaded method's file must be the one the work dir's runs came from."""
     files_path = workdir / layout.METHOD_FILES
     files = method_files(cfg)
@@ -91,7 +93,7 @@ def _check_method_files(workdir: Path, cfg: ExperimentConfig) -> None:
         raise ConfigMismatchError(
             f"{', '.join(m.rpartition(':')[0] for m in changed)} changed since {workdir} was started (its runs "
             f"used the earlier version); restore the file or use a new --workdir")
-    if files and files != saved_files:
+    if record and files and files != saved_files:
         layout.write_json(files_path, {**saved_files, **files})
 
 

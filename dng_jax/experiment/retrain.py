@@ -34,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from dng_jax import distributed
 from dng_jax.data.augment import AugmentConfig, augment_batch
@@ -43,6 +42,7 @@ from dng_jax.data.pipeline import CropBatches
 from dng_jax.models import ResNetEncoder
 from dng_jax.models.conv import CONV_IMPLS
 from dng_jax.models.unet import UNet
+from dng_jax.progress import step_bar, step_done
 from dng_jax.segmentation.steps import make_segmentation_loss, to_float_images
 from dng_jax.segmentation.train_state import TrainConfig
 from dng_jax.sharding import on_mesh, runs_jit
@@ -291,7 +291,7 @@ def retrain_runs(key: jax.Array, model: EncoderClassifier, encoder_variables: di
     losses = np.zeros((cfg.epochs, n_runs), np.float32)
     run_list = np.asarray(run_ids).tolist()
     logged = [(r, run) for r, run in enumerate(run_list) if run not in run_list[:r]]  # a padding copy: not again
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=desc, unit="step", leave=False, disable=not progress)
+    bar = step_bar(cfg.epochs * steps_per_epoch, desc, unit="step", leave=False, disable=not progress)
     for epoch in range(cfg.epochs):
         states, epoch_loss = steps.epoch(states, jax.random.fold_in(k_order, epoch), epoch, bar)
         losses[epoch] = np.asarray(epoch_loss) / steps_per_epoch
@@ -345,5 +345,5 @@ class _RetrainSteps(NamedTuple):
             seg_batch = next(self.seg_stream) if self.seg_stream is not None else None
             states, loss = self.step_fn(states, x, y, on_mesh(keys, self.mesh), seg_batch)
             epoch_loss = epoch_loss + (loss if self.mesh is None else distributed.fetch(loss))
-            bar.update(1)
+            step_done(bar, loss)
         return states, epoch_loss

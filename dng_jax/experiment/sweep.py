@@ -37,22 +37,21 @@ from typing import NamedTuple
 
 from dng_jax import distributed
 from dng_jax.config import ExperimentConfig, check_sweep, experiment_config
-from dng_jax.data.sources import open_source
 from dng_jax.errors import ConfigError, WorkerError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator
 from dng_jax.experiment import layout, shards
 from dng_jax.experiment.adaptation import needs_ct1_batches
 from dng_jax.experiment.layout import RunResult
 from dng_jax.experiment.resume import check_workdir_config
-from dng_jax.experiment.stages.baseline import (baseline_run_context, stage_baseline, stage_baseline_runs,
-                                                stage_baseline_views)
+from dng_jax.experiment.stages.baseline import (baseline_run_context, check_checkpoints, stage_baseline,
+                                                stage_baseline_runs, stage_baseline_views)
 from dng_jax.experiment.stages.classical import stage_classical
 from dng_jax.experiment.stages.cluster_data import ClusterData, stage_cluster_data
 from dng_jax.experiment.stages.configuration import Configuration, stage_configuration, sweep_configurations
 from dng_jax.experiment.stages.context import StageContext, stage_timer
-from dng_jax.experiment.stages.data import ct1_training_batches, open_scoring, prepare_data
+from dng_jax.experiment.stages.data import check_data, ct1_training_batches, open_scoring, prepare_data
 from dng_jax.experiment.stages.report import stage_report
-from dng_jax.io.workdir import prepare_dir
+from dng_jax.io.workdir import check_output_dir, prepare_dir
 
 __all__ = ["SweepResult", "Configuration", "sweep_configurations", "run_sweep", "log"]
 
@@ -69,6 +68,7 @@ class SweepResult(NamedTuple):
     baseline: dict[str, float]  # map_known / map_unknown / map_all
     paths: list[Path]  # the report's files (none for a job of a split sweep)
     failures: dict[str, str]  # configuration -> why it failed
+    train_images: int = -1  # the CT1 images the baseline learned from (its split's training set)
 
 
 def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
@@ -85,20 +85,27 @@ def run_sweep(config, workdir, progress: bool = True) -> SweepResult:
         raise ConfigError("config field sweep.only: a split sweep's jobs run one process each (give each job its own "
                           "devices); several processes (--num_processes) run the whole sweep together")
     cfg = shards.experiment_part(cfg)  # every job of the sweep makes the same stages, whichever it is
-    open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
+    # check, then write: the work dir's path, the data, its known type and splits, the checkpoints and the
+    # work dir's own configuration, before the work dir is made or written (a failed start leaves it as it was)
+    check_output_dir(workdir, "--workdir")
+    opened = check_data(cfg, Path(workdir), progress)
+    check_checkpoints(cfg)
+    check_workdir_config(Path(workdir), cfg, record=False)
     workdir = prepare_dir(workdir)
     with shards.job_lock(workdir, job), shards.shared_stages_lock(workdir, job) as shared:
         check_workdir_config(workdir, cfg)
         for path in shards.clean_stale_files(workdir, job):
             log.info(f"removed {path}, left by an interrupted run")
-        return _run(cfg, workdir, progress, job, shared)
+        if cfg.sweep.checkpoint:
+            log.info(f"baseline: the network of sweep.checkpoint {cfg.sweep.checkpoint} (not trained here)")
+        return _run(cfg, workdir, progress, job, shared, opened)
 
 
-def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, shared) -> SweepResult:
+def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, shared, opened) -> SweepResult:
     t_start, logdir = time.time(), shards.job_dir(workdir, job)
     with stage_timer(logdir) as timed_stage:
         evaluator = SegmentationEvaluator.from_config(cfg)
-        data = prepare_data(cfg, workdir, progress)
+        data = prepare_data(cfg, workdir, progress, opened)
         with open_scoring(evaluator, data) as scoring:
             ctx = StageContext(cfg, workdir, data, scoring, progress)
             with _shared_stage(shared, timed_stage, "baseline"):
@@ -130,7 +137,9 @@ def _run(cfg: ExperimentConfig, workdir: Path, progress: bool, job: shards.Job, 
                     paths = distributed.on_writer(stage_report, ctx) or []
     log.info(f"done in {time.time() - t_start:.0f}s; {len(rows)} runs, {len(failures)} failed configurations"
              + ("" if job.whole else f" (sweep.only={job.only}: {len(confs)} configurations)"))
-    return SweepResult(rows, {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}, paths, failures)
+    n_train = len(data.splits.train_ct1[: cfg.train.max_train_images or None])
+    return SweepResult(rows, {c: baseline[c] for c in ("map_known", "map_unknown", "map_all")}, paths, failures,
+                       n_train)
 
 
 @contextmanager

@@ -230,8 +230,7 @@ def run_study(base, checkpoint: str, workdir: str | Path, rows: Sequence[str] = 
 
     ``rows``: ``NAME:FIELD=VALUE,...``; ``settings``: overrides of every row after :data:`STUDY`."""
     workdir = Path(workdir)
-    configs = row_configs(base, checkpoint, rows, settings)
-    workdir.mkdir(parents=True, exist_ok=True)
+    configs = row_configs(base, checkpoint, rows, settings)  # the rows' sweeps make workdir once their checks pass
     entries: list[dict[str, Any]] = []
     minutes: dict[str, float] = {}
     first: Path | None = None

@@ -26,7 +26,7 @@ from dng_jax.distributed import on_writer
 from dng_jax.errors import WorkdirBusyError, WorkdirError
 from dng_jax.io.atomic import TEMP_GLOB
 
-__all__ = ["prepare_dir", "check_output_file", "LockFile", "describe_holder", "WorkdirLock",
+__all__ = ["prepare_dir", "check_output_dir", "check_output_file", "LockFile", "describe_holder", "WorkdirLock",
            "remove_stale_temp_files"]
 
 
@@ -51,12 +51,33 @@ def prepare_dir(path: str | os.PathLike, what: str = "--workdir") -> Path:
     return p
 
 
-def check_output_file(path: str | os.PathLike, what: str) -> Path:
-    """An output file's path, checked before any work: its folder exists, it is not a folder itself."""
+def check_output_dir(path: str | os.PathLike, what: str = "--output") -> Path:
+    """A folder a command will make (or fill), checked before any work and without creating it: it is a
+    writable folder, or the nearest folder above it that exists is writable (:func:`prepare_dir` makes it
+    when the first result is written)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise WorkdirError(f"{what} {p}: exists and is not a folder")
+    above = p
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise WorkdirError(f"{what} {p}: cannot create it ({above} is a file, not a folder)")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise WorkdirError(f"{what} {p}: " + ("not writable" if above == p else f"cannot create it ({above} is "
+                                                                                 f"not writable)"))
+    return p
+
+
+def check_output_file(path: str | os.PathLike, what: str, made: Sequence[str | os.PathLike] = ()) -> Path:
+    """An output file's path, checked before any work: its folder exists (or is one of the folders ``made``
+    by the command, checked by :func:`check_output_dir`), it is not a folder itself."""
     p = Path(path)
     if p.is_dir():
         raise WorkdirError(f"{what} {p}: is a folder; give a file name")
     parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir() and parent.resolve() in {Path(m).resolve() for m in made}:
+        return p
     if not parent.is_dir():
         raise WorkdirError(f"{what} {p}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -23,7 +23,7 @@ from dng_jax.io.atomic import atomic_save_npz, atomic_write_text
 from dng_jax.models import make_model
 from dng_jax.typed_config import as_dict
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "save_bundled", "load_bundled", "bundled_info"]
+__all__ = ["WEIGHTS_DIR", "DEFAULT_MODEL", "save_bundled", "load_bundled", "bundled_info", "describe_bundled"]
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_MODEL = "cpu_real"
@@ -59,6 +59,24 @@ def bundled_info(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGH
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable bundled-model description ({e})") from None
+
+
+def describe_bundled(info: dict, name: str = DEFAULT_MODEL) -> str:
+    """A bundled model in one sentence: its name (``bundled:<name>``, the file's, which names where the
+    model is used, not the recipe), the config file of its recipe, the seed and data it was trained with and
+    its test MAPs (``info``: :func:`bundled_info`)."""
+    prov, cfg = info.get("provenance", {}), info.get("config", {})
+    seed = cfg.get("train", {}).get("seed", "?")
+    steps = f" for {prov['step']} steps" if "step" in prov else ""
+    data = prov.get("data", {}).get("file", "its data")
+    text = (f"bundled:{name} (weights/{name}.npz; predict's model without --checkpoint): the recipe of "
+            f"{prov.get('config_file', 'its config')} trained with seed {seed}{steps} on {data}")
+    maps = [(key, prov[key]) for key in ("map", "map_tta") if isinstance(prov.get(key), dict)]
+    if maps:
+        text += f"; test MAP ({prov.get('protocol', '')} protocol) " + ", ".join(
+            f"CT1 {m['known']:.3f} / other types {m['unknown']:.3f}" + (" with TTA" if key == "map_tta" else "")
+            for key, m in maps)
+    return text
 
 
 def load_bundled(name: str = DEFAULT_MODEL, directory: str | os.PathLike = WEIGHTS_DIR):

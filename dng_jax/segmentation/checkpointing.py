@@ -30,10 +30,10 @@ from dng_jax.config import ExperimentConfig, experiment_config
 from dng_jax.errors import CheckpointError, ConfigError
 from dng_jax.io.stage import read_done
 from dng_jax.models import make_model
-from dng_jax.segmentation.bundled import DEFAULT_MODEL, load_bundled
+from dng_jax.segmentation.bundled import DEFAULT_MODEL, WEIGHTS_DIR, bundled_info, load_bundled
 from dng_jax.segmentation.train_state import create_train_state, make_optimizer
 
-__all__ = ["Checkpointer", "resolve_checkpoint", "load_checkpoint", "load_variables"]
+__all__ = ["Checkpointer", "resolve_checkpoint", "checkpoint_config", "load_checkpoint", "load_variables"]
 
 def _with_sharding(abstract_tree, sharding):
     if sharding is None:
@@ -196,19 +196,40 @@ def resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, int | None]:
     return p, None
 
 
+def checkpoint_config(path: str | os.PathLike) -> ExperimentConfig:
+    """The training config stored with a checkpoint (any path :func:`load_variables` takes), read without
+    its arrays: what a command checks before it writes anything (:class:`CheckpointError` naming the path)."""
+    if str(path).startswith(BUNDLED_PREFIX) or str(path).endswith(".npz"):
+        name, directory = ((str(path)[len(BUNDLED_PREFIX):] or DEFAULT_MODEL, WEIGHTS_DIR)
+                           if str(path).startswith(BUNDLED_PREFIX) else (Path(path).stem, Path(path).parent))
+        try:
+            return experiment_config(bundled_info(name, directory)["config"])
+        except (ConfigError, KeyError) as e:
+            raise CheckpointError(f"{Path(directory) / name}.json: its config is not valid ({e})") from None
+    directory, step = resolve_checkpoint(path)
+    ckpt = Checkpointer(directory, max_to_keep=None, read_only=True)
+    try:
+        return _stored_config(ckpt.restore_meta(step), directory)
+    finally:
+        ckpt.close()
+
+
+def _stored_config(meta: dict, directory: Path) -> ExperimentConfig:
+    if "config" not in meta:
+        raise CheckpointError(f"checkpoint in {directory} has no stored config")
+    try:
+        return experiment_config(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint in {directory}: its stored config is not valid ({e})") from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> tuple[Any, dict, ExperimentConfig]:
     """``(state, meta, config)`` from a checkpoint path (see :func:`resolve_checkpoint`); the model and
     optimizer are rebuilt from the config stored in the checkpoint (typed: :class:`ExperimentConfig`)."""
     directory, step = resolve_checkpoint(path)
     ckpt = Checkpointer(directory, max_to_keep=None, read_only=True)
     try:
-        meta = ckpt.restore_meta(step)
-        if "config" not in meta:
-            raise CheckpointError(f"checkpoint in {directory} has no stored config")
-        try:
-            config = experiment_config(meta["config"])
-        except ConfigError as e:
-            raise CheckpointError(f"checkpoint in {directory}: its stored config is not valid ({e})") from None
+        config = _stored_config(ckpt.restore_meta(step), directory)
         model = make_model(config.model)
         tx = make_optimizer(config.train, trainable=config.train.trainable)
         crop = config.data.crop_size

@@ -25,6 +25,7 @@ from dng_jax.errors import DataError
 from dng_jax.io.images import read_image
 from dng_jax.io.labels import write_labels
 from dng_jax.io.rle import write_submission_csv
+from dng_jax.io.workdir import prepare_dir
 from dng_jax.models import STRIDE
 from dng_jax.segmentation.postprocess import WatershedConfig, probs_to_instances
 
@@ -155,8 +156,9 @@ def segment_files(segment: Callable[[np.ndarray], np.ndarray], inputs: Mapping[s
                   verbose: bool = True) -> dict[str, str]:
     """``segment(image) -> labels`` for every ``{name: image file}`` into ``output/<name>.<fmt>`` (16-bit
     labels) and optionally a Kaggle run-length ``csv``. An image that cannot be read is skipped and the
-    others go on; returns ``{file: why}`` of the skipped ones. (:func:`make_predictor` makes ``segment``
-    of a network; the classical reference is one too.)"""
+    others go on; returns ``{file: why}`` of the skipped ones. ``output`` is made when the first image is
+    written: when none can be read, nothing is written. (:func:`make_predictor` makes ``segment`` of a
+    network; the classical reference is one too.)"""
     out_dir = Path(output)
     labels_by_id: dict[str, np.ndarray] = {}
     bad: dict[str, str] = {}
@@ -169,12 +171,13 @@ def segment_files(segment: Callable[[np.ndarray], np.ndarray], inputs: Mapping[s
                 tqdm.write(f"{path}: skipped, not readable (listed at the end)")
             continue
         labels = segment(image)
+        prepare_dir(out_dir, "--output")
         write_labels(out_dir / f"{name}.{fmt}", labels)
         if csv:
             labels_by_id[name] = labels
         if verbose:
             tqdm.write(f"{path} -> {out_dir / f'{name}.{fmt}'}: {int(labels.max())} objects")
-    if csv:
+    if csv and len(bad) < len(inputs):
         write_submission_csv(csv, labels_by_id)
         if verbose:
             n = len(labels_by_id)

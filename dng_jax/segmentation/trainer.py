@@ -11,7 +11,8 @@ work dir (by process 0):
   metrics.jsonl  the same rows as JSON lines (and tensorboard/ when tensorboardX is installed)
   config.json    the full configuration of the run
   baseline.json  the MAP on the test images, per image and cell type (if ``eval.enabled``)
-  manifest.json  the cell type of every image (not for the Kaggle stage-1 set: its manifest is shipped)
+  manifest.json  the rule's cell types, only for data without cell types of its own (not for the Kaggle
+                 stage-1 set, whose manifest is shipped, nor the folder layout)
 """
 
 from __future__ import annotations
@@ -35,15 +36,15 @@ from dng_jax import distributed
 from dng_jax.config import (TRAINING_FIELDS, ExperimentConfig, differing_fields, training_volatile,
                             experiment_config)
 from dng_jax.data.dsb2018 import Sample, load_samples
-from dng_jax.data.partition import open_data, pseudo_label_ids
-from dng_jax.data.sources import open_source
+from dng_jax.data.partition import MANIFEST_CACHE, cache_manifest, open_data, pseudo_label_ids
 from dng_jax.data.pipeline import CropBatches, MixedBatches, prefetch, segmentation_batches
 from dng_jax.errors import CheckpointError, ConfigError, ConfigMismatchError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator, format_table
 from dng_jax.io.atomic import atomic_write_text
-from dng_jax.io.workdir import WorkdirLock, prepare_dir
+from dng_jax.io.workdir import WorkdirLock, check_output_dir, prepare_dir
 from dng_jax.metric_writers import create_default_writer, up_to_step
 from dng_jax.models import make_model
+from dng_jax.progress import step_bar, step_done
 from dng_jax.segmentation.checkpointing import Checkpointer
 from dng_jax.segmentation.self_training import (TeacherSettings, confident_share, load_pseudo_labels, save_agreement,
                                                save_pseudo_labels, teach)
@@ -64,20 +65,45 @@ def _typed(config: Any) -> ExperimentConfig:
 
 def train_and_evaluate(config, workdir: str | os.PathLike, *, samples: list[Sample] | None = None,
                        eval_samples: list[Sample] | None = None, evaluate: bool | None = None,
-                       progress: bool = True) -> TrainState:
+                       progress: bool = True, quiet: bool = False) -> TrainState:
     """Train the segmentation network of ``config`` in ``workdir`` (resuming from its checkpoints).
 
     ``config`` is an :class:`ExperimentConfig` or a ConfigDict (converted and checked first).
     ``samples`` / ``eval_samples`` replace the data of ``config.data`` (tests; no MAP evaluation then).
     ``train.max_steps`` stops early, as if interrupted, after writing a checkpoint. ``evaluate``
-    (default ``eval.enabled``) scores the test images into ``baseline.json``. Returns the final state.
+    (default ``eval.enabled``) scores the test images into ``baseline.json``; ``quiet``: no line per
+    evaluation during training (the final table is printed). Returns the final state.
     """
     cfg = _typed(config)
-    if samples is None:
-        open_source(cfg.data.path).close()  # unreadable data stops here, before a work dir is made
+    # check, then write: the work dir's path, the data, its known type and splits, the batch and a resumed
+    # training's config, before the work dir is made or locked (a failed start leaves the file system as it was)
+    check_output_dir(workdir, "--workdir")
+    data = _training_data(cfg, Path(workdir), samples, eval_samples, progress)
+    _check_training(cfg, Path(workdir), data)
     workdir = prepare_dir(workdir)
     with WorkdirLock(workdir, "--workdir"):
-        return _train(cfg, workdir, samples, eval_samples, evaluate, progress)
+        if data.source is not None:
+            cache_manifest(data.source, data.manifest, workdir / MANIFEST_CACHE)
+        return _train(cfg, workdir, data, evaluate, progress, quiet)
+
+
+def _check_training(cfg: ExperimentConfig, workdir: Path, data: _TrainingData) -> None:
+    """What :func:`train_and_evaluate` refuses before it writes: too few images for a batch, a batch the
+    devices cannot share, self-training without unlabeled images, a work dir holding another training."""
+    tcfg, n_devices = cfg.train, jax.device_count()
+    if len(data.samples) < tcfg.batch_size:
+        raise ConfigError(f"config field train.batch_size: {len(data.samples)} training images cannot fill one "
+                          f"batch of {tcfg.batch_size}")
+    if tcfg.batch_size % n_devices:
+        raise ConfigError(f"config field train.batch_size: {tcfg.batch_size} must be a multiple of the "
+                          f"{n_devices} devices")
+    if tcfg.pseudo_label_rounds and (data.source is None or not data.splits.cluster):
+        raise ConfigError("config field train.pseudo_label_rounds: self-training needs the data's unlabeled "
+                          "(clustering) images; there are none")
+    if (workdir / "checkpoints").is_dir():
+        with Checkpointer(workdir / "checkpoints", max_to_keep=None, read_only=True) as ckpt:
+            if ckpt.latest_step() is not None:  # resuming: the run must go on with the config it started with
+                _check_resumed_config(ckpt, cfg, workdir)
 
 
 class SelfTraining:
@@ -153,13 +179,16 @@ class _TrainingData(NamedTuple):
     eval_samples: list[Sample] | None  # the images monitored during training
     source: Any  # the collection they come from (None when the caller passed the samples)
     splits: Any
+    manifest: dict[str, str] | None = None
 
 
 def _training_data(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, progress: bool) -> _TrainingData:
-    """The CT1 training images and the monitored images of ``cfg.data``, unless the caller passed them."""
+    """The CT1 training images and the monitored images of ``cfg.data``, unless the caller passed them; read
+    only (a manifest the work dir caches is used, none is written)."""
     if samples is not None:
         return _TrainingData(samples, eval_samples, None, None)
-    source, _, splits = open_data(cfg.data, workdir, progress)
+    source, manifest, splits = open_data(cfg.data, workdir if workdir.is_dir() else None, progress,
+                                         write_cache=False)
     ids = list(splits.train_ct1)
     if cfg.train.max_train_images:
         ids = ids[: cfg.train.max_train_images]
@@ -167,7 +196,7 @@ def _training_data(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, 
     if eval_samples is None:
         # monitored on the CT1 validation images where the protocol has them (wide), else the test images
         eval_samples = load_samples(source, splits.val_known or splits.test_all, "load eval", progress)
-    return _TrainingData(samples, eval_samples, source, splits)
+    return _TrainingData(samples, eval_samples, source, splits, manifest)
 
 
 def _crop_batches(cfg: ExperimentConfig, samples, seed: int, batch_size: int) -> CropBatches:
@@ -202,8 +231,6 @@ def _step_functions(cfg: ExperimentConfig, mesh) -> _StepFunctions:
 def _restore_or_init(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path, mesh, init, aug_key, cfg_dict: dict):
     """``(state, aug_key, start_step)``: the latest checkpoint's (its augmentation key too), else ``init()``'s,
     both replicated over ``mesh``; writes ``config.json``."""
-    if ckpt.latest_step() is not None:  # resuming: the run must go on with the config it started with
-        _check_resumed_config(ckpt, cfg, workdir)
     state, meta = ckpt.restore_or_init(init, sharding=NamedSharding(mesh, P()))
     atomic_write_text(workdir / "config.json", json.dumps(cfg_dict, indent=2, sort_keys=True) + "\n")
     start_step = int(state.step)
@@ -212,12 +239,8 @@ def _restore_or_init(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Path, m
     return replicate(state, mesh), replicate(aug_key, mesh), start_step
 
 
-def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate, progress) -> TrainState:
+def _train(cfg: ExperimentConfig, workdir: Path, data: _TrainingData, evaluate, progress, quiet) -> TrainState:
     tcfg = cfg.train
-    data = _training_data(cfg, workdir, samples, eval_samples, progress)
-    if len(data.samples) < tcfg.batch_size:
-        raise ConfigError(f"config field train.batch_size: {len(data.samples)} training images cannot fill one "
-                          f"batch of {tcfg.batch_size}")
     batches = _crop_batches(cfg, data.samples, tcfg.seed, tcfg.batch_size)
     steps_per_epoch = batches.steps_per_epoch
     total_steps = tcfg.total_epochs * steps_per_epoch
@@ -225,9 +248,6 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                          else total_steps)
     rounds = SelfTraining(cfg, workdir, steps_per_epoch, data.source, data.splits, progress)
     mesh = make_mesh()
-    if tcfg.batch_size % mesh.devices.size:
-        raise ConfigError(f"config field train.batch_size: {tcfg.batch_size} must be a multiple of the "
-                          f"{mesh.devices.size} devices")
     model = make_model(cfg.model)
     crop = cfg.data.crop_size
     init_key, aug_key = jax.random.split(jax.random.key(tcfg.seed))
@@ -243,7 +263,7 @@ def _train(cfg: ExperimentConfig, workdir: Path, samples, eval_samples, evaluate
                                        keep=up_to_step(start_step) if start_step > 0 else None,
                                        purge_step=start_step + 1 if start_step > 0 else None)
         loop = _TrainingLoop(cfg, schedule, mesh, batches, rounds, steps, data.eval_samples, aug_key, ckpt, writer,
-                             cfg_dict)
+                             cfg_dict, quiet)
         state, step = loop.run(state, start_step, progress)
 
     do_eval = cfg.eval.enabled if evaluate is None else evaluate
@@ -285,12 +305,13 @@ class _TrainingLoop:
     ckpt: Checkpointer
     writer: Any
     cfg_dict: dict
+    quiet: bool = False  # no line per evaluation
 
     def run(self, state, start_step: int, progress: bool):
         """Train from ``start_step`` to ``schedule.stop_at``; returns the final ``(state, step)``, checkpointed."""
         step = start_step
-        bar = tqdm(total=self.schedule.stop_at, initial=start_step, desc="train", unit="step", disable=not progress,
-                   dynamic_ncols=True, mininterval=1.0)
+        bar = step_bar(self.schedule.stop_at, "train", initial=start_step, unit="step", disable=not progress,
+                       dynamic_ncols=True, mininterval=1.0)
         throughput = _Throughput()
         try:
             while step < self.schedule.stop_at:
@@ -318,7 +339,7 @@ class _TrainingLoop:
             state, metrics = step_fn(state, shard_batch(batch, self.mesh), self.aug_key)
             step += 1
             throughput.steps += 1
-            bar.update(1)
+            step_done(bar, metrics)
             if step % tcfg.log_every == 0 or step == stop_at:
                 self._log_train(step, epoch, metrics, bar, throughput)
             if tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0 and step < stop_at:
@@ -343,7 +364,7 @@ class _TrainingLoop:
         if step % spe == 0 and (done_epochs % tcfg.eval_every_epochs == 0 or step == self.schedule.total_steps
                                 or self.rounds.round_of(step) != r):
             ev = self.evaluate_crops(state, step, done_epochs - 1)
-            if ev is not None and distributed.is_writer():
+            if ev is not None and distributed.is_writer() and not self.quiet:
                 bar.write(f"epoch {step // spe}/{tcfg.total_epochs}: eval loss {ev['loss']:.4f} "
                           f"pixel accuracy {ev['accuracy']:.3f}" + (f" (self-training round {r})" if r else ""))
 

@@ -72,6 +72,7 @@ def test_help_exits_zero_and_fields_are_listed():
     for module in ("dng_jax.sweep", "dng_jax.train"):
         proc = run_module(module, "--help")
         assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr
+        assert "--quiet" in proc.stdout and "--no-progress" in proc.stdout and "--data PATH" in proc.stdout
     proc = run_module("dng_jax.sweep", "--config", "configs/paper.py", "--config.help")
     assert proc.returncode == 0, proc.stderr
     assert "--config.sweep.seeds" in proc.stdout and "48" in proc.stdout and "runs per configuration" in proc.stdout

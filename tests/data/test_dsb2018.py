@@ -135,8 +135,11 @@ def test_missing_image_file(good):
 def test_missing_path_and_empty_folder_and_bad_zip(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         open_source(tmp_path / "nope.zip")
-    with pytest.raises(DataError, match="no samples found"):
+    with pytest.raises(DataError, match="no samples found") as e:
         open_source(tmp_path)
+    # both layouts named: the folder layout (images/ + masks/ + manifest.csv) and the Kaggle one
+    assert "images/<id>.png + masks/<id>.png (+ manifest.csv" in str(e.value)
+    assert "<id>/images/<id>.png + <id>/masks/*.png" in str(e.value)
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"bad\.zip: not a readable zip"):

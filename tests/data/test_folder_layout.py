@@ -80,6 +80,22 @@ def test_experiments_side_by_side_take_their_folder_names(tmp_path):
     assert splits.cluster == ["b0", "b1", "b2"] and splits.test_unknown == [] and len(splits.train_ct1) == 2
 
 
+def test_the_manifest_of_experiments_side_by_side_goes_in_the_top_folder(tmp_path, capsys):
+    """Where manifest.csv goes (README, "Your own experiment"): beside images/ + masks/ of one experiment, or
+    once in the top folder of experiments side by side; one inside an experiment's folder is named as such."""
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert "it goes beside `images/` and `masks/` of one experiment (`DIR/manifest.csv`)" in readme
+    assert "once in the top folder (`my_study/manifest.csv`" in readme
+    _experiment(tmp_path / "ct1", n_labeled=4, n_unlabeled=0, prefix="a")
+    _experiment(tmp_path / "new", n_labeled=2, n_unlabeled=1, prefix="b")
+    _manifest(tmp_path / "new", "id,cell_type\nb0,new\nb1,new\nb2,new\n")
+    err = _bad(tmp_path, capsys)
+    assert f"new/manifest.csv: one manifest.csv for all experiments goes in {tmp_path}" in err
+    (tmp_path / "new" / "manifest.csv").rename(tmp_path / "manifest.csv")
+    _manifest(tmp_path, "id,cell_type\n" + "".join(f"a{i},ct1\n" for i in range(4)) + "b0,new\nb1,new\nb2,new\n")
+    assert open_source(tmp_path).manifest_types()["b2"] == "new"
+
+
 def test_the_kaggle_layout_is_not_taken_for_folders(tmp_path):
     with zipfile.ZipFile(bundled_minidata_path()) as zf:
         zf.extractall(tmp_path)

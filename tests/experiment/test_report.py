@@ -70,6 +70,39 @@ def test_fig6_legend_covers_no_point_or_line():
     assert whole.x1 >= legend.x1 - 1 and whole.y0 <= legend.y0 + 1
 
 
+def test_a_group_without_test_images_says_so_in_words():
+    """A new experiment without masks: Table I shows "–" and why, Fig. 7 a sentence, not nan or empty axes."""
+    nan = float("nan")
+    rows = [r._replace(map_unknown=nan, map_all=r.map_known) for r in _rows()]
+    table = table1_markdown(rows, {"map_known": 0.41, "map_unknown": nan, "map_all": 0.41})
+    assert "nan" not in table and "| baseline | 1 | - | 0.410 | – | 0.410 |" in table
+    assert "| kMC(5) | 2 | 5 | 0.450 ± 0.071 | – | 0.450 ± 0.071 |" in table
+    assert "– in without CT1 (unknown): no test image there, nothing to score" in table
+    fig = map_vs_k_figure(rows, {"map_unknown": nan}, "map_unknown", "MAP on the unknown cell types (Fig. 7)")
+    ax = fig.axes[0]
+    assert not ax.axison and ax.get_legend() is None and not ax.get_lines()
+    assert "nothing to score" in " ".join(t.get_text() for t in ax.texts)
+
+
+def test_fig6_legend_names_only_what_is_drawn():
+    """One baseline training has no interval: no band, and no "baseline interval" in the legend; with
+    several the band is drawn at the report's level and named so."""
+    base = {"map_known": 0.41, "map_unknown": 0.21, "map_all": 0.23}
+    one = {"baseline": (0.41, float("nan"), float("nan")), ("kmc", 5): (0.45, 0.4, 0.5)}
+    several = {"baseline": (0.41, 0.38, 0.44), ("kmc", 5): (0.45, 0.4, 0.5)}
+    for intervals, level, band in ((one, 0.95, None), (several, 0.9, "baseline 90% interval")):
+        ax = map_vs_k_figure(_rows(), base, "map_known", "Fig. 6", intervals, level=level).axes[0]
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        drawn = [a.get_label() for a in ax.patches + ax.get_lines() + ax.collections if not a.get_label().startswith("_")]
+        assert sorted(labels) == sorted(drawn), (labels, drawn)
+        assert [x for x in labels if "interval" in x] == ([band] if band else [])
+        assert f"bars: {level:.0%} interval" in ax.get_title()
+    # one test image: no interval, no bar, and the title promises none
+    nan3 = (float("nan"),) * 3
+    ax = map_vs_k_figure(_rows(), base, "map_known", "Fig. 6", {"baseline": nan3, ("kmc", 5): nan3}).axes[0]
+    assert "bars" not in ax.get_title() and not ax.containers
+
+
 def _scores(baseline_runs, known="fluorescence", val=True):
     """Two types of 12 test images (and 6 + 6 validation images), kMC(5) clearly up, NG(5) the same."""
     rng = np.random.default_rng(0)
@@ -123,6 +156,18 @@ def test_report_validation_table_baseline_runs_and_holm(tmp_path):
     before = {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")}
     write_report(tmp_path, _rows_of(scores), base, "", scores)  # deterministic, byte for byte
     assert {p.name: p.read_bytes() for p in paths if p.suffix in (".md", ".csv")} == before
+
+
+def test_a_group_of_one_image_gets_no_verdict_and_no_p(tmp_path):
+    """The default's single CT1 test image: "–" for the verdict and for the p-values, not "1"."""
+    scores = _scores(baseline_runs=1, val=False)
+    one = {"fluorescence": scores.test["fluorescence"][:1], "brightfield": scores.test["brightfield"]}
+    scores = scores._replace(test=one)
+    base = view_maps(dict(zip(scores.baseline.ids, scores.baseline.scores[0])), scores.test)
+    write_report(tmp_path, _rows_of(scores), base, "", scores)
+    table = (tmp_path / "table1.md").read_text()
+    kmc = next(line for line in table.splitlines() if line.startswith("| kMC(5) | 1 × 3 |")).split(" | ")
+    assert kmc[3].endswith("(no interval) –") and kmc[-1].startswith("– / ") and kmc[-2].startswith("– / ")
 
 
 def test_report_with_one_baseline_run_says_what_it_claims(tmp_path):

@@ -24,10 +24,10 @@ from dng_jax.experiment.stages.context import StageContext
 from dng_jax.experiment.stages.data import Scoring
 from dng_jax.io import stage
 from dng_jax.models import make_model
-from dng_jax.segmentation.checkpointing import load_variables
+from dng_jax.segmentation.checkpointing import checkpoint_config, load_variables
 from dng_jax.segmentation.trainer import train_and_evaluate
 
-__all__ = ["BASELINE_FILES", "stage_baseline", "stage_baseline_runs", "stage_baseline_views", "baseline_run_context"]
+__all__ = ["BASELINE_FILES", "check_checkpoints", "stage_baseline", "stage_baseline_runs", "stage_baseline_views", "baseline_run_context"]
 
 log = logging.getLogger("dng_jax.sweep")
 
@@ -66,11 +66,7 @@ def _baseline_network(ctx: StageContext, bdir: Path):
     cfg, done = ctx.cfg, stage.read_done(bdir)
     if cfg.sweep.checkpoint:
         variables, model, trained = load_variables(cfg.sweep.checkpoint)
-        diffs = differing_fields(trained, cfg, ("model.",) + SPLIT_FIELDS)
-        if diffs:
-            raise ConfigMismatchError(
-                f"sweep.checkpoint {cfg.sweep.checkpoint} was trained with another model or test split (differs "
-                f"in: {', '.join(diffs)}); a network trained on another split may have seen the test images")
+        _check_baseline_checkpoint(cfg, trained)
         return variables, model, None
     if done is not None and done.get("checkpoint_step") is not None:
         step = int(done["checkpoint_step"])
@@ -86,6 +82,31 @@ def _baseline_network(ctx: StageContext, bdir: Path):
     state = train_and_evaluate(cfg, bdir, evaluate=False, progress=ctx.progress)
     variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
     return variables, make_model(cfg.model), int(state.step)
+
+
+def check_checkpoints(cfg) -> None:
+    """``sweep.checkpoint`` and the ``sweep.baseline_checkpoints`` a sweep uses: readable, and trained with its
+    model and test split (their stored configs only): checked before the sweep writes anything."""
+    if cfg.sweep.checkpoint:
+        _check_baseline_checkpoint(cfg, checkpoint_config(cfg.sweep.checkpoint))
+    for path in cfg.sweep.baseline_checkpoints[: max(cfg.sweep.baseline_runs - 1, 0)]:
+        _check_run_checkpoint(cfg, checkpoint_config(path), path)
+
+
+def _check_baseline_checkpoint(cfg, trained) -> None:
+    diffs = differing_fields(trained, cfg, ("model.",) + SPLIT_FIELDS)
+    if diffs:
+        raise ConfigMismatchError(
+            f"sweep.checkpoint {cfg.sweep.checkpoint} was trained with another model or test split (differs "
+            f"in: {', '.join(diffs)}); a network trained on another split may have seen the test images")
+
+
+def _check_run_checkpoint(cfg, trained, path: str) -> None:
+    diffs = differing_fields(trained, cfg, ("model.", "augment.", "train.") + SPLIT_FIELDS,
+                             frozenset({"train.seed"}) | TRAINING_VOLATILE)
+    if diffs:
+        raise ConfigMismatchError(f"sweep.baseline_checkpoints {path} was trained with another model, "
+                                  f"recipe or test split (differs in: {', '.join(diffs)})")
 
 
 def _score_baseline(ctx: StageContext, bdir: Path, variables, model, step: int | None) -> dict:
@@ -129,11 +150,7 @@ def _baseline_run_scores(ctx: StageContext, i: int) -> dict:
     given = cfg.sweep.baseline_checkpoints
     if i <= len(given):
         variables, model, trained = load_variables(given[i - 1])
-        diffs = differing_fields(trained, cfg, ("model.", "augment.", "train.") + SPLIT_FIELDS,
-                                 frozenset({"train.seed"}) | TRAINING_VOLATILE)
-        if diffs:
-            raise ConfigMismatchError(f"sweep.baseline_checkpoints {given[i - 1]} was trained with another model, "
-                                      f"recipe or test split (differs in: {', '.join(diffs)})")
+        _check_run_checkpoint(cfg, trained, given[i - 1])
         source = given[i - 1]
     else:
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=cfg.train.seed + i))

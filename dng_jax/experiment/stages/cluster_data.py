@@ -59,7 +59,7 @@ def _make_cluster_data(ctx: StageContext, cdir: Path) -> None:
     cfg = ctx.cfg
     cc, splits = cfg.cluster_data, ctx.data.splits
     log.info(f"stage 2: drawing {cc.n_images} augmented {cc.crop_size}x{cc.crop_size} crops from "
-             f"{len(splits.cluster)} unlabeled images")
+             f"{len(splits.cluster)} clustering images (no mask used)")
     data = extract_cluster_data(cfg, ctx.data.source, ctx.data.manifest, splits, ctx.variables, ctx.model,
                                 ctx.progress)
     atomic_save_npy(cdir / layout.IMAGES, data.images)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from dng_jax.config import ExperimentConfig
 from dng_jax.data.dsb2018 import SampleCache, load_samples
-from dng_jax.data.partition import Splits, open_data, type_order
+from dng_jax.data.partition import MANIFEST_CACHE, Splits, cache_manifest, open_data, type_order
 from dng_jax.data.pipeline import CropBatches, segmentation_batches
 from dng_jax.errors import ConfigError
 from dng_jax.evaluation.evaluator import SegmentationEvaluator
@@ -22,7 +22,15 @@ from dng_jax.evaluation.scores import ScoreTable, scored_images, view_maps
 from dng_jax.evaluation.scoring_pool import ScoringPool
 from dng_jax.experiment import layout
 
-__all__ = ["PreparedData", "Scoring", "prepare_data", "open_scoring", "ct1_training_batches"]
+__all__ = ["OpenedData", "PreparedData", "check_data", "Scoring", "prepare_data", "open_scoring", "ct1_training_batches"]
+
+
+class OpenedData(NamedTuple):
+    """What :func:`~dng_jax.data.partition.open_data` returns."""
+
+    source: Any
+    manifest: dict[str, str]
+    splits: Splits
 
 
 class PreparedData(NamedTuple):
@@ -39,9 +47,18 @@ class PreparedData(NamedTuple):
         return [i for t in type_order(self.scored, self.splits.known_type) for i in self.scored[t]]
 
 
-def prepare_data(cfg: ExperimentConfig, workdir: Path, progress: bool) -> PreparedData:
-    """Open the data (its manifest cached in the work dir) and record the test set (``test_set.json``)."""
-    source, manifest, splits = open_data(cfg.data, workdir, progress)
+def check_data(cfg: ExperimentConfig, workdir: Path, progress: bool) -> OpenedData:
+    """The data opened and its splits made, writing nothing (a manifest the work dir caches is read): what a
+    sweep checks before it makes its work dir."""
+    return OpenedData(*open_data(cfg.data, workdir if workdir.is_dir() else None, progress, write_cache=False))
+
+
+def prepare_data(cfg: ExperimentConfig, workdir: Path, progress: bool, opened: OpenedData | None = None
+                 ) -> PreparedData:
+    """Open the data (or take :func:`check_data`'s), cache its manifest in the work dir and record the test
+    set (``test_set.json``)."""
+    source, manifest, splits = opened or open_data(cfg.data, workdir, progress)
+    cache_manifest(source, manifest, workdir / MANIFEST_CACHE)
     every_unknown = cfg.eval.wide_unknown and splits.protocol == "paper"
     scored = scored_images(splits, manifest, every_unknown)
     wide = [i for t in sorted(scored) if t != splits.known_type for i in scored[t] if i not in splits.val_all]
