@@ -49,11 +49,25 @@ def _error(message: str) -> int:
     return EXIT_USER_ERROR
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """A handler that writes to ``sys.stdout`` as it is when a line is logged, not as it was when the handler
+    was made: a command run again in one process (a test, a notebook) whose stdout was replaced meanwhile
+    does not write to a closed stream."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        del value  # always sys.stdout
+
+
 def show_log(name: str = "dng_jax", label: str = "dng_jax") -> None:
     """Progress lines of ``logging.getLogger(name)`` on stdout as ``[label HH:MM:SS] message``."""
     logger = logging.getLogger(name)
     if not any(getattr(h, "_dng_jax", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter(f"[{label} %(asctime)s] %(message)s", "%H:%M:%S"))
         handler._dng_jax = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -4,6 +4,9 @@ nearest names)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import re
 import subprocess
 import sys
@@ -83,6 +86,16 @@ def test_model_info_names_the_recipe_beside_the_model(capsys):
     assert predict.main(["--model-info", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == line
     assert "configs/cpu_real_unseen.py" in predict.__doc__ and "baseline of configs/cpu_real.py" not in predict.__doc__
+
+
+def test_log_lines_go_to_the_stdout_of_the_moment(capsys):
+    """A command's progress lines (cli.show_log) follow sys.stdout: a later command in the same process whose
+    stdout is another stream (the next test's capture) gets them, none goes to a closed stream."""
+    cli.show_log("dng_jax.test_flag_set", "t")
+    later = io.StringIO()
+    with contextlib.redirect_stdout(later):
+        logging.getLogger("dng_jax.test_flag_set").info("a line")
+    assert later.getvalue().endswith("] a line\n") and capsys.readouterr().out == ""
 
 
 def test_train_help_promises_only_what_it_writes():
