@@ -33,6 +33,7 @@ from dng_jax.data.dsb2018 import Sample  # noqa: E402
 from dng_jax.experiment.sweep import run_sweep  # noqa: E402
 from dng_jax.io.atomic import atomic_write_bytes  # noqa: E402
 from dng_jax.models import make_model  # noqa: E402
+from dng_jax.segmentation.checkpointing import Checkpointer  # noqa: E402
 from dng_jax.segmentation.train_state import create_train_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +177,16 @@ def tiny_state(tiny_model):
 @pytest.fixture(scope="session")
 def model_and_state(tiny_model, tiny_state):
     return tiny_model, tiny_state
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_state):
+    """A training work dir holding the untrained tiny network (step 0, tiny_config()): what --checkpoint loads."""
+    d = tmp_path_factory.mktemp("ckpt")
+    with Checkpointer(d / "checkpoints") as ck:
+        ck.save(0, tiny_state, {"global_step": 0, "config": tiny_config().to_dict()})
+        ck.wait()
+    return d
 
 
 def random_image(h, w, seed=0):

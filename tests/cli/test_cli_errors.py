@@ -19,7 +19,6 @@ from dng_jax.config import load_config
 from dng_jax.errors import ConfigError, ConfigMismatchError, WorkdirBusyError
 from dng_jax.experiment.sweep import run_sweep
 from dng_jax.io.workdir import WorkdirLock
-from dng_jax.segmentation.checkpointing import Checkpointer
 from dng_jax.segmentation.trainer import train_and_evaluate
 
 
@@ -114,15 +113,6 @@ def test_second_sweep_on_a_locked_workdir_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- predict
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_state):
-    d = tmp_path_factory.mktemp("ckpt")
-    with Checkpointer(d / "checkpoints") as ck:
-        ck.save(0, tiny_state, {"global_step": 0, "config": tiny_config().to_dict()})
-        ck.wait()
-    return d
 
 
 @pytest.mark.parametrize("flags, needle", [

@@ -16,7 +16,6 @@ from PIL import Image
 from dng_jax import classical, cli, cluster, evaluate, export_labels, pack, predict, report, summary, tfds_dsb2018, variants
 from dng_jax.errors import CheckpointError, ConfigError, DataError
 from dng_jax.experiment import sweep
-from dng_jax.segmentation.checkpointing import Checkpointer
 from dng_jax.segmentation import trainer
 from dng_jax.segmentation.trainer import train_and_evaluate
 
@@ -32,15 +31,6 @@ def error_line(capsys, *needles) -> str:
     for n in needles:
         assert str(n) in err, (n, err)
     return err
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tiny_state):
-    d = tmp_path_factory.mktemp("ckpt")
-    with Checkpointer(d / "checkpoints") as ck:
-        ck.save(0, tiny_state, {"global_step": 0, "config": tiny_config().to_dict()})
-        ck.wait()
-    return d
 
 
 # ----------------------------------------------------------------------------------------- sweep, train
