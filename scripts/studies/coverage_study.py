@@ -7,9 +7,10 @@ set (62 images: 8 brightfield, 7 tissue_magenta, 28 tissue_purple, 19 tissue_whi
 - within one baseline (runs, run x type, images, run x image; per type the median over the nine
   clustering configurations with 4 runs on the one baseline: docs/figures/generalise/wide_sweep and
   .../clustering_on_top/paper against .../clustering_on_top/baseline_scores.csv);
-- between baselines: not known yet (one baseline was trained for the clustering sweeps), so two
-  scenarios: 0, and as a stand-in the between-seed variance of the three cpu_real baselines' MAPs
-  (docs/figures/cpu_real_baselines/test_scores.csv), with their seed x image interaction;
+- between baselines, three scenarios: 0; as a stand-in the between-seed variance of the three cpu_real
+  baselines' MAPs (docs/figures/cpu_real_baselines/test_scores.csv), with their seed x image interaction;
+  and the replicated sweeps' (three trainings of configs/cpu_real_unseen.py, each swept: the between-baseline
+  and baseline x image variances of dng_jax/planning/variance_components.json, a 2-df estimate);
 - the classical reference against trainings: those three baselines against the classical scores;
 - unpaired recipes: the two trainings of docs/figures/generalise/winner against the three baselines;
 - the ensemble: its gain over its members' mean and its own per-image noise, from the kMC(100) and
@@ -41,6 +42,7 @@ from dng_jax.evaluation.design_simulation import (SimulationModel, coverage, mod
 from dng_jax.evaluation.run_level import TwoWayComponents, two_way_components
 from dng_jax.evaluation.scores import read_scores
 from dng_jax.evaluation.statistics import two_level_intervals
+from dng_jax.planning.designs import read_components
 
 FIGURES = ROOT / "docs" / "figures"
 GENERALISE = FIGURES / "generalise"
@@ -85,6 +87,7 @@ def models(ids: list[str]) -> dict:
         ens.append(two_way_components(e - m, types))
     return {"within": model_from_components(within),
             "stand_in": (float(np.sqrt(stand_in.top)), np.sqrt(stand_in.residual)),
+            "replicated": read_components()[0],
             "reference": model_from_components(two_way_components(trainings - classical, types)),
             "recipe": recipe, "old_recipe": old_recipe,
             "ensemble": (float(np.median([x.means @ x.sizes / x.sizes.sum() for x in ens])),
@@ -93,7 +96,10 @@ def models(ids: list[str]) -> dict:
 
 def _scenarios(m: dict) -> dict[str, SimulationModel]:
     sd, inter = m["stand_in"]
-    return {"0": m["within"], "stand-in": m["within"]._replace(baseline=sd, baseline_image=tuple(inter.tolist()))}
+    rep, n_types = m["replicated"], len(m["within"].sizes)
+    return {"0": m["within"], "stand-in": m["within"]._replace(baseline=sd, baseline_image=tuple(inter.tolist())),
+            "replicated": m["within"]._replace(baseline=float(np.sqrt(rep.between_baseline)),
+                                               baseline_image=(float(np.sqrt(rep.baseline_image)),) * n_types)}
 
 
 def _satterthwaite(res) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +168,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     m = models(_unknown_ids())
+    rep = m["replicated"]
     print(f"within one baseline: {m['within']}\nbetween baselines (stand-in): sd {m['stand_in'][0]:.4f}, "
-          f"baseline x image sd {np.round(m['stand_in'][1], 4).tolist()}\nensemble gain, noise: {m['ensemble']}\n")
+          f"baseline x image sd {np.round(m['stand_in'][1], 4).tolist()}\nbetween baselines (replicated): sd "
+          f"{np.sqrt(rep.between_baseline):.4f}, baseline x image sd {np.sqrt(rep.baseline_image):.4f}\n"
+          f"ensemble gain, noise: {m['ensemble']}\n")
     print("| design | claim | between-baseline variance | coverage | mean width | Satterthwaite's t |\n"
           "|---|---|---|---:|---:|---:|")
     rng = np.random.default_rng(args.seed)
