@@ -10,7 +10,9 @@ work dir from the committed files (in a temporary folder) and combines the three
   <output>/paper_sweep/   kMC / NG at k = 5, 100, 500 and GNG on 3 baselines (k = 50 and the ensembles: seed 0 only)
   <output>/joint/, <output>/decoder/   the joint objective and decoder re-pairing at k = 100, where two
                           baselines have them (seed 0 and the seeds whose variants study finished)
-  <output>/per_baseline/seed<s>/   each replicated seed's sweep alone, re-read at the run level
+  <output>/per_baseline/seed<s>/   each replicated seed's sweep alone, re-read at the run level, and its
+                          variants rows (joint/, decoder/: their study.md is the runs' own summary, written by
+                          the pinned code with the older two-level bootstrap)
   <seed0>/sweep/, <seed0>/variants/<row>/   seed 0 alone (one baseline: the claims are about that network),
                           its committed sweep and variants rows re-read with the run-level intervals
 
@@ -131,6 +133,11 @@ def main() -> None:
             for path in combine_report(out / row, [base] + others):
                 print(path)
             name_sources(out / row, [base] + others)
+            for wd in others:  # each replicated seed's row alone, run-level (its study.md is the runs' own summary)
+                mine = out / "per_baseline" / wd.parent.parent.name / row
+                for path in combine_report(mine, [wd]):
+                    print(path)
+                name_sources(mine, [wd])
 
 
 if __name__ == "__main__":
