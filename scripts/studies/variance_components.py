@@ -5,8 +5,9 @@ From the committed per-image scores of the paper's sweep on the shipped recipe (
 per configuration (kMC / NG at k = 5, 100, 500 and GNG), the unknown types' test images, the components of
 the difference run - baseline (between runs, between images, run x image); the median over configurations is
 kept. The between-baseline components (how a configuration's effect varies between trainings of the baseline,
-overall and image by image) come from the nested design where it exists (docs/figures/replicated: the same configurations on the seed 1
-and seed 2 trainings), else from the baseline trainings' own spread as a stand-in (said in the file).
+overall and image by image) come from the nested design where it exists (docs/figures/replicated: the same
+configurations on the seed 1 and seed 2 trainings), else from the baseline trainings' own spread as a
+stand-in (said in the file).
 
     python scripts/studies/variance_components.py [--output dng_jax/planning/variance_components.json]
 """
