@@ -71,26 +71,27 @@ def seed0_workdir(wd: Path, configurations: dict[str, tuple[str, str]], test_set
     return wd
 
 
-def name_sources(out: Path, workdirs: list[Path]) -> None:
-    """combined_from.json names the committed folders (seed 0's work dir is a temporary assembly of them)."""
+def report(out: Path, workdirs: list[Path]) -> list[Path]:
+    """The run-level report of ``workdirs`` combined into ``out``; its combined_from.json names the committed
+    folders (seed 0's work dir is a temporary assembly of them)."""
+    paths = combine_report(out, workdirs)
     names = [str(w.relative_to(ROOT)) if w.is_relative_to(ROOT) else "docs/figures/generalise (seed 0, assembled)"
              for w in workdirs]
     layout.write_json(out / "combined_from.json", {"workdirs": names,
                                                    "made_by": "python scripts/studies/replicated_baselines.py"})
+    return paths
 
 
 def seed0_reports(out: Path, sweep: Path, tmp: Path, test_set: Path) -> list[Path]:
     """Seed 0's sweep and every variants row (the committed ones), each as its own one-baseline report."""
-    paths = combine_report(out / "sweep", [sweep])
-    name_sources(out / "sweep", [sweep])
+    paths = report(out / "sweep", [sweep])
     for row in sorted(p.name for p in ON_TOP.iterdir() if (p / "results.csv").exists()):
         names = {f.name[: -len("_scores.csv")] for f in (ON_TOP / row).glob("*_k*_scores.csv")
                  if not f.name.endswith("_ensemble_scores.csv")}
         mine = {n: (f"generalise/clustering_on_top/{row}/{n}", f"generalise/clustering_on_top/{row}/results.csv")
                 for n in sorted(names)}
         wd = seed0_workdir(tmp / f"seed0_v_{row}", mine, test_set)
-        paths += combine_report(out / "variants" / row, [wd])
-        name_sources(out / "variants" / row, [wd])
+        paths += report(out / "variants" / row, [wd])
     return paths
 
 
@@ -111,17 +112,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         test_set = _test_set(tmp / "split")
-        sweeps = [seed0_workdir(tmp / "seed0", SEED0_SWEEP, test_set)]
-        for path in seed0_reports(Path(a.seed0), sweeps[0], tmp, test_set):
-            print(path)
-        sweeps += [REPLICATED / f"seed{s}" / "sweep" for s in a.seeds if (REPLICATED / f"seed{s}" / "sweep").is_dir()]
-        for path in combine_report(out / "paper_sweep", sweeps):
-            print(path)
-        name_sources(out / "paper_sweep", sweeps)
-        for wd, s in zip(sweeps[1:], [s for s in a.seeds if (REPLICATED / f"seed{s}" / "sweep").is_dir()]):
-            for path in combine_report(out / "per_baseline" / f"seed{s}", [wd]):  # its own, run-level
-                print(path)
-            name_sources(out / "per_baseline" / f"seed{s}", [wd])
+        seed0 = seed0_workdir(tmp / "seed0", SEED0_SWEEP, test_set)
+        paths = seed0_reports(Path(a.seed0), seed0, tmp, test_set)
+        swept = [s for s in a.seeds if (REPLICATED / f"seed{s}" / "sweep").is_dir()]
+        paths += report(out / "paper_sweep", [seed0] + [REPLICATED / f"seed{s}" / "sweep" for s in swept])
+        for s in swept:  # each replicated seed's sweep alone, run-level
+            paths += report(out / "per_baseline" / f"seed{s}", [REPLICATED / f"seed{s}" / "sweep"])
         for row in ("joint", "decoder"):
             others = [REPLICATED / f"seed{s}" / "variants" / row for s in a.seeds
                       if (REPLICATED / f"seed{s}" / "variants" / row / layout.TEST_SET).exists()]
@@ -130,14 +126,11 @@ def main() -> None:
             mine = {n: (f"generalise/clustering_on_top/{row}/{n}", f"generalise/clustering_on_top/{row}/results.csv")
                     for n in ("kmc_k100", "ng_k100")}
             base = seed0_workdir(tmp / f"seed0_{row}", mine, test_set)
-            for path in combine_report(out / row, [base] + others):
-                print(path)
-            name_sources(out / row, [base] + others)
+            paths += report(out / row, [base] + others)
             for wd in others:  # each replicated seed's row alone, run-level (its study.md is the runs' own summary)
-                mine = out / "per_baseline" / wd.parent.parent.name / row
-                for path in combine_report(mine, [wd]):
-                    print(path)
-                name_sources(mine, [wd])
+                paths += report(out / "per_baseline" / wd.parent.parent.name / row, [wd])
+        for path in paths:
+            print(path)
 
 
 if __name__ == "__main__":
