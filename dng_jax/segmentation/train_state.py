@@ -54,7 +54,8 @@ class TrainConfig(TypedConfig):
     max_train_images: int | None = param(None, "use only the first N CT1 training images")
     trainable: tuple[str, ...] | None = param(None, "parameter subtrees to train ('encoder', 'decoder'); None = all")
     pseudo_label_rounds: int = param(0, "self-training: rounds of a student trained on CT1 plus the teacher's "
-                                     "confident pixels on the clustering images (0 = none, the paper)")
+                                     "confident pixels on the clustering images (0 = none, the paper); a finished "
+                                     "training with a constant lr gets them by resuming its work dir with them")
     pseudo_label_weight: float = param(1.0, "self-training: weight of the pseudo-labeled crops' loss")
     pseudo_label_confidence: float = param(0.9, "self-training: a pixel is a target where the teacher's (TTA) "
                                            "softmax reaches this, else it is ignored")

@@ -169,9 +169,20 @@ def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Pa
     except ConfigError as e:
         raise CheckpointError(f"{ckpt.directory}: the stored config is not valid ({e})") from None
     diffs = differing_fields(stored, cfg, TRAINING_FIELDS, training_volatile(cfg))
+    if diffs and _adds_self_training(stored, cfg, diffs):
+        return
     if diffs:
         raise ConfigMismatchError(f"{workdir} holds a training made with another configuration (differs in: "
                                   f"{', '.join(diffs)}); resume it with the same config or use a new --workdir")
+
+
+def _adds_self_training(stored: ExperimentConfig, cfg: ExperimentConfig, diffs: list[str]) -> bool:
+    """Whether ``cfg`` only gives the stored training self-training rounds it had none of: with a constant
+    learning rate its steps so far are then exactly ``cfg``'s teacher phase, so resuming it trains the rounds
+    as a fresh training of ``cfg`` would (a cosine schedule spans the rounds too, and would differ)."""
+    return (stored.train.pseudo_label_rounds == 0 and cfg.train.pseudo_label_rounds > 0
+            and cfg.train.schedule == "constant"
+            and all(d.startswith("train.pseudo_label_") for d in diffs))
 
 
 class _TrainingData(NamedTuple):

@@ -1,7 +1,7 @@
 """Self-training on the unlabeled images (train.pseudo_label_rounds): the confident-pixel targets, the
 classical teacher's targets and the agreement rule against NumPy references, the weighted loss against a
 NumPy reference, the mixed batches, the classical teacher on the teacher pool, and a teacher -> student run
-that resumes exactly."""
+that resumes exactly (its rounds added to a finished training)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from chex import assert_trees_all_equal
 
 from conftest import ORBAX_LOOP_WARNING, synthetic_samples, tiny_config
 
-from dng_jax.config import experiment_config
+from dng_jax.config import TRAINING_FIELDS, differing_fields, experiment_config
 from dng_jax.data.partition import open_data
 from dng_jax.data.pipeline import CropBatches, MixedBatches, segmentation_batches
 from dng_jax.data.sources import open_source
@@ -27,7 +27,7 @@ from dng_jax.segmentation.inference import predict_probs
 from dng_jax.segmentation.self_training import (TeacherSettings, agreeing_ids, classical_targets, confident_share,
                                                instance_agreement, load_pseudo_labels, pseudo_targets, teach)
 from dng_jax.segmentation.steps import IGNORE, make_segmentation_loss, make_weighted_loss
-from dng_jax.segmentation.trainer import SelfTraining, train_and_evaluate
+from dng_jax.segmentation.trainer import SelfTraining, _adds_self_training, train_and_evaluate
 
 
 def test_pseudo_targets_keep_only_confident_pixels():
@@ -171,8 +171,8 @@ def _self_training_config():
 @ORBAX_LOOP_WARNING
 def test_teacher_then_student_resumes_exactly(tmp_path):
     """Mini-set: 4 CT1 training images, batch 2 -> 2 steps of the teacher, then 2 of the student on CT1 crops
-    beside pseudo-labeled crops of the 12 other images; killed inside the student's round and resumed, it
-    ends where the uninterrupted run does."""
+    beside pseudo-labeled crops of the 12 other images. A training without rounds, given them by resuming its
+    work dir, killed inside the student's round and resumed, ends where the uninterrupted run does."""
     c = _self_training_config()
     assert experiment_config(c).train.total_epochs == 2
     full = train_and_evaluate(c, tmp_path / "a", progress=False)
@@ -181,6 +181,9 @@ def test_teacher_then_student_resumes_exactly(tmp_path):
     images = {i: src.load(i, with_labels=False).image for i in src.ids()}
     samples = load_pseudo_labels(tmp_path / "a" / "pseudo_labels" / "round1.npz", images)
     assert len(samples) == 12 and 0 < confident_share(samples) <= 1
+    plain = c.copy_and_resolve_references()
+    plain.train.pseudo_label_rounds = 0
+    assert int(train_and_evaluate(plain, tmp_path / "b", progress=False).step) == 2
     c.train.max_steps = 3
     part = train_and_evaluate(c, tmp_path / "b", progress=False)
     assert int(part.step) == 3 and (tmp_path / "b" / "pseudo_labels" / "round1.npz").exists()
@@ -190,6 +193,20 @@ def test_teacher_then_student_resumes_exactly(tmp_path):
     with np.load(tmp_path / "a" / "pseudo_labels" / "round1.npz") as a, \
             np.load(tmp_path / "b" / "pseudo_labels" / "round1.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_rounds_are_added_to_a_finished_training_only_with_a_constant_lr():
+    """Resuming a training with rounds it had none of is exactly its teacher phase under a constant lr only
+    (a cosine schedule spans the rounds); anything else changed is still refused."""
+    with_rounds = experiment_config(_self_training_config())
+    without = dataclasses.replace(with_rounds, train=dataclasses.replace(with_rounds.train, pseudo_label_rounds=0))
+    diffs = differing_fields(without, with_rounds, TRAINING_FIELDS)
+    assert diffs == ["train.pseudo_label_rounds"]
+    assert _adds_self_training(without, with_rounds, diffs)
+    assert not _adds_self_training(with_rounds, without, diffs)  # taking rounds away
+    cosine = dataclasses.replace(with_rounds, train=dataclasses.replace(with_rounds.train, schedule="cosine"))
+    assert not _adds_self_training(without, cosine, diffs)
+    assert not _adds_self_training(without, with_rounds, diffs + ["train.lr"])
 
 
 def test_bad_self_training_values_are_config_errors():
