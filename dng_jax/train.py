@@ -8,7 +8,9 @@ flags:
   --config FILE            a configs/*.py file (default: configs/default.py, the embedded default, as
                            for the sweep: a tiny model on the bundled mini-set)
   --workdir DIR            the work dir (required); rerun with it to resume (with the same config:
-                           another model, data, augmentation or optimizer setting is refused)
+                           another model, data, augmentation or optimizer setting is refused;
+                           a finished training with a constant lr may be given self-training
+                           rounds, --config.train.pseudo_label_rounds=N and its other fields)
   --config.S.F=VALUE       override any field, e.g. --config.train.epochs=3
   --data PATH              the data (the same as --config.data.path=PATH): a folder images/ + masks/
                            (+ manifest.csv), one per experiment side by side, or the Kaggle layout
