@@ -45,6 +45,7 @@ for s in ${SEEDS:-1 2 0}; do
       mkdir -p "$w/checkpoints"
       cp -r "$src/checkpoints/$last" "$w/checkpoints/"
       cp "$src/config.json" "$src"/metrics.csv "$src"/metrics.jsonl "$w/" 2>/dev/null
+      echo "$src/checkpoints/$last" > "$w/started_from.txt"
     fi
   fi
   t0=$(date +%s)
@@ -64,7 +65,7 @@ for s in ${SEEDS:-1 2 0}; do
     || { say "seed $s: export FAILED (see $P/$w.log)"; exit 1; }
   mkdir -p "$t"
   cp "$w"/baseline.json "$w"/baseline_tta.json "$w"/metrics.csv "$t/"
-  cp "$w"/pseudo_labels/*agreement*.json "$t/" 2>/dev/null
+  cp "$w"/pseudo_labels/*agreement*.json "$w"/started_from.txt "$t/" 2>/dev/null
   mv dng_jax/segmentation/weights/$model.npz dng_jax/segmentation/weights/$model.json "$t/"
   git -C "$M" add -- "$D/seed$s"
   git -C "$M" commit -q -m "candidate $NAME (issue 36): seed $s at full length, test scores with and without TTA, float16 weights" \

@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""The screening's candidate at full length (scripts/studies/candidate_runs.sh) on the wide protocol's test
+images: its trainings against the classical reference and against the recipe's three trainings, per cell type,
+with and without TTA, at the run level (python -m dng_jax.evaluate networks).
+
+Reads docs/figures/generalise/candidate/NAME/seed<S>/baseline.json and baseline_tta.json (every committed
+seed), writes into that folder test_scores.csv and tta/test_scores.csv (one row per training), against_classical
+.md / .csv (the recipe's and the candidate's trainings against the reference: claims about a way of training),
+against_recipe[_tta].md / .csv (the candidate's trainings against the recipe's, unpaired) and, for the seeds that
+started from the recipe's own training of that seed (seed<S>/started_from.txt: the candidate only adds
+self-training rounds), on_recipe.md / .csv: the added rounds on top of each such training (nested, the trainings
+as top units).
+
+    python scripts/studies/candidate_report.py --name agreement
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from dng_jax.data.partition import KNOWN_TYPE
+from dng_jax.evaluation.networks import (compare_networks, networks_csv, networks_markdown, read_baseline_json,
+                                         read_per_image)
+from dng_jax.evaluation.run_level import judge, nested
+from dng_jax.evaluation.scores import ScoreTable, read_scores, write_scores
+from dng_jax.io.atomic import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "docs" / "figures"
+CANDIDATES = FIGURES / "generalise" / "candidate"
+RECIPE = FIGURES / "replicated" / "recipe"
+CLASSICAL = FIGURES / "generalise" / "winner" / "classical_test_scores.csv"
+
+
+def trainings(folder: Path, tta: bool) -> ScoreTable:
+    """One row per committed seed of ``folder`` (seed<S>/baseline[_tta].json), on the images all of them scored."""
+    seeds = sorted(p for p in folder.glob("seed*") if (p / "baseline_tta.json").exists())
+    if not seeds:
+        raise SystemExit(f"{folder}: no seed<S>/baseline_tta.json yet (scripts/studies/candidate_runs.sh writes them)")
+    rows = [read_baseline_json(p / ("baseline_tta.json" if tta else "baseline.json")) for p in seeds]
+    ids = sorted(set.intersection(*(set(r) for r in rows)))
+    types = {i: rows[0][i][0] for i in ids}
+    return ScoreTable.from_per_image([p.name for p in seeds], [{i: r[i][1] for i in ids} for r in rows], types,
+                                     ids=ids)
+
+
+def on_recipe(folder: Path, tta: bool) -> list[str] | None:
+    """The candidate's rounds on top of the recipe trainings they started from (seeds with started_from.txt):
+    CSV lines of group, n, recipe, candidate, difference, interval, p, verdict; None without such seeds."""
+    sub = "tta/" if tta else ""
+    seeds = [p.name for p in sorted(folder.glob("seed*")) if (p / "started_from.txt").exists()]
+    if not seeds:
+        return None
+    cand, recipe = read_scores(folder / f"{sub}test_scores.csv"), read_scores(RECIPE / f"{sub}test_scores.csv")
+    ids = [i for i in cand.ids if i in set(recipe.ids)]
+    pick = lambda t, run: t.scores[list(t.runs).index(run)][[list(t.ids).index(i) for i in ids]]  # noqa: E731
+    y = np.stack([pick(cand, s) for s in seeds])[:, None, :]  # (B, 1 run, N)
+    x = np.stack([pick(recipe, s) for s in seeds])  # (B, N)
+    types = np.array([cand.types[list(cand.ids).index(i)] for i in ids])
+    groups = {"CT1": types == KNOWN_TYPE, "without CT1": types != KNOWN_TYPE, "all": np.ones(len(ids), bool)}
+    groups.update({f"type {t}": types == t for t in sorted(set(types))})
+    results = [nested(y[..., m], x[:, m], types[m]) for m in groups.values()]
+    lines = ["tta,group,n,seeds,recipe,candidate,difference,low,high,p,verdict"]
+    for (g, m), r, (_, v) in zip(groups.items(), results, judge(results, list(groups))):
+        lines.append(f"{tta},{g},{int(m.sum())},{'/'.join(seeds)},{x[:, m].mean():.4f},{y[..., m].mean():.4f},"
+                     f"{float(r.estimate):+.4f},{float(r.low):+.4f},{float(r.high):+.4f},{float(r.p):.3g},{v.word}")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="the candidate (docs/figures/generalise/candidate/NAME)")
+    folder = CANDIDATES / ap.parse_args().name
+    (folder / "tta").mkdir(parents=True, exist_ok=True)
+    write_scores(folder / "test_scores.csv", trainings(folder, tta=False))
+    write_scores(folder / "tta" / "test_scores.csv", trainings(folder, tta=True))
+    recipe, recipe_tta = read_per_image(RECIPE / "test_scores.csv"), read_per_image(RECIPE / "tta" / "test_scores.csv")
+    candidate = read_per_image(folder / "test_scores.csv")
+    candidate_tta = read_per_image(folder / "tta" / "test_scores.csv")
+    comparisons = {
+        "against_classical": {"classical": read_per_image(CLASSICAL), "recipe_tta": recipe_tta,
+                              "candidate": candidate, "candidate_tta": candidate_tta},
+        "against_recipe": {"recipe": recipe, "candidate": candidate},
+        "against_recipe_tta": {"recipe_tta": recipe_tta, "candidate_tta": candidate_tta},
+    }
+    for name, table in comparisons.items():
+        c = compare_networks(table)
+        atomic_write_text(folder / f"{name}.md", networks_markdown(c))
+        atomic_write_text(folder / f"{name}.csv", networks_csv(c))
+        print(f"## {name}\n\n{networks_markdown(c)}")
+    paired = [on_recipe(folder, tta) for tta in (False, True)]
+    if paired[0] is not None:
+        csv = "\n".join(paired[0] + paired[1][1:]) + "\n"
+        atomic_write_text(folder / "on_recipe.csv", csv)
+        print(f"## on_recipe (the added rounds on top of the recipe's trainings they started from)\n\n{csv}")
+
+
+if __name__ == "__main__":
+    main()
