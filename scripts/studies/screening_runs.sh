@@ -9,7 +9,9 @@
 # After each row, its per-image scores and the tables over the rows so far are copied into
 # MAIN/docs/figures/generalise/screening and committed there. A committed row's scores are restored into the
 # work dir first, so that ablate_generalisation.py reads them instead of training again: the script resumes
-# on another machine. The first row (today's network teacher) is the control every row is paired with.
+# on another machine. The first row (today's network teacher) is the control every row is paired with. The last
+# row, the agreement teacher on the best capacity row, was added after the others had landed (width and the
+# agreement teacher had lifted different types).
 set -uo pipefail
 P=$(cd "${1:?the pinned worktree}" && pwd)
 M=$(cd "${2:?the checkout that receives the results}" && pwd)
@@ -25,6 +27,7 @@ ROWS=(
   "width24:train.pseudo_label_rounds=0,model.width=24"
   "epochs40:train.pseudo_label_rounds=0,train.epochs=40"
   "width32:train.pseudo_label_rounds=0,model.width=32"
+  "width24_agreement:train.pseudo_label_teacher=agreement,model.width=24"
 )
 mkdir -p "$(dirname "$LOG")" "$M/$D"
 cd "$P"
