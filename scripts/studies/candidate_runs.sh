@@ -8,9 +8,11 @@
 #
 # SETTINGS: comma-separated section.field=value overrides (as ablate_generalisation.py --set). FROM (optional):
 # a work-dir pattern with %s for the seed (e.g. ../pinned/runs/unseen_seed%s) holding the recipe's finished
-# training of that seed; where it exists its latest checkpoint starts the candidate's training, which the
-# trainer accepts only when SETTINGS add self-training rounds to it (constant lr: the steps so far are then
-# exactly the candidate's teacher phase). SEEDS (environment, default "1 2 0") picks the seeds and their order.
+# training of that seed (trained there first where it is missing); its latest checkpoint starts the candidate's
+# training, which the trainer accepts only when SETTINGS add self-training rounds to it (constant lr: the steps
+# so far are then exactly the candidate's teacher phase). The recipe's own test scores are kept beside the
+# candidate's (recipe_baseline.json), so the added rounds can be paired with the training they started from.
+# SEEDS (environment, default "1 2 0") picks the seeds and their order.
 #
 # Each seed's test scores without and with TTA (baseline.json, baseline_tta.json), its metrics, its agreement
 # file and its float16 weights (for the clustering on top, item 6) are copied into
@@ -39,6 +41,12 @@ for s in ${SEEDS:-1 2 0}; do
   mkdir -p "$w"
   if [ -n "$FROM" ] && [ ! -d "$w/checkpoints" ]; then
     src=$(printf "$FROM" "$s")
+    if [ ! -f "$src/baseline.json" ]; then  # the recipe's training of this seed is missing (or unfinished): train it
+      say "seed $s: train the recipe in $src first"
+      mkdir -p "$src"
+      py -m dng_jax.train --config configs/cpu_real_unseen.py --workdir "$src" --config.train.seed=$s --no-progress -q \
+        > "$src.log" 2>&1 || { say "seed $s: recipe training FAILED (see $src.log)"; exit 1; }
+    fi
     if [ -d "$src/checkpoints" ]; then
       last=$(ls "$src/checkpoints" | grep -E '^[0-9]+$' | sort -n | tail -1)
       say "seed $s: starts from $src/checkpoints/$last"
@@ -46,6 +54,7 @@ for s in ${SEEDS:-1 2 0}; do
       cp -r "$src/checkpoints/$last" "$w/checkpoints/"
       cp "$src/config.json" "$src"/metrics.csv "$src"/metrics.jsonl "$w/" 2>/dev/null
       echo "$src/checkpoints/$last" > "$w/started_from.txt"
+      cp "$src/baseline.json" "$w/recipe_baseline.json"
     fi
   fi
   t0=$(date +%s)
@@ -65,7 +74,7 @@ for s in ${SEEDS:-1 2 0}; do
     || { say "seed $s: export FAILED (see $P/$w.log)"; exit 1; }
   mkdir -p "$t"
   cp "$w"/baseline.json "$w"/baseline_tta.json "$w"/metrics.csv "$t/"
-  cp "$w"/pseudo_labels/*agreement*.json "$w"/started_from.txt "$t/" 2>/dev/null
+  cp "$w"/pseudo_labels/*agreement*.json "$w"/started_from.txt "$w"/recipe_baseline.json "$t/" 2>/dev/null
   mv dng_jax/segmentation/weights/$model.npz dng_jax/segmentation/weights/$model.json "$t/"
   git -C "$M" add -- "$D/seed$s"
   git -C "$M" commit -q -m "candidate $NAME (issue 36): seed $s at full length, test scores with and without TTA, float16 weights" \
