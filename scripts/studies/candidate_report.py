@@ -49,21 +49,30 @@ def trainings(folder: Path, tta: bool) -> ScoreTable:
 
 def on_recipe(folder: Path, tta: bool) -> list[str] | None:
     """The candidate's rounds on top of the recipe trainings they started from (seeds with started_from.txt):
-    CSV lines of group, n, recipe, candidate, difference, interval, p, verdict; None without such seeds."""
+    CSV lines of group, n, seeds, recipe, candidate, difference, interval, p, verdict; None without such seeds.
+    Without TTA the teacher's own scores (recipe_baseline.json); with TTA the committed recipe row of that seed,
+    for the seeds whose teacher scores equal that row's (the same training; a retraining on another machine
+    may differ in the last bits)."""
     sub = "tta/" if tta else ""
-    seeds = [p.name for p in sorted(folder.glob("seed*")) if (p / "started_from.txt").exists()]
-    if not seeds:
-        return None
+    started = [p for p in sorted(folder.glob("seed*")) if (p / "started_from.txt").exists()]
     cand, recipe = read_scores(folder / f"{sub}test_scores.csv"), read_scores(RECIPE / f"{sub}test_scores.csv")
+    plain = read_scores(RECIPE / "test_scores.csv")
     ids = [i for i in cand.ids if i in set(recipe.ids)]
     pick = lambda t, run: t.scores[list(t.runs).index(run)][[list(t.ids).index(i) for i in ids]]  # noqa: E731
+    teacher = {p.name: np.array([read_baseline_json(p / "recipe_baseline.json")[i][1] for i in ids]) for p in started}
+    if tta:
+        teacher = {s: pick(recipe, s) for s, v in teacher.items()
+                   if s in plain.runs and np.allclose(v, pick(plain, s), rtol=0, atol=1e-9)}
+    if not teacher:
+        return None
+    seeds = sorted(teacher)
     y = np.stack([pick(cand, s) for s in seeds])[:, None, :]  # (B, 1 run, N)
-    x = np.stack([pick(recipe, s) for s in seeds])  # (B, N)
+    x = np.stack([teacher[s] for s in seeds])  # (B, N)
     types = np.array([cand.types[list(cand.ids).index(i)] for i in ids])
     groups = {"CT1": types == KNOWN_TYPE, "without CT1": types != KNOWN_TYPE, "all": np.ones(len(ids), bool)}
     groups.update({f"type {t}": types == t for t in sorted(set(types))})
     results = [nested(y[..., m], x[:, m], types[m]) for m in groups.values()]
-    lines = ["tta,group,n,seeds,recipe,candidate,difference,low,high,p,verdict"]
+    lines = []
     for (g, m), r, (_, v) in zip(groups.items(), results, judge(results, list(groups))):
         lines.append(f"{tta},{g},{int(m.sum())},{'/'.join(seeds)},{x[:, m].mean():.4f},{y[..., m].mean():.4f},"
                      f"{float(r.estimate):+.4f},{float(r.low):+.4f},{float(r.high):+.4f},{float(r.p):.3g},{v.word}")
@@ -91,9 +100,9 @@ def main() -> None:
         atomic_write_text(folder / f"{name}.md", networks_markdown(c))
         atomic_write_text(folder / f"{name}.csv", networks_csv(c))
         print(f"## {name}\n\n{networks_markdown(c)}")
-    paired = [on_recipe(folder, tta) for tta in (False, True)]
-    if paired[0] is not None:
-        csv = "\n".join(paired[0] + paired[1][1:]) + "\n"
+    paired = [line for tta in (False, True) for line in (on_recipe(folder, tta) or [])]
+    if paired:
+        csv = "\n".join(["tta,group,n,seeds,recipe,candidate,difference,low,high,p,verdict"] + paired) + "\n"
         atomic_write_text(folder / "on_recipe.csv", csv)
         print(f"## on_recipe (the added rounds on top of the recipe's trainings they started from)\n\n{csv}")
 
