@@ -9,7 +9,9 @@ seed), writes into that folder test_scores.csv and tta/test_scores.csv (one row 
 against_recipe[_tta].md / .csv (the candidate's trainings against the recipe's, unpaired) and, for the seeds that
 started from the recipe's own training of that seed (seed<S>/started_from.txt: the candidate only adds
 self-training rounds), on_recipe.md / .csv: the added rounds on top of each such training (nested, the trainings
-as top units).
+as top units). choosing_tta.csv: each seed's MAP with TTA on the choosing pool (the validation images the screening
+chose on, seed<S>/choosing_tta.json) beside the recipe's training of that seed on the same images (the validation
+scores of docs/figures/replicated/ensemble): did the screening's 20-epoch lead hold at full length?
 
     python scripts/studies/candidate_report.py --name agreement
 """
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / "docs" / "figures"
 CANDIDATES = FIGURES / "generalise" / "candidate"
 RECIPE = FIGURES / "replicated" / "recipe"
+RECIPE_VALIDATION = FIGURES / "replicated" / "ensemble" / "tta" / "validation_scores.csv"
 CLASSICAL = FIGURES / "generalise" / "winner" / "classical_test_scores.csv"
 
 
@@ -79,6 +82,26 @@ def on_recipe(folder: Path, tta: bool) -> list[str] | None:
     return lines
 
 
+def choosing(folder: Path) -> str | None:
+    """CSV: per seed with choosing_tta.json, the candidate's and the recipe's MAP per group on the choosing pool."""
+    seeds = [p for p in sorted(folder.glob("seed*")) if (p / "choosing_tta.json").exists()]
+    if not seeds:
+        return None
+    recipe = read_scores(RECIPE_VALIDATION)
+    lines = ["seed,group,n,recipe,candidate,difference"]
+    for p in seeds:
+        cand = read_baseline_json(p / "choosing_tta.json")
+        row = dict(zip(recipe.ids, recipe.scores[list(recipe.runs).index(p.name)]))
+        ids = sorted(cand)
+        types = np.array([cand[i][0] for i in ids])
+        y, x = np.array([cand[i][1] for i in ids]), np.array([row[i] for i in ids])
+        groups = {"CT1": types == KNOWN_TYPE, "without CT1": types != KNOWN_TYPE}
+        groups.update({f"type {t}": types == t for t in sorted(set(types)) if t != KNOWN_TYPE})
+        for g, m in groups.items():
+            lines.append(f"{p.name},{g},{int(m.sum())},{x[m].mean():.4f},{y[m].mean():.4f},{y[m].mean() - x[m].mean():+.4f}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="the candidate (docs/figures/generalise/candidate/NAME)")
@@ -105,6 +128,10 @@ def main() -> None:
         csv = "\n".join(["tta,group,n,seeds,recipe,candidate,difference,low,high,p,verdict"] + paired) + "\n"
         atomic_write_text(folder / "on_recipe.csv", csv)
         print(f"## on_recipe (the added rounds on top of the recipe's trainings they started from)\n\n{csv}")
+    pool = choosing(folder)
+    if pool:
+        atomic_write_text(folder / "choosing_tta.csv", pool)
+        print(f"## choosing pool with TTA (validation), each seed against the recipe's training of that seed\n\n{pool}")
 
 
 if __name__ == "__main__":

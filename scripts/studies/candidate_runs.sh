@@ -14,7 +14,8 @@
 # candidate's (recipe_baseline.json), so the added rounds can be paired with the training they started from.
 # SEEDS (environment, default "1 2 0") picks the seeds and their order.
 #
-# Each seed's test scores without and with TTA (baseline.json, baseline_tta.json), its metrics, its agreement
+# Each seed's test scores without and with TTA (baseline.json, baseline_tta.json), its choosing-pool scores
+# with TTA (choosing_tta.json: the validation images the screening chose on, now at full length), its metrics, its agreement
 # file and its float16 weights (for the clustering on top, item 6) are copied into
 # MAIN/docs/figures/generalise/candidate/NAME/seed<S> and committed; a committed seed is skipped, so the script
 # resumes on another machine.
@@ -68,12 +69,17 @@ for s in ${SEEDS:-1 2 0}; do
     py -m dng_jax.evaluate checkpoint --checkpoint "$w" --tta --output "$w/baseline_tta.json" --no-progress -q \
       >> "$w.log" 2>&1 || { say "seed $s: TTA FAILED (see $P/$w.log)"; exit 1; }
   fi
+  if [ ! -f "$w/choosing_tta.json" ]; then  # the validation images no screening row trained on, at full length
+    say "seed $s: score the choosing pool with TTA"
+    py -m dng_jax.evaluate checkpoint --checkpoint "$w" --split choosing --tta --output "$w/choosing_tta.json" \
+      --no-progress -q >> "$w.log" 2>&1 || { say "seed $s: choosing pool FAILED (see $P/$w.log)"; exit 1; }
+  fi
   say "seed $s: $(( ($(date +%s) - t0) / 60 )) min"
   py scripts/tools/export_bundled_model.py --workdir "$w" --name "$model" --config-file configs/cpu_real_unseen.py \
     --note "scripts/studies/candidate_runs.sh ... $NAME $SETTINGS (seed $s)" >> "$w.log" 2>&1 \
     || { say "seed $s: export FAILED (see $P/$w.log)"; exit 1; }
   mkdir -p "$t"
-  cp "$w"/baseline.json "$w"/baseline_tta.json "$w"/metrics.csv "$t/"
+  cp "$w"/baseline.json "$w"/baseline_tta.json "$w"/choosing_tta.json "$w"/metrics.csv "$t/"
   cp "$w"/pseudo_labels/*agreement*.json "$w"/started_from.txt "$w"/recipe_baseline.json "$t/" 2>/dev/null
   mv dng_jax/segmentation/weights/$model.npz dng_jax/segmentation/weights/$model.json "$t/"
   git -C "$M" add -- "$D/seed$s"
