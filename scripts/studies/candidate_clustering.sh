@@ -33,7 +33,7 @@ for s in ${SEEDS:-1 2}; do
   t=$M/$D/seed$s; weights=$M/docs/figures/generalise/candidate/$NAME/seed$s/candidate_${NAME}_seed$s.npz
   if [ -f "$t/study.csv" ]; then say "seed $s: committed"; continue; fi
   [ -f "$weights" ] || { say "seed $s: no weights at $weights (run candidate_runs.sh first)"; exit 1; }
-  w=runs/candidate_clustering/$NAME/seed$s
+  w=runs/candidate_clustering/$NAME/seed$s; mkdir -p "$(dirname "$w")"
   say "seed $s: variants study"
   py -m dng_jax.variants --config configs/cpu_real_unseen.py --checkpoint "$weights" --workdir "$w" \
     --set "$SETTINGS,sweep.seeds=4,sweep.seeds_per_chunk=4" --row "paper:sweep.ks=(100, 500)" \
