@@ -33,7 +33,7 @@ from dng_jax.evaluation.statistics import MIN_N, MIN_PER_STRATUM, TOO_FEW, sign_
 from dng_jax.segmentation.classical import ClassicalConfig, classical_instances
 
 __all__ = ["CLASSICAL", "PerImage", "parse_named", "read_baseline_json", "read_per_image", "classical_scores",
-           "classical_table", "NetworkCell", "NetworkComparison", "difference", "compare_networks",
+           "classical_table", "NetworkCell", "NetworkComparison", "difference", "image_groups", "compare_networks",
            "networks_markdown", "networks_csv"]
 
 #: The PATH that names the classical reference instead of a file.
@@ -128,16 +128,22 @@ def _cell(result: RunLevel, p_holm: float, d: np.ndarray, types: np.ndarray) -> 
     return NetworkCell(result, p_holm, v, float(np.mean(d > 1e-9)), sign_flip_test(d)[0])
 
 
+def image_groups(types: np.ndarray) -> dict[str, np.ndarray]:
+    """The groups every comparison of trained networks reports: CT1, the other types, all and each cell type,
+    as masks over ``types`` (the empty ones left out)."""
+    known = types == KNOWN_TYPE
+    groups = {"CT1": known, "without CT1": ~known, "all": np.ones_like(known)}
+    groups.update({f"type {t}": types == t for t in sorted(set(types))})
+    return {g: mask for g, mask in groups.items() if mask.any()}
+
+
 def compare_networks(scores: Mapping[str, PerImage], level: float = 0.95) -> NetworkComparison:
     """B - A for every segmenter B after the first, on CT1, without CT1, all and each cell type."""
     names = list(scores)
     first = scores[names[0]]
     ids = sorted(set.intersection(*(set(s) for s in scores.values())))
     types = np.array([first[i][0] for i in ids])
-    known = types == KNOWN_TYPE
-    groups = {"CT1": known, "without CT1": ~known, "all": np.ones_like(known)}
-    groups.update({f"type {t}": types == t for t in sorted(set(types))})
-    groups = {g: mask for g, mask in groups.items() if mask.any()}
+    groups = image_groups(types)
     runs = {name: np.stack([scores[name][i][1] for i in ids], axis=1) for name in names}
     va = runs[names[0]]
     cells = [(g, name) for g in groups for name in names[1:]]

@@ -169,9 +169,7 @@ def _check_resumed_config(ckpt: Checkpointer, cfg: ExperimentConfig, workdir: Pa
     except ConfigError as e:
         raise CheckpointError(f"{ckpt.directory}: the stored config is not valid ({e})") from None
     diffs = differing_fields(stored, cfg, TRAINING_FIELDS, training_volatile(cfg))
-    if diffs and _adds_self_training(stored, cfg, diffs):
-        return
-    if diffs:
+    if diffs and not _adds_self_training(stored, cfg, diffs):
         raise ConfigMismatchError(f"{workdir} holds a training made with another configuration (differs in: "
                                   f"{', '.join(diffs)}); resume it with the same config or use a new --workdir")
 

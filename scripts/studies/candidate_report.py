@@ -8,7 +8,7 @@ seed), writes into that folder test_scores.csv and tta/test_scores.csv (one row 
 .md / .csv (the recipe's and the candidate's trainings against the reference: claims about a way of training),
 against_recipe[_tta].md / .csv (the candidate's trainings against the recipe's, unpaired) and, for the seeds that
 started from the recipe's own training of that seed (seed<S>/started_from.txt: the candidate only adds
-self-training rounds), on_recipe.md / .csv: the added rounds on top of each such training (nested, the trainings
+self-training rounds), on_recipe.csv: the added rounds on top of each such training (nested, the trainings
 as top units). choosing_tta.csv: each seed's MAP with TTA on the choosing pool (the validation images the screening
 chose on, seed<S>/choosing_tta.json) beside the recipe's training of that seed on the same images (the validation
 scores of docs/figures/replicated/ensemble): did the screening's 20-epoch lead hold at full length?
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from dng_jax.data.partition import KNOWN_TYPE
-from dng_jax.evaluation.networks import (compare_networks, networks_csv, networks_markdown, read_baseline_json,
-                                         read_per_image)
+from dng_jax.evaluation.networks import (compare_networks, image_groups, networks_csv, networks_markdown,
+                                         read_baseline_json, read_per_image)
 from dng_jax.evaluation.run_level import judge, nested
 from dng_jax.evaluation.scores import ScoreTable, read_scores, write_scores
 from dng_jax.io.atomic import atomic_write_text
@@ -60,7 +60,8 @@ def on_recipe(folder: Path, tta: bool) -> list[str] | None:
     started = [p for p in sorted(folder.glob("seed*")) if (p / "started_from.txt").exists()]
     cand, recipe = read_scores(folder / f"{sub}test_scores.csv"), read_scores(RECIPE / f"{sub}test_scores.csv")
     plain = read_scores(RECIPE / "test_scores.csv")
-    ids = [i for i in cand.ids if i in set(recipe.ids)]
+    in_recipe = set(recipe.ids)
+    ids = [i for i in cand.ids if i in in_recipe]
     pick = lambda t, run: t.scores[list(t.runs).index(run)][[list(t.ids).index(i) for i in ids]]  # noqa: E731
     teacher = {p.name: np.array([read_baseline_json(p / "recipe_baseline.json")[i][1] for i in ids]) for p in started}
     if tta:
@@ -72,8 +73,7 @@ def on_recipe(folder: Path, tta: bool) -> list[str] | None:
     y = np.stack([pick(cand, s) for s in seeds])[:, None, :]  # (B, 1 run, N)
     x = np.stack([teacher[s] for s in seeds])  # (B, N)
     types = np.array([cand.types[list(cand.ids).index(i)] for i in ids])
-    groups = {"CT1": types == KNOWN_TYPE, "without CT1": types != KNOWN_TYPE, "all": np.ones(len(ids), bool)}
-    groups.update({f"type {t}": types == t for t in sorted(set(types))})
+    groups = image_groups(types)
     results = [nested(y[..., m], x[:, m], types[m]) for m in groups.values()]
     lines = []
     for (g, m), r, (_, v) in zip(groups.items(), results, judge(results, list(groups))):
@@ -95,8 +95,7 @@ def choosing(folder: Path) -> str | None:
         ids = sorted(cand)
         types = np.array([cand[i][0] for i in ids])
         y, x = np.array([cand[i][1] for i in ids]), np.array([row[i] for i in ids])
-        groups = {"CT1": types == KNOWN_TYPE, "without CT1": types != KNOWN_TYPE}
-        groups.update({f"type {t}": types == t for t in sorted(set(types)) if t != KNOWN_TYPE})
+        groups = {g: m for g, m in image_groups(types).items() if g not in ("all", f"type {KNOWN_TYPE}")}
         for g, m in groups.items():
             lines.append(f"{p.name},{g},{int(m.sum())},{x[m].mean():.4f},{y[m].mean():.4f},{y[m].mean() - x[m].mean():+.4f}")
     return "\n".join(lines) + "\n"

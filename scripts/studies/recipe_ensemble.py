@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from dng_jax.data.partition import KNOWN_TYPE, open_data
-from dng_jax.evaluation.networks import (PerImage, compare_networks, difference, networks_csv, networks_markdown,
-                                         read_per_image)
+from dng_jax.evaluation.networks import (PerImage, compare_networks, difference, image_groups, networks_csv,
+                                         networks_markdown, read_per_image)
 from dng_jax.evaluation.run_level import RunLevel, Verdict, holm_by_family, verdict
 from dng_jax.evaluation.run_level import ensemble as ensemble_interval
 from dng_jax.evaluation.scores import ScoreTable, write_scores
@@ -117,14 +117,6 @@ def table(scored: Scored, suffix: str) -> ScoreTable:
 
 def per_image(scored: Scored, runs: list[str]) -> PerImage:
     return {i: (t, np.array([s[r] for r in runs])) for i, (t, s) in scored.items()}
-
-
-def image_groups(types: np.ndarray) -> dict[str, np.ndarray]:
-    """CT1, the other types, all and each type (as :func:`~dng_jax.evaluation.networks.compare_networks`)."""
-    known = types == KNOWN_TYPE
-    out = {"CT1": known, "without CT1": ~known, "all": np.ones_like(known)}
-    out.update({f"type {t}": types == t for t in sorted(set(types))})
-    return {g: m for g, m in out.items() if m.any()}
 
 
 def judged(result: RunLevel, p_holm: float, types: np.ndarray) -> Verdict:
