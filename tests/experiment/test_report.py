@@ -1,5 +1,5 @@
 """The report's tables and figures (dng_jax/experiment/report.py), the sweep's scores read back from a work dir,
-and scripts/compare_configurations.py on them."""
+and ``python -m dng_jax.report --compare`` on them."""
 
 from __future__ import annotations
 
