@@ -12,6 +12,9 @@ self-training rounds), on_recipe.csv: the added rounds on top of each such train
 as top units). choosing_tta.csv: each seed's MAP with TTA on the choosing pool (the validation images the screening
 chose on, seed<S>/choosing_tta.json) beside the recipe's training of that seed on the same images (the validation
 scores of docs/figures/replicated/ensemble): did the screening's 20-epoch lead hold at full length?
+clustering/on_recipe.csv: each configuration of the clustering studies on the candidate (scripts/studies/
+candidate_clustering.sh) against the recipe's training its seed started from, validation images first: did the
+rounds and the clustering step, together, beat the recipe? (After the test tables of those studies were seen: a lead.)
 
     python scripts/studies/candidate_report.py --name agreement
 """
@@ -19,6 +22,7 @@ scores of docs/figures/replicated/ensemble): did the screening's 20-epoch lead h
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,7 @@ CANDIDATES = FIGURES / "generalise" / "candidate"
 RECIPE = FIGURES / "replicated" / "recipe"
 RECIPE_VALIDATION = FIGURES / "replicated" / "ensemble" / "tta" / "validation_scores.csv"
 CLASSICAL = FIGURES / "generalise" / "winner" / "classical_test_scores.csv"
+RECIPE_SWEEP = FIGURES / "replicated" / "seed{}" / "sweep" / "baseline" / "scores.csv"  # exported weights, no TTA
 
 
 def trainings(folder: Path, tta: bool) -> ScoreTable:
@@ -101,6 +106,42 @@ def choosing(folder: Path) -> str | None:
     return "\n".join(lines) + "\n"
 
 
+def clustering_on_recipe(folder: Path) -> str | None:
+    """CSV: every configuration of the clustering studies on the candidate's seeds that started from the recipe's
+    training (clustering/seed<S>/<row>/runs/<configuration>/scores.csv, each run paired with the recipe's training
+    of its seed, both from exported weights, without TTA), nested with the trainings as top units; Holm over the
+    configurations within each split and group. None before a study is committed."""
+    root = folder / "clustering"
+    seeds = [p.name for p in sorted(root.glob("seed*"))
+             if (p / "study.csv").exists() and (folder / p.name / "started_from.txt").exists()]
+    if not seeds:
+        return None
+    rows = sorted({(r.parent.parent.name, r.name) for s in seeds for r in (root / s).glob("*/runs/*")
+                   if all((root / t / r.parent.parent.name / "runs" / r.name / "scores.csv").exists() for t in seeds)})
+    recipe = {s: read_scores(str(RECIPE_SWEEP).format(s.removeprefix("seed"))) for s in seeds}
+    split = json.loads((root / seeds[0] / rows[0][0] / "test_set.json").read_text())
+    lines = ["split,row,configuration,group,n,seeds,runs,recipe,clustered,difference,low,high,p_holm,verdict"]
+    for name in ("val", "test"):
+        ids = sorted(i for ids in split[name].values() for i in ids)
+        col = lambda t: [list(t.ids).index(i) for i in ids]  # noqa: E731
+        first = recipe[seeds[0]]
+        types = np.array([first.types[list(first.ids).index(i)] for i in ids])
+        groups = {g: m for g, m in image_groups(types).items() if not g.startswith("type ")}
+        x = np.stack([recipe[s].scores[0][col(recipe[s])] for s in seeds])  # (B, N)
+        results, keys = [], []
+        for row, conf in rows:
+            tables = [read_scores(root / s / row / "runs" / conf / "scores.csv") for s in seeds]
+            y = [t.scores[:, col(t)] for t in tables]  # B x (R, N)
+            for g, m in groups.items():
+                results.append(nested([r[:, m] for r in y], x[:, m], types[m]))
+                keys.append((row, conf, g, int(m.sum()), sum(len(r) for r in y), x[:, m].mean(),
+                             np.mean([r[:, m].mean() for r in y])))
+        for (row, conf, g, n, runs, xm, ym), r, (ph, v) in zip(keys, results, judge(results, [k[2] for k in keys])):
+            lines.append(f"{name},{row},{conf},{g},{n},{'/'.join(seeds)},{runs},{xm:.4f},{ym:.4f},{float(r.estimate):+.4f},"
+                         f"{float(r.low):+.4f},{float(r.high):+.4f},{ph:.3g},{v.word}")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="the candidate (docs/figures/generalise/candidate/NAME)")
@@ -131,6 +172,10 @@ def main() -> None:
     if pool:
         atomic_write_text(folder / "choosing_tta.csv", pool)
         print(f"## choosing pool with TTA (validation), each seed against the recipe's training of that seed\n\n{pool}")
+    on_top = clustering_on_recipe(folder)
+    if on_top:
+        atomic_write_text(folder / "clustering" / "on_recipe.csv", on_top)
+        print(f"## clustering on the candidate against the recipe's trainings its seeds started from\n\n{on_top}")
 
 
 if __name__ == "__main__":
