@@ -118,7 +118,10 @@ def clustering_on_recipe(folder: Path) -> str | None:
         return None
     rows = sorted({(r.parent.parent.name, r.name) for s in seeds for r in (root / s).glob("*/runs/*")
                    if all((root / t / r.parent.parent.name / "runs" / r.name / "scores.csv").exists() for t in seeds)})
+    if not rows:
+        return None
     recipe = {s: read_scores(str(RECIPE_SWEEP).format(s.removeprefix("seed"))) for s in seeds}
+    clustered = {rc: [read_scores(root / s / rc[0] / "runs" / rc[1] / "scores.csv") for s in seeds] for rc in rows}
     split = json.loads((root / seeds[0] / rows[0][0] / "test_set.json").read_text())
     lines = ["split,row,configuration,group,n,seeds,runs,recipe,clustered,difference,low,high,p_holm,verdict"]
     for name in ("val", "test"):
@@ -130,8 +133,7 @@ def clustering_on_recipe(folder: Path) -> str | None:
         x = np.stack([recipe[s].scores[0][col(recipe[s])] for s in seeds])  # (B, N)
         results, keys = [], []
         for row, conf in rows:
-            tables = [read_scores(root / s / row / "runs" / conf / "scores.csv") for s in seeds]
-            y = [t.scores[:, col(t)] for t in tables]  # B x (R, N)
+            y = [t.scores[:, col(t)] for t in clustered[row, conf]]  # B x (R, N)
             for g, m in groups.items():
                 results.append(nested([r[:, m] for r in y], x[:, m], types[m]))
                 keys.append((row, conf, g, int(m.sum()), sum(len(r) for r in y), x[:, m].mean(),
